@@ -1,0 +1,27 @@
+#pragma once
+// How meshcli talks to a node: GET/PUT against its admin API, with errors turned into the
+// one-line messages meshcli prints.
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/net_address.h"
+#include "common/result.h"
+
+namespace mesh::cli {
+
+struct NodeClient {
+  HostPort node;
+  std::chrono::milliseconds timeout{5000};
+
+  // GET path; the body parsed as JSON. Errors: unreachable node, non-2xx status (with the
+  // node's own error message), or a body that is not JSON.
+  Result<nlohmann::json> getJson(const std::string& path) const;
+};
+
+// Renders /v1/self as the two-column table `meshcli status` prints.
+std::string formatStatus(const nlohmann::json& self);
+
+}  // namespace mesh::cli

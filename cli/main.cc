@@ -1,0 +1,77 @@
+// meshcli: the operator's command line. Talks to one node's admin API (--node, or $MESH_NODE).
+//
+// Exit status: 0 on success; 1 when the node cannot be reached or answers with an error; 2 for
+// bad flags.
+
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+#include "common/version.h"
+
+namespace {
+
+int fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "meshcli: error: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mesh;
+  CLI::App app{"meshcli: operate a mesh through any node's admin API", "meshcli"};
+  app.get_formatter()->column_width(30);
+  std::string nodeAddr = "127.0.0.1:15000";
+  double timeoutSeconds = 5;
+  bool showVersion = false;
+  app.add_option("--node", nodeAddr, "Admin address of the node to talk to")
+      ->option_text("ADDR:PORT")
+      ->envname("MESH_NODE")
+      ->capture_default_str();
+  app.add_option("--timeout", timeoutSeconds, "Seconds to wait for the node")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_flag("--version", showVersion, "Print the version and exit");
+
+  bool statusJson = false;
+  auto* status = app.add_subcommand("status", "Show what a node says about itself");
+  status->add_flag("--json", statusJson, "Print the node's JSON as it is");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    return fail(msg, 2);
+  }
+  if (showVersion) {
+    std::printf("meshcli %s (commit %s, %s)\n", version::string(), version::commit(),
+                version::compiler());
+    return 0;
+  }
+
+  auto node = parseHostPort(nodeAddr, {.allowHostname = true, .requirePort = false,
+                                       .defaultPort = 15000});
+  if (!node) return fail("--node: " + node.error().message(), 2);
+  cli::NodeClient client{*node, std::chrono::milliseconds(static_cast<long>(timeoutSeconds * 1000))};
+
+  if (status->parsed()) {
+    auto self = client.getJson("/v1/self");
+    if (!self) return fail(self.error().message());
+    if (statusJson) {
+      std::cout << self->dump(2) << "\n";
+    } else {
+      std::cout << cli::formatStatus(*self);
+    }
+    return 0;
+  }
+  std::cout << app.help();
+  return 2;
+}

@@ -1,0 +1,47 @@
+#pragma once
+// Plain HTTP/1.1 messages for the admin API and its clients (meshcli, tests). The proxy's data
+// plane has its own zero-copy types; these favour simplicity.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace mesh::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// Case-insensitive lookup (RFC 9110 section 5.1: field names are case-insensitive).
+std::optional<std::string_view> findHeader(const Headers& headers, std::string_view name);
+bool iequals(std::string_view a, std::string_view b);
+
+struct Request {
+  std::string method;
+  std::string target;  // as received: path plus optional "?query"
+  int minorVersion = 1;
+  Headers headers;
+  std::string body;
+
+  std::string_view path() const;   // target up to '?'
+  std::string_view query() const;  // after '?', or empty
+  // Value of one query parameter (percent-decoded), if present.
+  std::optional<std::string> queryParam(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  static Response text(int status, std::string body);
+  static Response json(int status, std::string body);
+};
+
+// "OK", "Not Found", ... ("Unknown" for codes we never send).
+std::string_view reasonPhrase(int status);
+
+// Decodes %XX and '+' (as space) of a query component; invalid escapes are kept as written.
+std::string percentDecode(std::string_view s);
+
+}  // namespace mesh::http

@@ -1,0 +1,44 @@
+#pragma once
+// The agent: owns the control thread's event loop and wires the node's modules together (today
+// the admin API and the node's metrics; gossip, store, catalog and the proxy join as they land).
+//
+// Thread rules: start() and run() on the control thread; requestStop() from any thread.
+
+#include <memory>
+
+#include "common/clock.h"
+#include "common/net_address.h"
+#include "common/result.h"
+#include "node/config.h"
+#include "node/data_dir.h"
+
+namespace mesh::metrics {
+class Registry;
+}
+
+namespace mesh::node {
+
+class Agent {
+ public:
+  Agent(NodeConfig config, HostPort advertise, DataDir dataDir, Clock& clock,
+        metrics::Registry& registry);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Binds the listeners. Errors name the address that failed.
+  Result<void> start();
+  // Runs the event loop until requestStop(); returns once everything is closed.
+  void run();
+  // Asks for an orderly stop. Safe from any thread, and more than once.
+  void requestStop();
+
+  // The admin address actually bound (port 0 resolved), valid after start().
+  const HostPort& adminAddress() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mesh::node

@@ -1,0 +1,341 @@
+#include "node/config.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "common/version.h"
+
+namespace mesh::node {
+namespace {
+
+using Apply = std::function<Result<void>(NodeConfig&, const std::string&)>;
+
+struct OptionSpec {
+  const char* name;  // key in YAML, flag with "--" in front
+  const char* valueName;
+  const char* help;
+  bool repeatable;
+  Apply apply;               // sets (or, when repeatable, appends) one value
+  std::function<void(NodeConfig&)> clear;  // repeatable only: forget earlier values
+};
+
+Result<HostPort> addressValue(const std::string& v, AddressRules rules) {
+  return parseHostPort(v, rules);
+}
+
+const std::vector<OptionSpec>& optionTable() {
+  static const std::vector<OptionSpec> table = {
+      {"node-name", "NAME", "Name of this node, unique in the cluster (default: host name)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (!validName(v)) {
+           return Error(errc::invalid_argument,
+                        "'" + v + "' is not a valid node name (1-128 of A-Z a-z 0-9 . _ -)");
+         }
+         c.nodeName = v;
+         return {};
+       },
+       nullptr},
+      {"bind", "ADDR:PORT", "Gossip UDP+TCP bind address (default 0.0.0.0:7946)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {.allowPortZero = false});
+         if (!a) return a.error();
+         c.bind = *a;
+         return {};
+       },
+       nullptr},
+      {"advertise", "ADDR:PORT", "Gossip address peers use to reach this node (default: from bind)",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {});
+         if (!a) return a.error();
+         if (a->isUnspecified()) {
+           return Error(errc::invalid_argument, "'" + v + "' cannot be advertised: it is not a "
+                                                          "specific address");
+         }
+         c.advertise = *a;
+         return {};
+       },
+       nullptr},
+      {"join", "ADDR:PORT", "Gossip address of a node to join at start (repeatable; host names allowed)",
+       true,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {.allowHostname = true, .requirePort = false, .defaultPort = 7946});
+         if (!a) return a.error();
+         c.join.push_back(*a);
+         return {};
+       },
+       [](NodeConfig& c) { c.join.clear(); }},
+      {"cluster", "NAME", "Name of the cluster this node belongs to (default: default)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (!validName(v)) {
+           return Error(errc::invalid_argument,
+                        "'" + v + "' is not a valid cluster name (1-128 of A-Z a-z 0-9 . _ -)");
+         }
+         c.cluster = v;
+         return {};
+       },
+       nullptr},
+      {"data-dir", "DIR", "Directory for durable state (default: /var/lib/meshd)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "data dir must not be empty");
+         c.dataDir = v;
+         return {};
+       },
+       nullptr},
+      {"admin", "ADDR:PORT", "Admin HTTP API address (default 127.0.0.1:15000; port 0: any free)",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {.allowPortZero = true});
+         if (!a) return a.error();
+         c.admin = *a;
+         return {};
+       },
+       nullptr},
+      {"role", "node|edge", "Role of this node (default: node)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v == "node") c.role = Role::node;
+         else if (v == "edge") c.role = Role::edge;
+         else return Error(errc::invalid_argument, "role must be node or edge (got '" + v + "')");
+         return {};
+       },
+       nullptr},
+      {"log-level", "LEVEL", "trace, debug, info, warn, error or off (default: info)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto l = log::parseLevel(v);
+         if (!l) return l.error();
+         c.logLevel = *l;
+         return {};
+       },
+       nullptr},
+      {"log-format", "text|json", "Log line format (default: text)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto f = log::parseFormat(v);
+         if (!f) return f.error();
+         c.logFormat = *f;
+         return {};
+       },
+       nullptr},
+  };
+  return table;
+}
+
+const OptionSpec* findOption(const std::string& name) {
+  for (const auto& o : optionTable()) {
+    if (name == o.name) return &o;
+  }
+  return nullptr;
+}
+
+std::string at(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  if (m.is_null()) return {};
+  return " (line " + std::to_string(m.line + 1) + ")";
+}
+
+std::string defaultNodeName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == 0) return "meshd";
+  std::string h(host);
+  // A host name is a valid node name unless it has odd characters; fall back when it does.
+  return validName(h) ? h : "meshd";
+}
+
+}  // namespace
+
+const char* roleName(Role r) { return r == Role::edge ? "edge" : "node"; }
+
+bool validName(const std::string& s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> configKeys() {
+  std::vector<std::string> keys;
+  for (const auto& o : optionTable()) keys.emplace_back(o.name);
+  return keys;
+}
+
+Result<void> applyYaml(NodeConfig& cfg, const std::string& yamlText, const std::string& source) {
+  const std::string where = "config file " + source;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yamlText);
+  } catch (const YAML::Exception& e) {
+    return Error(errc::malformed, where + ": malformed YAML at line " +
+                                      std::to_string(e.mark.line + 1) + ", column " +
+                                      std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) return {};  // an empty file sets nothing
+  if (!root.IsMap()) {
+    return Error(errc::malformed, where + ": the top level must be a map of keys to values" + at(root));
+  }
+  std::set<std::string> seen;
+  for (const auto& kv : root) {
+    if (!kv.first.IsScalar()) {
+      return Error(errc::malformed, where + ": keys must be plain strings" + at(kv.first));
+    }
+    const std::string key = kv.first.Scalar();
+    const OptionSpec* spec = findOption(key);
+    if (!spec) {
+      return Error(errc::unknown_key, where + ": unknown key '" + key + "'" + at(kv.first));
+    }
+    if (!seen.insert(key).second) {
+      return Error(errc::malformed, where + ": key '" + key + "' appears twice" + at(kv.first));
+    }
+    const YAML::Node& val = kv.second;
+    auto applyOne = [&](const YAML::Node& v) -> Result<void> {
+      if (!v.IsScalar()) {
+        return Error(errc::invalid_argument,
+                     where + ": key '" + key + "'" + at(v) + ": expected a single value");
+      }
+      auto r = spec->apply(cfg, v.Scalar());
+      if (!r) {
+        return Error(r.error().code, where + ": key '" + key + "'" + at(v) + ": " + r.error().message());
+      }
+      return {};
+    };
+    if (spec->repeatable) {
+      spec->clear(cfg);
+      if (val.IsSequence()) {
+        for (const auto& item : val) {
+          if (auto r = applyOne(item); !r) return r;
+        }
+        continue;
+      }
+    }
+    if (val.IsNull() || val.IsSequence() || val.IsMap()) {
+      return Error(errc::invalid_argument, where + ": key '" + key + "'" + at(val) +
+                                               (spec->repeatable ? ": expected a value or a list of values"
+                                                                 : ": expected a single value"));
+    }
+    if (auto r = applyOne(val); !r) return r;
+  }
+  return {};
+}
+
+Result<CommandLine> parseCommandLine(int argc, const char* const* argv) {
+  CLI::App app{"meshd: service mesh node (proxy and agent in one process)", "meshd"};
+  app.get_formatter()->column_width(34);
+  std::string configFile;
+  bool showVersion = false;
+  app.add_option("--config", configFile, "YAML config file; its keys are the flags below")
+      ->option_text("FILE");
+  app.add_flag("--version", showVersion, "Print the version and exit");
+
+  // Flags are collected as strings, then validated by the same code that validates YAML values.
+  std::vector<std::vector<std::string>> values(optionTable().size());
+  for (std::size_t i = 0; i < optionTable().size(); ++i) {
+    const auto& o = optionTable()[i];
+    auto* opt = app.add_option(std::string("--") + o.name, values[i], o.help)
+                    ->option_text(o.valueName)
+                    ->type_size(1)
+                    ->allow_extra_args(false);
+    if (!o.repeatable) opt->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+  }
+
+  CommandLine out;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.action = CommandLine::Action::help;
+    out.helpText = app.help();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    return Error(errc::invalid_argument, msg);
+  }
+  if (showVersion) {
+    out.action = CommandLine::Action::version;
+    return out;
+  }
+
+  NodeConfig& cfg = out.config;
+  cfg.nodeName = defaultNodeName();
+  if (!configFile.empty()) {
+    std::ifstream in(configFile);
+    if (!in) {
+      return Error(errc::io_error, "config file " + configFile + ": cannot read: " +
+                                       std::strerror(errno));
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (auto r = applyYaml(cfg, ss.str(), configFile); !r) return r.error();
+    cfg.configFile = configFile;
+  }
+  for (std::size_t i = 0; i < optionTable().size(); ++i) {
+    const auto& o = optionTable()[i];
+    if (values[i].empty()) continue;
+    if (o.repeatable) o.clear(cfg);
+    for (const auto& v : values[i]) {
+      auto r = o.apply(cfg, v);
+      if (!r) {
+        return Error(r.error().code, std::string("flag --") + o.name + ": " + r.error().message());
+      }
+    }
+  }
+  return out;
+}
+
+Result<HostPort> resolveAdvertise(const NodeConfig& cfg) {
+  if (cfg.advertise) return *cfg.advertise;
+  if (!cfg.bind.isUnspecified()) return cfg.bind;
+
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    return Error(errc::io_error, std::string("cannot list network interfaces: ") + std::strerror(errno));
+  }
+  // memberlist prefers a private IPv4 address (RFC 1918 and RFC 6598), then any other
+  // non-loopback address of the bind's family.
+  std::string privateAddr, otherAddr;
+  const bool v6 = cfg.bind.isIpv6;
+  for (ifaddrs* ifa = list; ifa; ifa = ifa->ifa_next) {
+    if (!ifa->ifa_addr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (!v6 && ifa->ifa_addr->sa_family == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(ifa->ifa_addr);
+      std::uint32_t a = ntohl(sin->sin_addr.s_addr);
+      if ((a >> 24) == 127) continue;
+      inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+      bool isPrivate = (a >> 24) == 10 || (a >> 20) == (172u << 4 | 1) ||
+                       (a >> 16) == (192u << 8 | 168) || (a >> 22) == (100u << 2 | 1);
+      if (isPrivate && privateAddr.empty()) privateAddr = buf;
+      if (otherAddr.empty()) otherAddr = buf;
+    } else if (v6 && ifa->ifa_addr->sa_family == AF_INET6) {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(ifa->ifa_addr);
+      if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) || IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr)) continue;
+      inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
+      bool isUla = (sin6->sin6_addr.s6_addr[0] & 0xFE) == 0xFC;
+      if (isUla && privateAddr.empty()) privateAddr = buf;
+      if (otherAddr.empty()) otherAddr = buf;
+    }
+  }
+  ::freeifaddrs(list);
+  std::string chosen = !privateAddr.empty() ? privateAddr : otherAddr;
+  if (chosen.empty()) {
+    return Error(errc::invalid_argument,
+                 "bind " + cfg.bind.toString() +
+                     " is not a specific address and this host has no other address to "
+                     "advertise: set --advertise");
+  }
+  return HostPort{chosen, cfg.bind.port, v6, true};
+}
+
+}  // namespace mesh::node

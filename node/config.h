@@ -1,0 +1,60 @@
+#pragma once
+// meshd's configuration: defaults, then the YAML file given by --config, then flags (flags win).
+// Every key of the file is also a flag of the same name (`data-dir:` and `--data-dir`), both
+// described by one table in config.cc, so the two can never drift apart.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/common.h>
+
+#include "common/log.h"
+#include "common/net_address.h"
+#include "common/result.h"
+
+namespace mesh::node {
+
+enum class Role { node, edge };
+const char* roleName(Role r);
+
+struct NodeConfig {
+  std::string nodeName;  // default: the host name
+  HostPort bind{"0.0.0.0", 7946, false, true};
+  std::optional<HostPort> advertise;  // default: derived from bind (see resolveAdvertise)
+  std::vector<HostPort> join;
+  std::string cluster = "default";
+  std::string dataDir = "/var/lib/meshd";
+  HostPort admin{"127.0.0.1", 15000, false, true};
+  Role role = Role::node;
+  spdlog::level::level_enum logLevel = spdlog::level::info;
+  log::Format logFormat = log::Format::text;
+  std::string configFile;  // the --config it came from, if any
+};
+
+struct CommandLine {
+  enum class Action { run, help, version };
+  Action action = Action::run;
+  NodeConfig config;
+  std::string helpText;
+};
+
+// Parses argv (argv[0] included) and the --config file. The error's detail is one line that
+// names the flag or key at fault; meshd prints it and exits with status 2.
+Result<CommandLine> parseCommandLine(int argc, const char* const* argv);
+
+// Applies a YAML document to cfg, as if from a file named `source`. Exposed for tests.
+Result<void> applyYaml(NodeConfig& cfg, const std::string& yamlText, const std::string& source);
+
+// The names of all keys (and flags), in the order of the table.
+std::vector<std::string> configKeys();
+
+// Node and cluster names: 1 to 128 characters of letters, digits, '.', '_' and '-'.
+bool validName(const std::string& s);
+
+// The address to advertise to peers: --advertise when set; else bind's address when it is
+// specific; else (bind on 0.0.0.0 or ::) the first private address of this host's interfaces,
+// as memberlist chooses it. Errors when no usable address exists.
+Result<HostPort> resolveAdvertise(const NodeConfig& cfg);
+
+}  // namespace mesh::node

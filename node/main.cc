@@ -1,0 +1,63 @@
+// meshd: the mesh node (agent and proxy in one process).
+//
+// Exit status: 0 after an orderly stop (SIGTERM, SIGINT); 2 for a bad flag, config file or data
+// dir (one line on stderr names it); 1 when the node cannot start for another reason (an
+// address already in use, say).
+
+#include <cstdio>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/signals.h"
+#include "common/version.h"
+#include "node/agent.h"
+#include "node/config.h"
+#include "node/data_dir.h"
+
+namespace {
+
+int usageError(const std::string& message) {
+  std::fprintf(stderr, "meshd: error: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mesh;
+  // Before any thread exists, so that every thread inherits the mask (see signals.h).
+  signals::blockStopSignals();
+
+  auto cl = node::parseCommandLine(argc, argv);
+  if (!cl) return usageError(cl.error().message());
+  if (cl->action == node::CommandLine::Action::help) {
+    std::fputs(cl->helpText.c_str(), stdout);
+    return 0;
+  }
+  if (cl->action == node::CommandLine::Action::version) {
+    std::printf("meshd %s (commit %s, %s)\n", version::string(), version::commit(),
+                version::compiler());
+    return 0;
+  }
+  node::NodeConfig& cfg = cl->config;
+  log::setup(cfg.logLevel, cfg.logFormat);
+
+  auto advertise = node::resolveAdvertise(cfg);
+  if (!advertise) return usageError(advertise.error().message());
+  auto dataDir = node::DataDir::open(cfg.dataDir);
+  if (!dataDir) return usageError(dataDir.error().message());
+
+  node::Agent agent(std::move(cfg), std::move(*advertise), std::move(*dataDir),
+                    SystemClock::instance(), metrics::Registry::global());
+  if (auto started = agent.start(); !started) {
+    std::fprintf(stderr, "meshd: error: %s\n", started.error().message().c_str());
+    return 1;
+  }
+  signals::StopSignalWatcher watcher([&agent](int sig) {
+    log::get("node")->info("received signal={}", sig);
+    agent.requestStop();
+  });
+  agent.run();
+  return 0;
+}
