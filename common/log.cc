@@ -41,7 +41,11 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+void applyFormat(spdlog::sinks::sink& sink, Format format);
+
 struct State {
+  // Text until setup() says otherwise, so that loggers made before setup() still format.
+  State() { applyFormat(*sink, Format::text); }
   std::mutex mu;
   std::shared_ptr<spdlog::sinks::stderr_sink_mt> sink =
       std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -95,8 +99,6 @@ std::shared_ptr<spdlog::logger> get(const std::string& module) {
   State& st = state();
   std::lock_guard lock(st.mu);
   if (auto existing = spdlog::get(module)) return existing;
-  static std::once_flag defaultFormat;
-  std::call_once(defaultFormat, [&] { applyFormat(*st.sink, Format::text); });
   auto logger = std::make_shared<spdlog::logger>(module, st.sink);
   logger->set_level(st.level);
   // Warnings and errors reach stderr at once; info may wait for the next flush.

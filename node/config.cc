@@ -283,6 +283,10 @@ Result<CommandLine> parseCommandLine(int argc, const char* const* argv) {
   for (std::size_t i = 0; i < optionTable().size(); ++i) {
     const auto& o = optionTable()[i];
     if (values[i].empty()) continue;
+    if (!o.repeatable && values[i].size() > 1) {
+      return Error(errc::invalid_argument, std::string("flag --") + o.name +
+                                               " given more than once (it takes one value)");
+    }
     if (o.repeatable) o.clear(cfg);
     for (const auto& v : values[i]) {
       auto r = o.apply(cfg, v);

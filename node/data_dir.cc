@@ -14,15 +14,27 @@ namespace mesh::node {
 namespace {
 
 Error fail(const std::string& path, const std::string& why) {
-  return Error(errc::io_error, "data dir " + path + ": " + why);
+  // Named as the key and flag are, so the one line meshd prints points at what to fix.
+  return Error(errc::io_error, "data-dir " + path + ": " + why);
 }
 
 }  // namespace
 
 Result<DataDir> DataDir::open(const std::string& path) {
+  // The directory itself is created when missing, but never its parents: a typo in a parent
+  // (/var/lib/mehsd/...) must fail at start, not put the node's state somewhere unexpected.
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return fail(path, "cannot create: " + ec.message());
+  const std::filesystem::path p(path);
+  if (!std::filesystem::exists(p, ec)) {
+    auto norm = p.lexically_normal();
+    if (!norm.has_filename()) norm = norm.parent_path();  // "dir/" names dir
+    const auto parent = norm.parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+      return fail(path, "parent directory " + parent.string() + " does not exist");
+    }
+    std::filesystem::create_directory(p, ec);
+    if (ec) return fail(path, "cannot create: " + ec.message());
+  }
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return fail(path, std::string("cannot stat: ") + std::strerror(errno));
   if (!S_ISDIR(st.st_mode)) return fail(path, "not a directory");

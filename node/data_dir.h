@@ -1,5 +1,5 @@
 #pragma once
-// The node's data directory: created when missing, checked to be a writable directory, and
+// The node's data directory: created when missing (its parent must exist), checked to be a writable directory, and
 // locked (flock on DIR/LOCK) for the life of the process, so that two meshd processes never
 // share one store.
 

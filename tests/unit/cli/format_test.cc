@@ -1,0 +1,43 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+
+namespace mesh::cli {
+namespace {
+
+TEST(Status, RendersTheSelfDocumentAsATable) {
+  auto self = nlohmann::json::parse(R"({
+    "name": "web-1", "cluster": "east", "role": "edge", "version": "0.1.0", "commit": "abc",
+    "addresses": {"gossip_bind": "0.0.0.0:7946", "gossip_advertise": "10.0.0.1:7946",
+                  "admin": "127.0.0.1:15000"},
+    "data_dir": "/var/lib/meshd", "pid": 42, "started_at": "2026-01-01T00:00:00Z",
+    "uptime_seconds": 3725.5})");
+  EXPECT_EQ(formatStatus(self),
+            "NAME      web-1\n"
+            "CLUSTER   east\n"
+            "ROLE      edge\n"
+            "VERSION   0.1.0 (commit abc)\n"
+            "GOSSIP    0.0.0.0:7946 (advertised as 10.0.0.1:7946)\n"
+            "ADMIN     127.0.0.1:15000\n"
+            "DATA DIR  /var/lib/meshd\n"
+            "PID       42\n"
+            "STARTED   2026-01-01T00:00:00Z (up 1h2m5s)\n");
+}
+
+TEST(Status, MissingFieldsShowAsDash) {
+  std::string out = formatStatus(nlohmann::json::object());
+  EXPECT_NE(out.find("NAME      -\n"), std::string::npos);
+  EXPECT_NE(out.find("(up 0s)"), std::string::npos);
+}
+
+TEST(NodeClient, UnreachableNodeIsAClearError) {
+  // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+  NodeClient c{*parseHostPort("127.0.0.1:1"), std::chrono::milliseconds(1000)};
+  auto r = c.getJson("/v1/self");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message().rfind("cannot reach node at 127.0.0.1:1: ", 0), 0u) << r.error().message();
+}
+
+}  // namespace
+}  // namespace mesh::cli
