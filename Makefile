@@ -19,6 +19,10 @@ JOBS ?= $(shell nproc)
 WERROR ?= ON
 CTEST_ARGS ?=
 
+# ccache keys on paths; with these, a fresh clone elsewhere (CI's) still hits the cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
+
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 # Packages for the build (BUILD-NOTES.md), then for tests and benchmarks: real Go memberlist and
