@@ -1,4 +1,4 @@
-#include "common/clock.h"
+#include "common/virtual_clock.h"
 
 namespace mesh {
 

@@ -1,4 +1,5 @@
 #include "common/clock.h"
+#include "common/virtual_clock.h"
 
 #include <gtest/gtest.h>
 
