@@ -81,4 +81,33 @@ std::string formatStatus(const nlohmann::json& self) {
   return out;
 }
 
+std::string formatMembers(const nlohmann::json& members) {
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "STATE", "INCARNATION", "PROTOCOL", "META"}};
+  if (members.is_array()) {
+    for (const auto& m : members) {
+      const auto proto = m.value("protocol", nlohmann::json::object());
+      const auto dproto = m.value("delegate_protocol", nlohmann::json::object());
+      std::string addr = str(m, "addr");
+      addr = (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) + ":" + str(m, "port");
+      std::string meta = str(m, "meta");
+      if (meta.empty()) meta = "-";
+      rows.push_back({str(m, "name"), addr, str(m, "state"), str(m, "incarnation"),
+                      str(proto, "current") + "/" + str(dproto, "current"), meta});
+    }
+  }
+  std::vector<std::size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out.append(width[i] - r[i].size() + 2, ' ');
+    }
+    out += '\n';
+  }
+  return out;
+}
+
 }  // namespace mesh::cli

@@ -24,4 +24,7 @@ struct NodeClient {
 // Renders /v1/self as the two-column table `meshcli status` prints.
 std::string formatStatus(const nlohmann::json& self);
 
+// Renders /v1/members as the table `meshcli members` prints: one line a member, sorted by name.
+std::string formatMembers(const nlohmann::json& members);
+
 }  // namespace mesh::cli

@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Show what a node says about itself");
   status->add_flag("--json", statusJson, "Print the node's JSON as it is");
 
+  bool membersJson = false;
+  auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
+  membersCmd->add_flag("--json", membersJson, "Print the node's JSON as it is");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -69,6 +73,16 @@ int main(int argc, char** argv) {
       std::cout << self->dump(2) << "\n";
     } else {
       std::cout << cli::formatStatus(*self);
+    }
+    return 0;
+  }
+  if (membersCmd->parsed()) {
+    auto members = client.getJson("/v1/members");
+    if (!members) return fail(members.error().message());
+    if (membersJson) {
+      std::cout << members->dump(2) << "\n";
+    } else {
+      std::cout << cli::formatMembers(*members);
     }
     return 0;
   }

@@ -1,5 +1,6 @@
 #include "node/agent.h"
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,15 +10,19 @@
 #include <nlohmann/json.hpp>
 
 #include "common/asio.h"
+#include "common/asio_event_loop.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/process.h"
 #include "common/version.h"
+#include "gossip/asio_transport.h"
+#include "gossip/memberlist.h"
 #include "node/admin/server.h"
 
 namespace mesh::node {
 
 namespace asio = boost::asio;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -31,44 +36,109 @@ std::string isoTime(WallTime t) {
 }
 
 // How long requestStop() waits for open admin connections to close before the loop is stopped
-// regardless. Well inside the 2 s an orchestrator should have to wait after SIGTERM.
+// regardless, and how long the gossip leave may take. Together well inside the 2 s an
+// orchestrator should have to wait after SIGTERM.
 constexpr auto kStopGrace = std::chrono::milliseconds(500);
+constexpr auto kLeaveTimeout = std::chrono::milliseconds(1000);
 constexpr auto kStopPoll = std::chrono::milliseconds(5);
+// A --join that found nobody is retried this often (like serf's retry-join), so that nodes can
+// start in any order.
+constexpr auto kJoinRetry = std::chrono::seconds(5);
+
+gossip::Config gossipConfig(const NodeConfig& c, const HostPort& advertise,
+                            std::shared_ptr<gossip::Keyring> keyring) {
+  gossip::Config g = c.gossipProfile == "wan"     ? gossip::Config::wan()
+                     : c.gossipProfile == "local" ? gossip::Config::local()
+                                                  : gossip::Config::lan();
+  g.name = c.nodeName;
+  g.advertise = gossip::NodeAddress::fromHostPort(advertise).value();
+  const auto& o = c.gossip;
+  if (o.probeInterval) g.probeInterval = *o.probeInterval;
+  if (o.probeTimeout) g.probeTimeout = *o.probeTimeout;
+  if (o.gossipInterval) g.gossipInterval = *o.gossipInterval;
+  if (o.pushPullInterval) g.pushPullInterval = *o.pushPullInterval;
+  if (o.tcpTimeout) g.tcpTimeout = *o.tcpTimeout;
+  if (o.gossipToTheDeadTime) g.gossipToTheDeadTime = *o.gossipToTheDeadTime;
+  if (o.leftNodeGcTime) g.leftNodeGcTime = *o.leftNodeGcTime;
+  if (o.reconnectInterval) g.reconnectInterval = *o.reconnectInterval;
+  if (o.deadNodeReclaimTime) g.deadNodeReclaimTime = *o.deadNodeReclaimTime;
+  if (o.suspicionMult) g.suspicionMult = *o.suspicionMult;
+  if (o.suspicionMaxTimeoutMult) g.suspicionMaxTimeoutMult = *o.suspicionMaxTimeoutMult;
+  if (o.retransmitMult) g.retransmitMult = *o.retransmitMult;
+  if (o.indirectChecks) g.indirectChecks = *o.indirectChecks;
+  if (o.gossipNodes) g.gossipNodes = *o.gossipNodes;
+  if (o.protocolVersion) g.protocolVersion = static_cast<std::uint8_t>(*o.protocolVersion);
+  g.label = o.label;
+  g.keyring = std::move(keyring);
+  return g;
+}
+
+// --join names may be host names: resolved (blocking, once per attempt) to every address.
+std::vector<gossip::NodeAddress> resolve(const std::vector<HostPort>& join, std::string& errors) {
+  std::vector<gossip::NodeAddress> out;
+  for (const auto& hp : join) {
+    if (hp.isIpLiteral) {
+      if (auto a = gossip::NodeAddress::fromHostPort(hp)) out.push_back(*a);
+      continue;
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (int rc = ::getaddrinfo(hp.host.c_str(), nullptr, &hints, &res); rc != 0) {
+      errors += (errors.empty() ? "" : "; ") + ("cannot resolve " + hp.host + ": " + gai_strerror(rc));
+      continue;
+    }
+    for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+      if (ai->ai_family == AF_INET) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(ai->ai_addr);
+        out.push_back({std::string(reinterpret_cast<char*>(&sin->sin_addr), 4), hp.port});
+      } else if (ai->ai_family == AF_INET6) {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(ai->ai_addr);
+        out.push_back({std::string(reinterpret_cast<char*>(&sin6->sin6_addr), 16), hp.port});
+      }
+    }
+    ::freeaddrinfo(res);
+  }
+  return out;
+}
 
 }  // namespace
 
 struct Agent::Impl {
-  Impl(NodeConfig cfg, HostPort adv, DataDir dir, Clock& clk, metrics::Registry& reg)
+  Impl(NodeConfig cfg, HostPort adv, DataDir dir, std::shared_ptr<gossip::Keyring> ring, metrics::Registry& reg)
       : config(std::move(cfg)),
         advertise(std::move(adv)),
         dataDir(std::move(dir)),
-        clock(clk),
+        keyring(std::move(ring)),
         registry(reg),
+        loop(io),
         admin(io, reg),
         stopTimer(io),
         log(log::get("node")),
-        startedMono(clk.now()),
-        startedWall(clk.wallNow()) {}
+        startedMono(loop.now()),
+        startedWall(loop.wallNow()) {}
 
   NodeConfig config;
   HostPort advertise;
   DataDir dataDir;
-  Clock& clock;
+  std::shared_ptr<gossip::Keyring> keyring;
   metrics::Registry& registry;
   asio::io_context io{1};
+  AsioEventLoop loop;
   admin::Server admin;
   asio::steady_timer stopTimer;
   std::shared_ptr<spdlog::logger> log;
   TimePoint startedMono;
   WallTime startedWall;
   HostPort adminBound;
+  std::unique_ptr<gossip::AsioTransport> transport;
+  std::unique_ptr<gossip::Memberlist> members;
   std::atomic<bool> stopping{false};
+  bool joined = false;
   // Keeps run() from returning while nothing is queued, until a stop is asked for.
   std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-  double uptimeSeconds() const {
-    return std::chrono::duration<double>(clock.now() - startedMono).count();
-  }
+  double uptimeSeconds() const { return std::chrono::duration<double>(loop.now() - startedMono).count(); }
 
   nlohmann::json selfJson() const {
     nlohmann::json join = nlohmann::json::array();
@@ -88,7 +158,54 @@ struct Agent::Impl {
         {"pid", ::getpid()},
         {"started_at", isoTime(startedWall)},
         {"uptime_seconds", uptimeSeconds()},
+        {"gossip",
+         {{"members_alive", members ? members->numLive() : 0},
+          {"members_known", members ? members->estimatedSize() : 0},
+          {"health_score", members ? members->healthScore() : 0},
+          {"encrypted", keyring && !keyring->empty()},
+          {"protocol_version", members ? members->config().protocolVersion : 0},
+          {"profile", config.gossipProfile}}},
     };
+  }
+
+  nlohmann::json membersJson() const {
+    nlohmann::json out = nlohmann::json::array();
+    if (!members) return out;
+    auto list = members->members();
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.node.name < b.node.name; });
+    const TimePoint now = loop.now();
+    for (const auto& m : list) {
+      std::string meta;
+      appendJsonEscapedBytes(meta, m.node.meta);
+      out.push_back({
+          {"name", m.node.name},
+          {"addr", m.node.addr.ipString()},
+          {"port", m.node.addr.port},
+          {"state", gossip::nodeStateName(m.state)},
+          {"incarnation", m.incarnation},
+          {"meta", meta},
+          {"meta_base64", gossip::base64Encode(m.node.meta)},
+          {"protocol", {{"min", m.node.pmin}, {"max", m.node.pmax}, {"current", m.node.pcur}}},
+          {"delegate_protocol", {{"min", m.node.dmin}, {"max", m.node.dmax}, {"current", m.node.dcur}}},
+          {"state_age_seconds", std::chrono::duration<double>(now - m.stateChange).count()},
+      });
+    }
+    return out;
+  }
+
+  // Meta bytes are opaque (serf's tag encoding, or a peer's string): shown as text with every
+  // byte that is not printable ASCII escaped, so the JSON stays valid whatever a peer sent.
+  static void appendJsonEscapedBytes(std::string& out, std::string_view bytes) {
+    static const char* hex = "0123456789abcdef";
+    for (unsigned char c : bytes) {
+      if (c >= 0x20 && c < 0x7f && c != '\\') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out += "\\x";
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
+      }
+    }
   }
 
   void registerMetrics() {
@@ -115,10 +232,54 @@ struct Agent::Impl {
     admin.route("GET", "/v1/self", [this](const http::Request&) {
       return http::Response::json(200, selfJson().dump(2) + "\n");
     });
+    admin.route("GET", "/v1/members", [this](const http::Request&) {
+      return http::Response::json(200, membersJson().dump(2) + "\n");
+    });
+  }
+
+  Result<void> startGossip() {
+    auto t = gossip::AsioTransport::create(io, config.bind);
+    if (!t) return t.error();
+    transport = std::move(*t);
+    auto ml = gossip::Memberlist::create(gossipConfig(config, advertise, keyring), loop, *transport, gossip::Delegates{},
+                                         registry);
+    if (!ml) return Error(ml.error().code, "gossip: " + ml.error().message());
+    members = std::move(*ml);
+    if (!config.join.empty()) tryJoin();
+    return {};
+  }
+
+  void tryJoin() {
+    if (stopping.load() || joined || !members) return;
+    std::string errors;
+    auto seeds = resolve(config.join, errors);
+    if (seeds.empty()) {
+      log->warn("join failed: {}; retrying in {}s", errors, kJoinRetry.count());
+      loop.runAfter(kJoinRetry, [this] { tryJoin(); });
+      return;
+    }
+    members->join(seeds, [this](int contacted, Result<void> r) {
+      if (r) {
+        joined = true;
+        log->info("joined cluster contacted={} members={}", contacted, members ? members->numLive() : 0);
+        return;
+      }
+      log->warn("join failed: {}; retrying in {}s", r.error().message(), kJoinRetry.count());
+      loop.runAfter(kJoinRetry, [this] { tryJoin(); });
+    });
+  }
+
+  void beginStop() {
+    log->info("stopping node={}", config.nodeName);
+    if (!members) return stopNow();
+    members->leave(kLeaveTimeout, [this](Result<void> r) {
+      if (!r) log->warn("graceful leave incomplete: {}", r.error().message());
+      stopNow();
+    });
   }
 
   void stopNow() {
-    log->info("stopping node={}", config.nodeName);
+    if (members) members->shutdown();
     admin.stop();
     work.reset();
     waitForClose(std::chrono::steady_clock::now() + kStopGrace);
@@ -138,10 +299,10 @@ struct Agent::Impl {
   }
 };
 
-Agent::Agent(NodeConfig config, HostPort advertise, DataDir dataDir, Clock& clock,
+Agent::Agent(NodeConfig config, HostPort advertise, DataDir dataDir, std::shared_ptr<gossip::Keyring> keyring,
              metrics::Registry& registry)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(advertise), std::move(dataDir),
-                                   clock, registry)) {}
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(advertise), std::move(dataDir), std::move(keyring),
+                                   registry)) {}
 
 Agent::~Agent() = default;
 
@@ -152,11 +313,14 @@ Result<void> Agent::start() {
   auto bound = m.admin.listen(m.config.admin);
   if (!bound) return bound.error();
   m.adminBound = *bound;
-  m.work = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
-      m.io.get_executor());
-  m.log->info("started node={} cluster={} role={} admin={} gossip_advertise={} data_dir={} version={}",
+  if (auto g = m.startGossip(); !g) {
+    m.admin.stop();
+    return g.error();
+  }
+  m.work = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(m.io.get_executor());
+  m.log->info("started node={} cluster={} role={} admin={} gossip_advertise={} data_dir={} encrypted={} version={}",
               m.config.nodeName, m.config.cluster, roleName(m.config.role), m.adminBound.toString(),
-              m.advertise.toString(), m.dataDir.path(), version::string());
+              m.advertise.toString(), m.dataDir.path(), m.keyring && !m.keyring->empty(), version::string());
   return {};
 }
 
@@ -168,7 +332,7 @@ void Agent::run() {
 
 void Agent::requestStop() {
   if (impl_->stopping.exchange(true)) return;
-  asio::post(impl_->io, [this] { impl_->stopNow(); });
+  asio::post(impl_->io, [this] { impl_->beginStop(); });
 }
 
 const HostPort& Agent::adminAddress() const { return impl_->adminBound; }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -15,7 +16,9 @@
 #include <CLI/CLI.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "common/duration.h"
 #include "common/version.h"
+#include "gossip/keyring.h"
 
 namespace mesh::node {
 namespace {
@@ -33,6 +36,38 @@ struct OptionSpec {
 
 Result<HostPort> addressValue(const std::string& v, AddressRules rules) {
   return parseHostPort(v, rules);
+}
+
+// A duration option stored in an optional field of the gossip overrides.
+OptionSpec durationOption(const char* name, const char* help,
+                          std::optional<Duration> NodeConfig::GossipOverrides::*field, bool allowZero) {
+  return {name, "DURATION", help, false,
+          [field, allowZero](NodeConfig& c, const std::string& v) -> Result<void> {
+            auto d = parseDuration(v);
+            if (!d) return d.error();
+            if (*d < Duration::zero() || (*d == Duration::zero() && !allowZero)) {
+              return Error(errc::invalid_argument, "'" + v + "' must be a positive duration");
+            }
+            c.gossip.*field = *d;
+            return {};
+          },
+          nullptr};
+}
+
+OptionSpec intOption(const char* name, const char* help, std::optional<int> NodeConfig::GossipOverrides::*field,
+                     int min, int max) {
+  return {name, "N", help, false,
+          [field, min, max](NodeConfig& c, const std::string& v) -> Result<void> {
+            int n = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < min || n > max) {
+              return Error(errc::invalid_argument, "'" + v + "' must be a whole number from " + std::to_string(min) +
+                                                       " to " + std::to_string(max));
+            }
+            c.gossip.*field = n;
+            return {};
+          },
+          nullptr};
 }
 
 const std::vector<OptionSpec>& optionTable() {
@@ -124,6 +159,67 @@ const std::vector<OptionSpec>& optionTable() {
          auto f = log::parseFormat(v);
          if (!f) return f.error();
          c.logFormat = *f;
+         return {};
+       },
+       nullptr},
+      {"encrypt", "KEY_BASE64", "Gossip encryption key: 16, 24 or 32 bytes, base64 (as `serf keygen`)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto key = gossip::base64Decode(v);
+         if (!key) return Error(errc::invalid_argument, "the key is not valid base64");
+         if (auto ok = gossip::Keyring::validateKey(*key); !ok) return Error(errc::invalid_argument, ok.error().message());
+         c.encryptKey = *key;
+         return {};
+       },
+       nullptr},
+      {"keyring-file", "FILE", "Gossip keyring (JSON list of base64 keys, primary first); kept up to date on key changes",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "keyring file must not be empty");
+         c.keyringFile = v;
+         return {};
+       },
+       nullptr},
+      {"gossip-profile", "lan|wan|local", "Gossip timing profile (default: lan; wan for gateways across sites)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v != "lan" && v != "wan" && v != "local") {
+           return Error(errc::invalid_argument, "gossip profile must be lan, wan or local (got '" + v + "')");
+         }
+         c.gossipProfile = v;
+         return {};
+       },
+       nullptr},
+      durationOption("gossip-probe-interval", "Time between failure-detection probes (lan: 1s)",
+                     &NodeConfig::GossipOverrides::probeInterval, false),
+      durationOption("gossip-probe-timeout", "Wait for a direct ack before indirect probes (lan: 500ms)",
+                     &NodeConfig::GossipOverrides::probeTimeout, false),
+      durationOption("gossip-interval", "Time between gossip rounds (lan: 200ms)", &NodeConfig::GossipOverrides::gossipInterval,
+                     false),
+      durationOption("gossip-push-pull-interval", "Time between full state exchanges (lan: 30s; 0 disables)",
+                     &NodeConfig::GossipOverrides::pushPullInterval, true),
+      durationOption("gossip-tcp-timeout", "Deadline of a gossip TCP exchange (lan: 10s)",
+                     &NodeConfig::GossipOverrides::tcpTimeout, false),
+      durationOption("gossip-to-the-dead-time", "Keep gossiping to, then forget, dead nodes after (lan: 30s)",
+                     &NodeConfig::GossipOverrides::gossipToTheDeadTime, false),
+      durationOption("gossip-left-node-gc-time", "Forget nodes that left after (lan: 30s)",
+                     &NodeConfig::GossipOverrides::leftNodeGcTime, false),
+      durationOption("gossip-reconnect-interval", "Try a push-pull with a dead node this often (lan: 10s; 0 disables)",
+                     &NodeConfig::GossipOverrides::reconnectInterval, true),
+      durationOption("gossip-dead-node-reclaim-time", "A dead node's name may move to a new address after (0: never)",
+                     &NodeConfig::GossipOverrides::deadNodeReclaimTime, true),
+      intOption("gossip-suspicion-mult", "Suspicion timeout multiplier (lan: 4)", &NodeConfig::GossipOverrides::suspicionMult, 1, 100),
+      intOption("gossip-suspicion-max-timeout-mult", "Upper bound of the suspicion timeout, x minimum (lan: 6)",
+                &NodeConfig::GossipOverrides::suspicionMaxTimeoutMult, 1, 100),
+      intOption("gossip-retransmit-mult", "Broadcast retransmits, x log10(n+1) (lan: 4)", &NodeConfig::GossipOverrides::retransmitMult,
+                1, 100),
+      intOption("gossip-indirect-checks", "Peers asked for indirect probes (lan: 3)", &NodeConfig::GossipOverrides::indirectChecks,
+                0, 32),
+      intOption("gossip-nodes", "Peers gossiped to each round (lan: 3)", &NodeConfig::GossipOverrides::gossipNodes, 1, 64),
+      intOption("gossip-protocol-version", "memberlist protocol version spoken, 1 to 5 (default 2)",
+                &NodeConfig::GossipOverrides::protocolVersion, 1, 5),
+      {"gossip-label", "LABEL", "Label on every gossip packet and stream (memberlist v0.3+; default none)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.size() > 255) return Error(errc::invalid_argument, "label longer than 255 bytes");
+         c.gossip.label = v;
          return {};
        },
        nullptr},

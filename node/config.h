@@ -9,6 +9,7 @@
 
 #include <spdlog/common.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/net_address.h"
 #include "common/result.h"
@@ -28,6 +29,19 @@ struct NodeConfig {
   HostPort admin{"127.0.0.1", 15000, false, true};
   Role role = Role::node;
   spdlog::level::level_enum logLevel = spdlog::level::info;
+  // Gossip encryption: a 16/24/32-byte key (given base64), and/or a keyring file (serf's
+  // format: a JSON list of base64 keys, the first one primary). The file wins when it exists.
+  std::string encryptKey;
+  std::string keyringFile;
+  // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.
+  std::string gossipProfile = "lan";
+  struct GossipOverrides {
+    std::optional<Duration> probeInterval, probeTimeout, gossipInterval, pushPullInterval, tcpTimeout,
+        gossipToTheDeadTime, leftNodeGcTime, reconnectInterval, deadNodeReclaimTime;
+    std::optional<int> suspicionMult, suspicionMaxTimeoutMult, retransmitMult, indirectChecks, gossipNodes;
+    std::optional<int> protocolVersion;
+    std::string label;
+  } gossip;
   log::Format logFormat = log::Format::text;
   std::string configFile;  // the --config it came from, if any
 };

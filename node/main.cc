@@ -6,7 +6,6 @@
 
 #include <cstdio>
 
-#include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/signals.h"
@@ -14,6 +13,7 @@
 #include "node/agent.h"
 #include "node/config.h"
 #include "node/data_dir.h"
+#include "node/keyring_file.h"
 
 namespace {
 
@@ -47,9 +47,13 @@ int main(int argc, char** argv) {
   if (!advertise) return usageError(advertise.error().message());
   auto dataDir = node::DataDir::open(cfg.dataDir);
   if (!dataDir) return usageError(dataDir.error().message());
+  std::string warning;
+  auto keyring = node::loadKeyring(cfg, warning);
+  if (!keyring) return usageError(keyring.error().message());
+  if (!warning.empty()) log::get("node")->warn("{}", warning);
 
-  node::Agent agent(std::move(cfg), std::move(*advertise), std::move(*dataDir),
-                    SystemClock::instance(), metrics::Registry::global());
+  node::Agent agent(std::move(cfg), std::move(*advertise), std::move(*dataDir), std::move(*keyring),
+                    metrics::Registry::global());
   if (auto started = agent.start(); !started) {
     std::fprintf(stderr, "meshd: error: %s\n", started.error().message().c_str());
     return 1;
