@@ -72,8 +72,14 @@ TEST(Config, EveryFileKeyIsAFlag) {
     std::string value = key == "role" ? "edge"
                         : key == "log-level" ? "warn"
                         : key == "log-format" ? "json"
-                        : key == "node-name" || key == "cluster" ? "abc"
-                        : key == "data-dir" ? "/tmp/d"
+                        : key == "node-name" || key == "cluster" || key == "gossip-label" ? "abc"
+                        : key == "data-dir" || key == "keyring-file" ? "/tmp/d"
+                        : key == "encrypt" ? "YWFhYWFhYWFhYWFhYWFhYQ=="
+                        : key == "gossip-profile" ? "wan"
+                        : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
+                                                          key.ends_with("-time"))
+                            ? "1500ms"
+                        : key.rfind("gossip-", 0) == 0 ? "3"
                         : "127.0.0.9:1234";
     auto cl = parse({"--" + key, value});
     EXPECT_TRUE(cl.ok()) << key << ": " << (cl.ok() ? "" : cl.error().message());
@@ -155,6 +161,24 @@ TEST(ConfigErrors, FlagErrorsNameTheFlag) {
   for (auto* r : {&a, &b, &c, &d, &e}) {
     EXPECT_EQ(r->error().message().find('\n'), std::string::npos) << "one line only";
   }
+}
+
+TEST(ConfigErrors, GossipKeys) {
+  EXPECT_NE(errorOf("encrypt: notbase64!").find("key 'encrypt' (line 1): the key is not valid base64"), std::string::npos);
+  EXPECT_NE(errorOf("encrypt: YWJj").find("key size must be 16, 24 or 32 bytes (got 3)"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-profile: moon").find("gossip profile must be lan, wan or local"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-probe-interval: 5").find("missing unit"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-probe-interval: 0s").find("must be a positive duration"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-probe-timeout: fast").find("is not a duration"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-suspicion-mult: 0").find("from 1 to 100"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-protocol-version: 6").find("from 1 to 5"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-label: " + std::string(300, 'l')).find("longer than 255"), std::string::npos);
+  EXPECT_EQ(errorOf("gossip-push-pull-interval: 0\ngossip-reconnect-interval: 0"), "<ok>");
+  NodeConfig c;
+  ASSERT_TRUE(applyYaml(c, "gossip-probe-interval: 1m30s\ngossip-nodes: 4\nencrypt: YWFhYWFhYWFhYWFhYWFhYQ==", "t").ok());
+  EXPECT_EQ(*c.gossip.probeInterval, std::chrono::seconds(90));
+  EXPECT_EQ(*c.gossip.gossipNodes, 4);
+  EXPECT_EQ(c.encryptKey, std::string(16, 'a'));
 }
 
 TEST(Config, HelpAndVersion) {
