@@ -77,7 +77,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "encrypt" ? "YWFhYWFhYWFhYWFhYWFhYQ=="
                         : key == "gossip-profile" ? "wan"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
-                                                          key.ends_with("-time"))
+                                                          key.ends_with("-time") || key.ends_with("-timeout"))
                             ? "1500ms"
                         : key.rfind("gossip-", 0) == 0 ? "3"
                         : "127.0.0.9:1234";
