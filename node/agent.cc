@@ -41,9 +41,10 @@ std::string isoTime(WallTime t) {
 constexpr auto kStopGrace = std::chrono::milliseconds(500);
 constexpr auto kLeaveTimeout = std::chrono::milliseconds(1000);
 constexpr auto kStopPoll = std::chrono::milliseconds(5);
-// A --join that found nobody is retried this often (like serf's retry-join), so that nodes can
-// start in any order.
-constexpr auto kJoinRetry = std::chrono::seconds(5);
+// A --join that found nobody is retried (like serf's retry-join), so that nodes can start in any
+// order: after 1 s, then twice as long each time, up to 30 s.
+constexpr auto kJoinRetryFirst = std::chrono::seconds(1);
+constexpr auto kJoinRetryMax = std::chrono::seconds(30);
 
 gossip::Config gossipConfig(const NodeConfig& c, const HostPort& advertise,
                             std::shared_ptr<gossip::Keyring> keyring) {
@@ -135,6 +136,7 @@ struct Agent::Impl {
   std::unique_ptr<gossip::Memberlist> members;
   std::atomic<bool> stopping{false};
   bool joined = false;
+  Duration joinRetry = kJoinRetryFirst;
   // Keeps run() from returning while nothing is queued, until a stop is asked for.
   std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
@@ -253,20 +255,22 @@ struct Agent::Impl {
     if (stopping.load() || joined || !members) return;
     std::string errors;
     auto seeds = resolve(config.join, errors);
-    if (seeds.empty()) {
-      log->warn("join failed: {}; retrying in {}s", errors, kJoinRetry.count());
-      loop.runAfter(kJoinRetry, [this] { tryJoin(); });
-      return;
-    }
+    if (seeds.empty()) return retryJoin(errors);
     members->join(seeds, [this](int contacted, Result<void> r) {
       if (r) {
         joined = true;
         log->info("joined cluster contacted={} members={}", contacted, members ? members->numLive() : 0);
         return;
       }
-      log->warn("join failed: {}; retrying in {}s", r.error().message(), kJoinRetry.count());
-      loop.runAfter(kJoinRetry, [this] { tryJoin(); });
+      retryJoin(r.error().message());
     });
+  }
+
+  void retryJoin(const std::string& why) {
+    log->warn("join failed: {}; retrying in {}s", why,
+              std::chrono::duration_cast<std::chrono::seconds>(joinRetry).count());
+    loop.runAfter(joinRetry, [this] { tryJoin(); });
+    joinRetry = std::min<Duration>(joinRetry * 2, kJoinRetryMax);
   }
 
   void beginStop() {

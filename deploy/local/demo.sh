@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local demo: three meshd nodes on their own loopback addresses (127.0.2.1-3 unless
-# DEMO_SUBNET says otherwise), each shown with `meshcli status`, then stopped with SIGTERM.
+# DEMO_SUBNET says otherwise) form one gossip cluster with encryption on, each shown with
+# `meshcli status`; then one node is killed to show failure detection, and one leaves
+# gracefully; the rest stop with SIGTERM.
 # Stops by itself; exits non-zero if any step fails. Needs a build: MESH_BIN=build (default).
 #   deploy/local/demo.sh
 set -euo pipefail
@@ -28,11 +30,14 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Starting ${#nodes[@]} meshd nodes on $subnet.1-${#nodes[@]} (logs in $work)"
+# A gossip key, as `serf keygen` makes them: 32 random bytes, base64.
+key=$(head -c 32 /dev/urandom | base64)
+step "Starting ${#nodes[@]} meshd nodes on $subnet.1-${#nodes[@]}, encrypted gossip (logs in $work)"
 for i in "${!nodes[@]}"; do
   n=$((i + 1)); name=${nodes[$i]}; addr="$subnet.$n"
+  join=(); [ "$n" -gt 1 ] && join=(--join "$subnet.1:7946")
   "$meshd" --node-name "$name" --cluster demo --bind "$addr:7946" --admin "$addr:15000" \
-    --data-dir "$work/$name" >"$work/$name.log" 2>&1 &
+    --data-dir "$work/$name" --encrypt "$key" "${join[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
   echo "  $name: pid $! gossip $addr:7946 admin $addr:15000"
 done
@@ -53,13 +58,40 @@ for i in "${!nodes[@]}"; do
   "$meshcli" --node "$addr:15000" status
 done
 
-step "A few of ${nodes[0]}'s metrics (GET /metrics)"
-curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^(mesh_build_info\{|(mesh_node_uptime_seconds|process_resident_memory_bytes|process_cpu_seconds_total) )'
+members_alive() { curl -fsS "http://$1:15000/v1/members" | grep -c '"state": "alive"' || true; }
+state_of() { "$meshcli" --node "$1:15000" members | awk -v n="$2" '$1 == n {print $3}'; }
+wait_for() {  # wait_for SECONDS COMMAND...: polls until the command succeeds
+  local until=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -lt $until ] || return 1; sleep 0.1; done
+}
+all_joined() { for i in "${!nodes[@]}"; do [ "$(members_alive "$subnet.$((i + 1))")" = "${#nodes[@]}" ] || return 1; done; }
+wait_for 15 all_joined || { echo "demo: the nodes did not form one cluster"; exit 1; }
 
-step "Stopping every node with SIGTERM"
-for i in "${!nodes[@]}"; do kill -TERM "${pids[$i]}"; done
+step "meshcli --node $subnet.2:15000 members   (every node sees the same members)"
+"$meshcli" --node "$subnet.2:15000" members
+
+step "A few of ${nodes[0]}'s metrics (GET /metrics)"
+curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^(mesh_build_info\{|mesh_gossip_members\{state="alive"\}|(mesh_node_uptime_seconds|process_resident_memory_bytes|process_cpu_seconds_total|mesh_gossip_probes_total) )'
+
+step "kill -9 ${nodes[2]}: the others detect the failure (SWIM probe, then suspicion)"
+kill -KILL "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
+start=$SECONDS
+gamma_dead() { [ "$(state_of "$subnet.1" "${nodes[2]}")" = dead ]; }
+wait_for 30 gamma_dead || { echo "demo: the failure was not detected"; exit 1; }
+echo "  ${nodes[0]} reports ${nodes[2]} dead after about $((SECONDS - start)) s"
+"$meshcli" --node "$subnet.1:15000" members
+
+step "${nodes[1]} leaves gracefully (SIGTERM): the others record 'left', not 'dead'"
+kill -TERM "${pids[1]}"
+wait "${pids[1]}" && echo "  ${nodes[1]}: exited 0"
+beta_left() { [ "$(state_of "$subnet.1" "${nodes[1]}")" = left ]; }
+wait_for 5 beta_left || { echo "demo: the leave was not seen"; exit 1; }
+"$meshcli" --node "$subnet.1:15000" members
+
+step "Stopping ${nodes[0]} with SIGTERM"
+kill -TERM "${pids[0]}"
 status=0
-for i in "${!nodes[@]}"; do
+for i in 0; do
   if wait "${pids[$i]}"; then
     echo "  ${nodes[$i]}: exited 0"
   else

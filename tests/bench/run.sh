@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Runs every benchmark program built under BUILD_DIR/tests/bench and prints their figures.
-# Programs that need extra arguments or peers (issue-specific benchmarks) have their own
-# scripts in this folder and are listed here as they land.
+# Runs the benchmark programs built under BUILD_DIR/tests/bench and prints their figures.
 #   tests/bench/run.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build-release}
 type=$(grep -E '^CMAKE_BUILD_TYPE:' "$build/CMakeCache.txt" | cut -d= -f2)
 echo "benchmarks: build $build ($type), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 [ "$type" = Release ] || echo "warning: not a Release build; figures are not comparable"
-for b in "$build"/tests/bench/bench_*; do
-  [ -x "$b" ] || continue
-  echo "== $(basename "$b")"
-  "$b"
-done
+b="$build/tests/bench"
+echo "== bench_admin_http"; "$b/bench_admin_http"
+echo "== bench_gossip_sim (1,000 nodes, virtual time)"
+"$b/bench_gossip_sim" --nodes 1000 --loss 0 --settle 60 --observe 40
+"$b/bench_gossip_sim" --nodes 1000 --loss 0.1 --settle 60 --observe 40
+echo "== bench_gossip_processes (50 real meshd)"; "$b/bench_gossip_processes" --nodes 50 --repeat 3
