@@ -9,6 +9,7 @@
 #include "gossip/broadcast_queue.h"
 #include "gossip/errc.h"
 #include "gossip/lifeguard.h"
+#include "gossip/member_table.h"
 #include "gossip/packet.h"
 #include "gossip/probe.h"
 
@@ -102,6 +103,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
         rng(config.randomSeed ? config.randomSeed : std::random_device{}()),
         awareness(config.awarenessMaxMultiplier),
         broadcasts(config.retransmitMult, [this] { return nodes.size(); }) {
+    counts.fill(0);
     codec.compress = config.enableCompression;
     codec.keyring = config.keyring.get();
     codec.verifyIncoming = config.gossipVerifyIncoming;
@@ -120,8 +122,8 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   CodecSettings codec;
   std::mt19937_64 rng;
 
-  std::vector<std::unique_ptr<MemberInfo>> nodes;  // probe order
-  std::unordered_map<std::string, MemberInfo*> nodeMap;
+  MemberTable nodes;  // in probe order
+  std::array<std::size_t, 4> counts{};  // members by state, kept as states change
   struct SuspicionTimer {
     Suspicion suspicion;
     TimePoint changeTime;
@@ -170,11 +172,11 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
 
   // Up to k distinct random members that pass the filter (memberlist's kRandomNodes: 3n tries).
   template <typename Filter>
-  std::vector<MemberInfo*> kRandomNodes(std::size_t k, Filter&& skip) {
-    std::vector<MemberInfo*> out;
+  std::vector<Member*> kRandomNodes(std::size_t k, Filter&& skip) {
+    std::vector<Member*> out;
     const std::size_t n = nodes.size();
     for (std::size_t i = 0; i < 3 * n && out.size() < k; ++i) {
-      MemberInfo* node = nodes[randomOffset(n)].get();
+      Member* node = &nodes.at(randomOffset(n));
       if (skip(*node)) continue;
       if (std::find(out.begin(), out.end(), node) != out.end()) continue;
       out.push_back(node);
@@ -182,10 +184,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     return out;
   }
 
-  MemberInfo* self() {
-    auto it = nodeMap.find(config.name);
-    return it == nodeMap.end() ? nullptr : it->second;
-  }
+  Member* self() { return nodes.find(config.name); }
 
   static Node nodeFromVsn(const std::string& name, NodeAddress addr, const std::string& meta, std::string_view vsn) {
     Node n{name, std::move(addr), meta};
@@ -195,25 +194,19 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     return n;
   }
 
-  static std::string vsnOf(const Node& n) {
-    return std::string{static_cast<char>(n.pmin), static_cast<char>(n.pmax), static_cast<char>(n.pcur),
-                       static_cast<char>(n.dmin), static_cast<char>(n.dmax), static_cast<char>(n.dcur)};
+  // Every state change goes through here, so the counts (and the gauges) stay exact without
+  // walking the table.
+  void setState(Member& n, NodeState s) {
+    --counts[static_cast<int>(n.state)];
+    n.state = s;
+    ++counts[static_cast<int>(s)];
   }
 
   void updateMemberGauges() {
-    std::size_t alive = 0, suspect = 0, dead = 0, left = 0;
-    for (const auto& n : nodes) {
-      switch (n->state) {
-        case NodeState::alive: ++alive; break;
-        case NodeState::suspect: ++suspect; break;
-        case NodeState::dead: ++dead; break;
-        case NodeState::left: ++left; break;
-      }
-    }
-    m.membersAlive.set(double(alive));
-    m.membersSuspect.set(double(suspect));
-    m.membersDead.set(double(dead));
-    m.membersLeft.set(double(left));
+    m.membersAlive.set(double(counts[0]));
+    m.membersSuspect.set(double(counts[1]));
+    m.membersDead.set(double(counts[2]));
+    m.membersLeft.set(double(counts[3]));
   }
 
   void applyAwareness(int delta) {
@@ -224,9 +217,9 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   // Sending.
 
   // A packet to `to`; `node` (when known) decides the CRC. Applies compression, CRC, encryption.
-  void rawSendPacket(const NodeAddress& to, const MemberInfo* node, std::string_view msg) {
+  void rawSendPacket(const NodeAddress& to, const Member* node, std::string_view msg) {
     if (down) return;
-    const bool crc = node && node->node.pmax >= 5;
+    const bool crc = node && node->pmax >= 5;
     auto sealed = sealPacket(msg, crc, codec);
     if (!sealed) {
       log->error("failed to seal packet peer={} error={}", to.toString(), sealed.error().message());
@@ -272,7 +265,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   }
 
   // A message with whatever broadcasts fit piggybacked on it (memberlist's sendMsg).
-  void sendMsg(const NodeAddress& to, const MemberInfo* node, std::string msg) {
+  void sendMsg(const NodeAddress& to, const Member* node, std::string msg) {
     std::size_t avail = config.udpBufferSize;
     const std::size_t used = msg.size() + kCompoundHeaderOverhead +
                              (config.encryptionEnabled() && config.gossipVerifyOutgoing
@@ -294,10 +287,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     rawSendPacket(to, node, compound);
   }
 
-  const MemberInfo* findNode(const std::string& name) const {
-    auto it = nodeMap.find(name);
-    return it == nodeMap.end() ? nullptr : it->second;
-  }
+  const Member* findNode(const std::string& name) const { return nodes.find(name); }
 
   void queueBroadcast(const std::string& node, std::string msg, std::function<void()> done = nullptr) {
     broadcasts.queue(node, std::move(msg), std::move(done));
@@ -307,7 +297,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   // ------------------------------------------------------------------------------------------
   // State changes (memberlist state.go aliveNode / suspectNode / deadNode / refute).
 
-  void refute(MemberInfo& me, std::uint32_t accusedInc) {
+  void refute(Member& me, std::uint32_t accusedInc) {
     std::uint32_t inc = nextIncarnation();
     if (accusedInc >= inc) {
       incarnation = accusedInc + 1;
@@ -316,10 +306,10 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     me.incarnation = inc;
     applyAwareness(1);
     m.refutations.inc();
-    Alive a{inc, me.node.name, me.node.addr.ip, me.node.addr.port, me.node.meta, vsnOf(me.node)};
+    Alive a{inc, me.name.str(), std::string(me.ip.data(), me.ipLen), me.port, me.meta.str(), me.vsn()};
     std::string msg;
     encode(msg, a);
-    queueBroadcast(me.node.name, std::move(msg));
+    queueBroadcast(me.name.str(), std::move(msg));
   }
 
   void aliveNode(const Alive& a, std::function<void()> notify, bool bootstrap) {
@@ -341,33 +331,35 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       m.decodeError(static_cast<int>(errc::too_large));
       return;
     }
-    MemberInfo* state = nullptr;
+    Member* state = nodes.find(a.node);
     bool updatesNode = false;
-    if (auto it = nodeMap.find(a.node); it == nodeMap.end()) {
-      auto fresh = std::make_unique<MemberInfo>();
-      fresh->node = nodeFromVsn(a.node, *addr, a.meta, a.vsn);
+    if (!state) {
+      Member fresh;
+      fresh.name = Interned(a.node);
+      fresh.meta = Interned(a.meta);
+      fresh.setAddr(*addr);
+      fresh.setVsn(a.vsn);
       // A new node starts as dead, so that becoming alive below is a join.
-      fresh->state = NodeState::dead;
-      fresh->stateChange = loop.now();
-      state = fresh.get();
-      nodeMap[a.node] = state;
+      fresh.state = NodeState::dead;
+      fresh.stateChange = loop.now();
+      ++counts[static_cast<int>(NodeState::dead)];
       // Insert at a random position so that probe order stays random.
-      nodes.push_back(std::move(fresh));
+      const std::size_t at = nodes.insert(std::move(fresh));
       const std::size_t off = randomOffset(nodes.size());
-      std::swap(nodes[off], nodes.back());
+      nodes.swap(off, at);
+      state = &nodes.at(off);
     } else {
-      state = it->second;
-      if (state->node.addr != *addr) {
+      if (!state->sameAddr(*addr)) {
         const bool canReclaim = config.deadNodeReclaimTime > Duration::zero() &&
                                 loop.now() - state->stateChange > config.deadNodeReclaimTime;
         if (state->state == NodeState::left || (state->state == NodeState::dead && canReclaim)) {
           log->info("updating address of left or failed node={} from={} to={}", a.node,
-                    state->node.addr.toString(), addr->toString());
+                    state->addr().toString(), addr->toString());
           updatesNode = true;
         } else {
           log->error("conflicting address for node={} mine={} theirs={} state={}", a.node,
-                     state->node.addr.toString(), addr->toString(), nodeStateName(state->state));
-          if (del.conflict) del.conflict->notifyConflict(state->node, nodeFromVsn(a.node, *addr, a.meta, a.vsn));
+                     state->addr().toString(), addr->toString(), nodeStateName(state->state));
+          if (del.conflict) del.conflict->notifyConflict(state->node(), nodeFromVsn(a.node, *addr, a.meta, a.vsn));
           return;
         }
       }
@@ -382,43 +374,40 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       nodeTimers.erase(t);
     }
     const NodeState oldState = state->state;
-    const std::string oldMeta = state->node.meta;
+    const Interned oldMeta = state->meta;
 
     if (!bootstrap && isLocal) {
       // Someone announces us: refute unless it is exactly what we said.
-      if (a.incarnation == state->incarnation && a.meta == state->node.meta && a.vsn == vsnOf(state->node)) return;
+      if (a.incarnation == state->incarnation && a.meta == state->meta.view() && a.vsn == state->vsn()) return;
       refute(*state, a.incarnation);
       log->warn("refuting an alive message for ourselves incarnation={}", a.incarnation);
     } else {
       std::string msg;
       encode(msg, a);
       queueBroadcast(a.node, std::move(msg), std::move(notify));
-      Node updated = nodeFromVsn(a.node, *addr, a.meta, a.vsn);
-      if (a.vsn.size() < 6) {  // keep what we knew of the versions
-        updated.pmin = state->node.pmin, updated.pmax = state->node.pmax, updated.pcur = state->node.pcur;
-        updated.dmin = state->node.dmin, updated.dmax = state->node.dmax, updated.dcur = state->node.dcur;
-      }
-      state->node = std::move(updated);
+      state->setVsn(a.vsn);  // shorter Vsn: keep what we knew of the versions
+      if (state->meta.view() != a.meta) state->meta = Interned(a.meta);
+      state->setAddr(*addr);
       state->incarnation = a.incarnation;
       if (state->state != NodeState::alive) {
-        state->state = NodeState::alive;
+        setState(*state, NodeState::alive);
         state->stateChange = loop.now();
       }
     }
     updateMemberGauges();
     if (del.events) {
       if (deadOrLeft(oldState)) {
-        del.events->notifyJoin(state->node);
-      } else if (oldMeta != state->node.meta) {
-        del.events->notifyUpdate(state->node);
+        del.events->notifyJoin(state->node());
+      } else if (!(oldMeta == state->meta)) {
+        del.events->notifyUpdate(state->node());
       }
     }
   }
 
   void suspectNode(const Suspect& s) {
-    auto it = nodeMap.find(s.node);
-    if (it == nodeMap.end()) return;
-    MemberInfo& state = *it->second;
+    Member* found = nodes.find(s.node);
+    if (!found) return;
+    Member& state = *found;
     if (s.incarnation < state.incarnation) return;
     if (auto t = nodeTimers.find(s.node); t != nodeTimers.end()) {
       // Already suspected: this may be an independent confirmation (Lifeguard).
@@ -443,7 +432,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     queueBroadcast(s.node, std::move(msg));
     m.suspicions.inc();
     state.incarnation = s.incarnation;
-    state.state = NodeState::suspect;
+    setState(state, NodeState::suspect);
     const TimePoint changeTime = loop.now();
     state.stateChange = changeTime;
 
@@ -473,18 +462,18 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       confirmations = t->second->suspicion.confirmations();
       expected = t->second->suspicion.expected();
     }
-    auto it = nodeMap.find(name);
-    if (it == nodeMap.end()) return;
-    MemberInfo& state = *it->second;
+    Member* found = nodes.find(name);
+    if (!found) return;
+    Member& state = *found;
     if (state.state != NodeState::suspect || state.stateChange != changeTime) return;
     log->info("marking node={} as failed: suspect timeout reached confirmations={}/{}", name, confirmations, expected);
     deadNode(Dead{state.incarnation, name, config.name});
   }
 
   void deadNode(const Dead& d) {
-    auto it = nodeMap.find(d.node);
-    if (it == nodeMap.end()) return;
-    MemberInfo& state = *it->second;
+    Member* found = nodes.find(d.node);
+    if (!found) return;
+    Member& state = *found;
     if (d.incarnation < state.incarnation) return;
     if (auto t = nodeTimers.find(d.node); t != nodeTimers.end()) {
       loop.cancel(t->second->timer);
@@ -507,10 +496,10 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     }
     m.deaths.inc();
     state.incarnation = d.incarnation;
-    state.state = d.node == d.from ? NodeState::left : NodeState::dead;
+    setState(state, d.node == d.from ? NodeState::left : NodeState::dead);
     state.stateChange = loop.now();
     updateMemberGauges();
-    if (del.events) del.events->notifyLeave(state.node);
+    if (del.events) del.events->notifyLeave(state.node());
   }
 
   void mergeState(const std::vector<PushNodeState>& remote) {
@@ -545,11 +534,11 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       mindmax = std::min<std::uint8_t>(mindmax, r.vsn[4]);
     }
     for (const auto& n : nodes) {
-      if (n->state != NodeState::alive) continue;
-      maxpmin = std::max(maxpmin, n->node.pmin);
-      minpmax = std::min(minpmax, n->node.pmax);
-      maxdmin = std::max(maxdmin, n->node.dmin);
-      mindmax = std::min(mindmax, n->node.dmax);
+      if (n.state != NodeState::alive) continue;
+      maxpmin = std::max(maxpmin, n.pmin);
+      minpmax = std::min(minpmax, n.pmax);
+      maxdmin = std::max(maxdmin, n.dmin);
+      mindmax = std::min(mindmax, n.dmax);
     }
     auto check = [&](const std::string& name, std::uint8_t pcur, std::uint8_t dcur) -> Result<void> {
       if (pcur < maxpmin || pcur > minpmax) {
@@ -569,7 +558,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       if (auto e = check(r.name, pcur, dcur); !e) return e;
     }
     for (const auto& n : nodes) {
-      if (auto e = check(n->node.name, n->node.pcur, n->node.dcur); !e) return e;
+      if (auto e = check(n.name.str(), n.pcur, n.dcur); !e) return e;
     }
     return {};
   }
@@ -622,19 +611,16 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       if (auto s = w.lock()) s->reconnectTick();
     });
     if (leaving) return;
-    std::size_t dead = 0, alive = 0;
-    for (const auto& n : nodes) {
-      if (n->state == NodeState::dead) ++dead;
-      if (n->state == NodeState::alive) ++alive;
-    }
+    const std::size_t dead = counts[static_cast<int>(NodeState::dead)];
+    const std::size_t alive = counts[static_cast<int>(NodeState::alive)];
     if (dead == 0) return;
     // serf's rule: the more of the cluster is gone, the more eagerly we look for it.
     const double p = std::min(1.0, double(dead) / double(std::max<std::size_t>(alive, 1)));
     if (std::uniform_real_distribution<double>(0, 1)(rng) > p) return;
-    auto peers = kRandomNodes(1, [](const MemberInfo& n) { return n.state != NodeState::dead; });
+    auto peers = kRandomNodes(1, [](const Member& n) { return n.state != NodeState::dead; });
     if (peers.empty()) return;
-    log->debug("reconnect attempt node={}", peers[0]->node.name);
-    pushPullNode(peers[0]->node.addr, false, [](Result<void>) {});
+    log->debug("reconnect attempt node={}", peers[0]->name.str());
+    pushPullNode(peers[0]->addr(), false, [](Result<void>) {});
   }
 
   void probeTick() {
@@ -658,11 +644,11 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     pushPullTimer = loop.runAfter(pushPullScale(config.pushPullInterval, nodes.size()), [w = weak()] {
       if (auto s = w.lock()) s->pushPullTick();
     });
-    auto peers = kRandomNodes(1, [&](const MemberInfo& n) {
-      return n.node.name == config.name || n.state != NodeState::alive;
+    auto peers = kRandomNodes(1, [&](const Member& n) {
+      return n.name.view() == config.name || n.state != NodeState::alive;
     });
     if (peers.empty()) return;
-    pushPullNode(peers[0]->node.addr, false, [w = weak(), name = peers[0]->node.name](Result<void> r) {
+    pushPullNode(peers[0]->addr(), false, [w = weak(), name = peers[0]->name.str()](Result<void> r) {
       auto s = w.lock();
       if (s && !r) s->log->warn("push-pull failed peer={} error={}", name, r.error().message());
     });
@@ -672,19 +658,18 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   // left longer than leftNodeGcTime ago; reshuffles the probe order.
   void resetNodes() {
     const TimePoint now = loop.now();
-    auto expired = [&](const std::unique_ptr<MemberInfo>& n) {
-      if (n->node.name == config.name) return false;
-      if (n->state == NodeState::dead) return now - n->stateChange > config.gossipToTheDeadTime;
-      if (n->state == NodeState::left) return now - n->stateChange > config.leftNodeGcTime;
-      return false;
-    };
-    auto keep = std::stable_partition(nodes.begin(), nodes.end(), [&](const auto& n) { return !expired(n); });
-    for (auto it = keep; it != nodes.end(); ++it) {
-      log->debug("forgetting node={} state={}", (*it)->node.name, nodeStateName((*it)->state));
-      nodeMap.erase((*it)->node.name);
-    }
-    nodes.erase(keep, nodes.end());
-    std::shuffle(nodes.begin(), nodes.end(), rng);
+    nodes.eraseIf([&](const Member& n) {
+      if (n.name.view() == config.name) return false;
+      bool expired = false;
+      if (n.state == NodeState::dead) expired = now - n.stateChange > config.gossipToTheDeadTime;
+      if (n.state == NodeState::left) expired = now - n.stateChange > config.leftNodeGcTime;
+      if (expired) {
+        log->debug("forgetting node={} state={}", n.name.view(), nodeStateName(n.state));
+        --counts[static_cast<int>(n.state)];
+      }
+      return expired;
+    });
+    nodes.shuffle(rng);
     updateMemberGauges();
   }
 
@@ -698,8 +683,8 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
         ++checked;
         continue;
       }
-      MemberInfo& node = *nodes[probeIndex++];
-      if (node.node.name == config.name || deadOrLeft(node.state)) {
+      Member& node = nodes.at(probeIndex++);
+      if (node.name.view() == config.name || deadOrLeft(node.state)) {
         ++checked;
         continue;
       }
@@ -711,7 +696,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   struct Probe {
     std::uint32_t seqNo;
     std::string name;
-    MemberInfo snapshot;  // the node as it was when the probe started
+    Member snapshot;  // the node as it was when the probe started
     TimePoint sent;
     TimePoint deadline;
     bool done = false;
@@ -725,12 +710,12 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     return Ping{seq, target, config.advertise.ip, config.advertise.port, config.name};
   }
 
-  void probeNode(MemberInfo& node) {
+  void probeNode(Member& node) {
     m.probes.inc();
     const Duration interval = awareness.scale(config.probeInterval);
     auto p = std::make_shared<Probe>();
     p->seqNo = nextSeqNo();
-    p->name = node.node.name;
+    p->name = node.name.str();
     p->snapshot = node;
     p->sent = loop.now();
     p->deadline = p->sent + interval;
@@ -745,7 +730,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       s->m.probeRtt.observe(std::chrono::duration<double>(rtt).count());
       if (p->fallback) p->fallback->close();
       s->applyAwareness(-1);
-      if (s->del.ping) s->del.ping->notifyPingComplete(p->snapshot.node, rtt, payload);
+      if (s->del.ping) s->del.ping->notifyPingComplete(p->snapshot.node(), rtt, payload);
     };
     h.onNack = [p] { ++p->nacks; };
     h.timer = loop.runAfter(interval, [w = weak(), seq = p->seqNo] {
@@ -754,16 +739,16 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     ackHandlers[p->seqNo] = std::move(h);
 
     std::string ping;
-    encode(ping, makePing(p->seqNo, node.node.name));
+    encode(ping, makePing(p->seqNo, node.name.str()));
     if (node.state == NodeState::alive) {
-      sendMsg(node.node.addr, &node, std::move(ping));
+      sendMsg(node.addr(), &node, std::move(ping));
     } else {
       // Suspect: tell it so, which lets it refute at once.
       std::string sus;
-      encodeSuspect(sus, Suspect{node.incarnation, node.node.name, config.name});
+      encodeSuspect(sus, Suspect{node.incarnation, node.name.str(), config.name});
       std::string compound = makeCompound({ping, sus});
       countSent(compound);
-      rawSendPacket(node.node.addr, &node, compound);
+      rawSendPacket(node.addr(), &node, compound);
     }
     loop.runAfter(config.probeTimeout, [w = weak(), p] {
       if (auto s = w.lock()) s->probeTimedOut(p);
@@ -773,20 +758,20 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   void probeTimedOut(const std::shared_ptr<Probe>& p) {
     if (p->done || down) return;
     log->debug("failed ping node={} (timeout reached)", p->name);
-    auto peers = kRandomNodes(static_cast<std::size_t>(config.indirectChecks), [&](const MemberInfo& n) {
-      return n.node.name == config.name || n.node.name == p->name || n.state != NodeState::alive;
+    auto peers = kRandomNodes(static_cast<std::size_t>(config.indirectChecks), [&](const Member& n) {
+      return n.name.view() == config.name || n.name.view() == p->name || n.state != NodeState::alive;
     });
-    IndirectPing ind{p->seqNo, p->snapshot.node.addr.ip, p->snapshot.node.addr.port, p->name, false,
+    IndirectPing ind{p->seqNo, std::string(p->snapshot.ip.data(), p->snapshot.ipLen), p->snapshot.port, p->name, false,
                      config.advertise.ip, config.advertise.port, config.name};
-    for (MemberInfo* peer : peers) {
-      ind.nack = peer->node.pmax >= 4;
+    for (Member* peer : peers) {
+      ind.nack = peer->pmax >= 4;
       if (ind.nack) ++p->expectedNacks;
       std::string msg;
       encode(msg, ind);
       m.indirectProbes.inc();
-      sendMsg(peer->node.addr, peer, std::move(msg));
+      sendMsg(peer->addr(), peer, std::move(msg));
     }
-    if (!config.disableTcpPings && p->snapshot.node.pmax >= 3) {
+    if (!config.disableTcpPings && p->snapshot.pmax >= 3) {
       m.tcpFallbackProbes.inc();
       tcpPing(p);
     }
@@ -797,7 +782,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
 
   void tcpPing(const std::shared_ptr<Probe>& p) {
     const Duration left = p->deadline - loop.now();
-    transport.dial(p->snapshot.node.addr, left, [w = weak(), p](Result<std::unique_ptr<Stream>> st) {
+    transport.dial(p->snapshot.addr(), left, [w = weak(), p](Result<std::unique_ptr<Stream>> st) {
       auto s = w.lock();
       if (!s || !st || p->done) return;
       auto conn = std::make_shared<Conn>(s->loop, std::move(*st), s->codec, s->m, p->deadline);
@@ -844,8 +829,8 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
 
   void gossip() {
     const TimePoint now = loop.now();
-    auto peers = kRandomNodes(static_cast<std::size_t>(config.gossipNodes), [&](const MemberInfo& n) {
-      if (n.node.name == config.name) return true;
+    auto peers = kRandomNodes(static_cast<std::size_t>(config.gossipNodes), [&](const Member& n) {
+      if (n.name.view() == config.name) return true;
       switch (n.state) {
         case NodeState::alive:
         case NodeState::suspect: return false;
@@ -855,17 +840,17 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     });
     std::size_t avail = config.udpBufferSize - kCompoundHeaderOverhead;
     if (config.encryptionEnabled()) avail -= encryptOverhead(config.encryptionVersion());
-    for (MemberInfo* peer : peers) {
+    for (Member* peer : peers) {
       auto msgs = getBroadcasts(kCompoundOverhead, avail);
       if (msgs.empty()) return;
       if (msgs.size() == 1) {
         countSent(msgs[0]);
-        rawSendPacket(peer->node.addr, peer, msgs[0]);
+        rawSendPacket(peer->addr(), peer, msgs[0]);
       } else {
         std::vector<std::string_view> parts(msgs.begin(), msgs.end());
         std::string compound = makeCompound(parts);
         countSent(compound);
-        rawSendPacket(peer->node.addr, peer, compound);
+        rawSendPacket(peer->addr(), peer, compound);
       }
     }
   }
@@ -877,8 +862,8 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     std::vector<PushNodeState> states;
     states.reserve(nodes.size());
     for (const auto& n : nodes) {
-      states.push_back(PushNodeState{n->node.name, n->node.addr.ip, n->node.addr.port, n->node.meta,
-                                     n->incarnation, static_cast<std::uint8_t>(n->state), vsnOf(n->node)});
+      states.push_back(PushNodeState{n.name.str(), std::string(n.ip.data(), n.ipLen), n.port, n.meta.str(),
+                                     n.incarnation, static_cast<std::uint8_t>(n.state), n.vsn()});
     }
     std::string user = del.delegate ? del.delegate->localState(join) : std::string{};
     std::string msg;
@@ -1233,7 +1218,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
 
   bool anyAlive() const {
     for (const auto& n : nodes) {
-      if (!deadOrLeft(n->state) && n->node.name != config.name) return true;
+      if (!deadOrLeft(n.state) && n.name.view() != config.name) return true;
     }
     return false;
   }
@@ -1314,7 +1299,7 @@ void Memberlist::leave(Duration timeout, std::function<void(Result<void>)> done)
   if (m.down) return done(Error(errc::shutdown, "leave after shutdown"));
   if (m.leaving) return done({});
   m.leaving = true;
-  MemberInfo* me = m.self();
+  Member* me = m.self();
   if (!me) return done({});
   auto finished = std::make_shared<bool>(false);
   auto once = [finished, done](Result<void> r) {
@@ -1323,11 +1308,12 @@ void Memberlist::leave(Duration timeout, std::function<void(Result<void>)> done)
     done(std::move(r));
   };
   if (!m.anyAlive()) {
-    m.deadNode(Dead{me->incarnation, me->node.name, me->node.name});
+    m.deadNode(Dead{me->incarnation, me->name.str(), me->name.str()});
     return once({});
   }
   m.leaveWaiters.push_back([once] { once({}); });
-  m.deadNode(Dead{me->incarnation, me->node.name, me->node.name});
+  const std::string myName = me->name.str();
+  m.deadNode(Dead{me->incarnation, myName, myName});
   if (timeout > Duration::zero()) {
     m.loop.runAfter(timeout, [once] { once(Error(errc::timeout, "timeout waiting for leave broadcast")); });
   }
@@ -1352,33 +1338,33 @@ Result<void> Memberlist::updateNode() {
   Impl& m = *impl_;
   std::string meta = m.del.delegate ? m.del.delegate->nodeMeta(kMetaMaxSize) : std::string{};
   if (meta.size() > kMetaMaxSize) return Error(errc::too_large, "node meta over 512 bytes");
-  MemberInfo* me = m.self();
+  Member* me = m.self();
   if (!me) return Error(errc::shutdown, "no local node");
-  m.aliveNode(Alive{m.nextIncarnation(), me->node.name, me->node.addr.ip, me->node.addr.port, meta, m.config.vsn()},
+  m.aliveNode(Alive{m.nextIncarnation(), me->name.str(), std::string(me->ip.data(), me->ipLen), me->port, meta, m.config.vsn()},
               nullptr, true);
   return {};
 }
 
 Result<void> Memberlist::sendBestEffort(const std::string& node, std::string_view msg) {
   Impl& m = *impl_;
-  const MemberInfo* n = m.findNode(node);
+  const Member* n = m.findNode(node);
   if (!n) return Error(errc::unreachable, "unknown node " + node);
   std::string buf(1, static_cast<char>(MessageType::user));
   buf += msg;
   m.countSent(buf);
-  m.rawSendPacket(n->node.addr, n, buf);
+  m.rawSendPacket(n->addr(), n, buf);
   return {};
 }
 
 void Memberlist::sendReliable(const std::string& node, std::string msg, std::function<void(Result<void>)> done) {
   Impl& m = *impl_;
-  const MemberInfo* n = m.findNode(node);
+  const Member* n = m.findNode(node);
   if (!n) return done(Error(errc::unreachable, "unknown node " + node));
   std::string body;
   encodeUserStream(body, msg);
   auto sealed = sealStream(body, m.codec);
   if (!sealed) return done(sealed.error());
-  m.transport.dial(n->node.addr, m.config.tcpTimeout,
+  m.transport.dial(n->addr(), m.config.tcpTimeout,
                    [w = m.weak(), sealed = std::move(*sealed), done = std::move(done)](Result<std::unique_ptr<Stream>> st) mutable {
                      auto s = w.lock();
                      if (!s) return done(Error(errc::shutdown, "shut down"));
@@ -1400,29 +1386,47 @@ void Memberlist::queueBroadcast(std::string name, std::string msg, std::function
 std::vector<MemberInfo> Memberlist::members() const {
   std::vector<MemberInfo> out;
   out.reserve(impl_->nodes.size());
-  for (const auto& n : impl_->nodes) out.push_back(*n);
+  for (const auto& n : impl_->nodes) out.push_back(MemberInfo{n.node(), n.incarnation, n.state, n.stateChange});
   return out;
 }
 
 std::vector<Node> Memberlist::liveMembers() const {
   std::vector<Node> out;
   for (const auto& n : impl_->nodes) {
-    if (!deadOrLeft(n->state)) out.push_back(n->node);
+    if (!deadOrLeft(n.state)) out.push_back(n.node());
   }
   return out;
 }
 
 std::size_t Memberlist::numLive() const {
-  std::size_t c = 0;
-  for (const auto& n : impl_->nodes) c += !deadOrLeft(n->state);
-  return c;
+  return impl_->counts[static_cast<int>(NodeState::alive)] + impl_->counts[static_cast<int>(NodeState::suspect)];
+}
+
+void Memberlist::preload(const std::vector<MemberInfo>& members) {
+  Impl& m = *impl_;
+  for (const auto& mi : members) {
+    if (mi.node.name.empty() || !mi.node.addr.valid() || m.nodes.find(mi.node.name)) continue;
+    Member n;
+    n.name = Interned(mi.node.name);
+    n.meta = Interned(mi.node.meta);
+    n.setAddr(mi.node.addr);
+    n.pmin = mi.node.pmin, n.pmax = mi.node.pmax, n.pcur = mi.node.pcur;
+    n.dmin = mi.node.dmin, n.dmax = mi.node.dmax, n.dcur = mi.node.dcur;
+    n.state = mi.state;
+    n.incarnation = mi.incarnation;
+    n.stateChange = m.loop.now();
+    ++m.counts[static_cast<int>(mi.state)];
+    const std::size_t at = m.nodes.insert(std::move(n));
+    m.nodes.swap(at, m.randomOffset(m.nodes.size()));
+  }
+  m.updateMemberGauges();
 }
 
 std::size_t Memberlist::estimatedSize() const { return impl_->nodes.size(); }
 
 Node Memberlist::localNode() const {
-  auto it = impl_->nodeMap.find(impl_->config.name);
-  return it == impl_->nodeMap.end() ? Node{} : it->second->node;
+  const Member* me = impl_->nodes.find(impl_->config.name);
+  return me ? me->node() : Node{};
 }
 
 std::uint32_t Memberlist::incarnation() const { return impl_->incarnation; }

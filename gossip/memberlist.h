@@ -65,6 +65,11 @@ class Memberlist {
   // Queues a user-level broadcast message directly (delegates usually offer their own).
   void queueBroadcast(std::string name, std::string msg, std::function<void()> onFinished = nullptr);
 
+  // Seeds the table with members known from elsewhere (a snapshot, or the simulator's steady
+  // cluster): they enter as given, without events or broadcasts, and are verified by probing
+  // like any other member. Names already held are left alone.
+  void preload(const std::vector<MemberInfo>& members);
+
   // Every member we hold, any state (ours included).
   std::vector<MemberInfo> members() const;
   // Alive and suspect members (ours included), as memberlist's Members() gives them.
