@@ -70,6 +70,8 @@ gossip::Config gossipConfig(const NodeConfig& c, const HostPort& advertise,
   if (o.gossipNodes) g.gossipNodes = *o.gossipNodes;
   if (o.protocolVersion) g.protocolVersion = static_cast<std::uint8_t>(*o.protocolVersion);
   g.label = o.label;
+  g.gossipVerifyIncoming = o.verifyIncoming;
+  g.gossipVerifyOutgoing = o.verifyOutgoing;
   g.keyring = std::move(keyring);
   return g;
 }

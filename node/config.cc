@@ -54,6 +54,21 @@ OptionSpec durationOption(const char* name, const char* help,
           nullptr};
 }
 
+OptionSpec boolOption(const char* name, const char* help, bool NodeConfig::GossipOverrides::*field) {
+  return {name, "true|false", help, false,
+          [field](NodeConfig& c, const std::string& v) -> Result<void> {
+            if (v == "true") {
+              c.gossip.*field = true;
+            } else if (v == "false") {
+              c.gossip.*field = false;
+            } else {
+              return Error(errc::invalid_argument, "'" + v + "' must be true or false");
+            }
+            return {};
+          },
+          nullptr};
+}
+
 OptionSpec intOption(const char* name, const char* help, std::optional<int> NodeConfig::GossipOverrides::*field,
                      int min, int max) {
   return {name, "N", help, false,
@@ -216,6 +231,10 @@ const std::vector<OptionSpec>& optionTable() {
       intOption("gossip-nodes", "Peers gossiped to each round (lan: 3)", &NodeConfig::GossipOverrides::gossipNodes, 1, 64),
       intOption("gossip-protocol-version", "memberlist protocol version spoken, 1 to 5 (default 2)",
                 &NodeConfig::GossipOverrides::protocolVersion, 1, 5),
+      boolOption("gossip-verify-incoming", "Refuse unencrypted gossip when a key is set (default true)",
+                 &NodeConfig::GossipOverrides::verifyIncoming),
+      boolOption("gossip-verify-outgoing", "Encrypt outgoing gossip when a key is set (default true)",
+                 &NodeConfig::GossipOverrides::verifyOutgoing),
       {"gossip-label", "LABEL", "Label on every gossip packet and stream (memberlist v0.3+; default none)", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.size() > 255) return Error(errc::invalid_argument, "label longer than 255 bytes");

@@ -41,6 +41,10 @@ struct NodeConfig {
     std::optional<int> suspicionMult, suspicionMaxTimeoutMult, retransmitMult, indirectChecks, gossipNodes;
     std::optional<int> protocolVersion;
     std::string label;
+    // Key rollout: accept plaintext while keys are being installed (incoming off), and send
+    // plaintext until every node holds the key (outgoing off). Both on by default.
+    bool verifyIncoming = true;
+    bool verifyOutgoing = true;
   } gossip;
   log::Format logFormat = log::Format::text;
   std::string configFile;  // the --config it came from, if any

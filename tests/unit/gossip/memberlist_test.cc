@@ -475,6 +475,54 @@ TEST(Memberlist, ProtocolVersionMismatchRefusesTheJoin) {
   EXPECT_EQ(c.members[0]->ml->numLive(), 1u);  // and the refused node was not merged either
 }
 
+TEST(Memberlist, Ipv6Members) {
+  // The cluster helper uses IPv4 addresses; this one is built by hand on fd00::/8.
+  Cluster v6;
+  std::vector<NodeAddress> addrs;
+  for (int i = 0; i < 4; ++i) {
+    std::string ip(16, '\0');
+    ip[0] = static_cast<char>(0xfd), ip[15] = static_cast<char>(i + 1);
+    addrs.push_back({ip, 7946});
+  }
+  std::vector<std::unique_ptr<MemTransport>> ts;
+  std::vector<std::unique_ptr<Memberlist>> mls;
+  std::vector<std::unique_ptr<Recorder>> recs;
+  for (int i = 0; i < 4; ++i) {
+    ts.push_back(v6.net.attach(addrs[i]));
+    recs.push_back(std::make_unique<Recorder>());
+    Config cfg = Config::lan();
+    cfg.name = "v6-" + std::to_string(i);
+    cfg.advertise = addrs[i];
+    cfg.randomSeed = 50 + i;
+    mls.push_back(Memberlist::create(cfg, v6.clock, *ts.back(), Delegates{recs.back().get(), recs.back().get()}, v6.registry).value());
+  }
+  for (int i = 1; i < 4; ++i) mls[i]->join({addrs[0]}, [](int, Result<void>) {});
+  v6.clock.advance(5s);
+  for (auto& ml : mls) {
+    EXPECT_EQ(ml->numLive(), 4u);
+    for (const auto& mi : ml->members()) EXPECT_TRUE(mi.node.addr.isV6());
+  }
+  EXPECT_EQ(mls[0]->members()[0].node.addr.toString().front(), '[');
+}
+
+TEST(Memberlist, MixedProtocolVersionsShareAPool) {
+  // Version 1 (encryption envelope 0, no CRC from others' view), 2 (the default) and 5.
+  Cluster c;
+  auto key = Keyring::create({std::string(16, 'v')}).value();
+  int version = 0;
+  for (std::uint8_t v : {1, 2, 5, 2}) {
+    c.add("p" + std::to_string(version++), [&, v](Config& cfg) {
+      cfg.protocolVersion = v;
+      cfg.keyring = std::make_shared<Keyring>(key);
+    });
+  }
+  c.joinAll();
+  c.clock.advance(10s);
+  for (const auto& m : c.members) EXPECT_EQ(m->ml->numLive(), 4u) << m->name;
+  c.kill(*c.members[3]);
+  ASSERT_TRUE(c.runUntil([&] { return c.allSee("p3", NodeState::dead); }, 60s).has_value());
+}
+
 TEST(Memberlist, WorksUnderTenPercentLoss) {
   Cluster c(7);
   c.net.setPacketLoss(0.10);

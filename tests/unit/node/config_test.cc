@@ -76,6 +76,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "data-dir" || key == "keyring-file" ? "/tmp/d"
                         : key == "encrypt" ? "YWFhYWFhYWFhYWFhYWFhYQ=="
                         : key == "gossip-profile" ? "wan"
+                        : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
                             ? "1500ms"
@@ -173,6 +174,7 @@ TEST(ConfigErrors, GossipKeys) {
   EXPECT_NE(errorOf("gossip-suspicion-mult: 0").find("from 1 to 100"), std::string::npos);
   EXPECT_NE(errorOf("gossip-protocol-version: 6").find("from 1 to 5"), std::string::npos);
   EXPECT_NE(errorOf("gossip-label: " + std::string(300, 'l')).find("longer than 255"), std::string::npos);
+  EXPECT_NE(errorOf("gossip-verify-incoming: maybe").find("must be true or false"), std::string::npos);
   EXPECT_EQ(errorOf("gossip-push-pull-interval: 0\ngossip-reconnect-interval: 0"), "<ok>");
   NodeConfig c;
   ASSERT_TRUE(applyYaml(c, "gossip-probe-interval: 1m30s\ngossip-nodes: 4\nencrypt: YWFhYWFhYWFhYWFhYWFhYQ==", "t").ok());
