@@ -27,6 +27,7 @@ class GossipCategory final : public std::error_category {
       case errc::shutdown: return "memberlist is shut down";
       case errc::bad_key: return "bad key";
       case errc::left: return "this node has left";
+      case errc::closed: return "EOF";
     }
     return "unknown error " + std::to_string(ev);
   }
@@ -58,6 +59,7 @@ const char* errcName(errc e) {
     case errc::shutdown: return "shutdown";
     case errc::bad_key: return "bad_key";
     case errc::left: return "left";
+    case errc::closed: return "closed";
   }
   return "unknown";
 }

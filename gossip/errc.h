@@ -24,6 +24,7 @@ enum class errc {
   shutdown,           // the memberlist has been shut down
   bad_key,            // a keyring key of the wrong length, or removing the primary key
   left,               // operation not allowed after leaving
+  closed,             // the peer closed the stream before sending anything
 };
 
 const std::error_category& gossipCategory();

@@ -62,7 +62,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
         if (self->timedOut_) return cb(Error(errc::timeout, "stream deadline passed"));
         return cb(r.error());
       }
-      if (r->empty()) return cb(Error(errc::truncated, "EOF"));
+      if (r->empty()) return cb(Error(self->received_ ? errc::truncated : errc::closed,
+                                      self->received_ ? "stream ended inside a message" : "EOF"));
+      self->received_ = true;
       self->metrics_.tcpBytesIn.inc(r->size());
       auto msg = self->reader_.feed(*r);
       if (!msg) return cb(msg.error());
@@ -88,6 +90,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   TimePoint deadline_;
   bool timedOut_ = false;
   bool closed_ = false;
+  bool received_ = false;
 };
 
 }  // namespace
@@ -947,7 +950,8 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
 
   void handleStreamMessage(const std::shared_ptr<Conn>& conn, const Result<std::string>& msg) {
     if (!msg) {
-      if (msg.error().message() != "EOF") {
+      // A connection closed before a single byte (a port scan, a health check) is no error.
+      if (msg.error().code != errc::closed) {
         m.decodeError(msg.error().code.value());
         log->warn("failed to receive stream peer={} error={}", conn->remote().toString(), msg.error().message());
         replyError(conn, msg.error().message());

@@ -14,6 +14,7 @@
 #include "common/asio_event_loop.h"
 #include "common/metrics.h"
 #include "gossip/asio_transport.h"
+#include "gossip/broadcast_queue.h"
 #include "gossip/memberlist.h"
 
 using namespace mesh;
@@ -39,26 +40,14 @@ nlohmann::json nodeInfo(const Node& n, const std::string& state) {
 
 struct Peer : Delegate, EventDelegate {
   std::string meta;
-  std::vector<std::string> queue;  // user broadcasts, each sent up to `limit` times
-  std::map<std::string, int> sent;
-  int limit = 8;
+  // User broadcasts with memberlist's retransmit limit (as mlpeer's TransmitLimitedQueue).
+  std::function<std::size_t()> numNodes = [] { return std::size_t{1}; };
+  BroadcastQueue queue{4, [this] { return numNodes(); }};
 
   std::string nodeMeta(std::size_t) override { return meta; }
   void notifyMsg(std::string_view m) override { emit("user_msg", {{"bytes", m.size()}, {"data", std::string(m)}}); }
   std::vector<std::string> getBroadcasts(std::size_t overhead, std::size_t avail) override {
-    std::vector<std::string> out;
-    std::size_t used = 0;
-    for (auto it = queue.begin(); it != queue.end();) {
-      if (used + overhead + it->size() > avail) break;
-      used += overhead + it->size();
-      out.push_back(*it);
-      if (++sent[*it] >= limit) {
-        it = queue.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    return out;
+    return queue.get(overhead, avail);
   }
   std::string localState(bool join) override {
     std::string st = "state-of-" + selfName;
@@ -135,6 +124,7 @@ int main(int argc, char** argv) {
     emit("error", {{"msg", "create: " + ml.error().message()}});
     return 1;
   }
+  peer.numNodes = [&] { return (*ml)->numLive(); };
   emit("started", {{"bind", bind}, {"encrypted", !secret.empty()}, {"protocol", cfg.protocolVersion}});
   bool stopping = false;
   auto finish = [&] {
@@ -154,7 +144,7 @@ int main(int argc, char** argv) {
     emit("members", {{"count", list.size()}, {"alive", (*ml)->numLive()}, {"members", list}});
   };
   auto afterJoin = [&] {
-    for (const auto& b : broadcasts) peer.queue.push_back(b);
+    for (const auto& b : broadcasts) peer.queue.queue("", b);
     for (const auto& s : sends) {
       auto eq = s.find('=');
       if (eq == std::string::npos) continue;

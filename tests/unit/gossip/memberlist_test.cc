@@ -10,6 +10,7 @@
 #include "common/metrics.h"
 #include "common/virtual_clock.h"
 #include "gossip/mem_transport.h"
+#include "gossip/broadcast_queue.h"
 #include "gossip/lifeguard.h"
 #include "gossip/packet.h"
 
@@ -24,7 +25,7 @@ using namespace std::chrono_literals;
 struct Recorder : Delegate, EventDelegate, ConflictDelegate {
   std::string meta;
   std::vector<std::string> messages;
-  std::vector<std::string> toBroadcast;
+  BroadcastQueue toBroadcast{3, [] { return std::size_t{10}; }};  // 6 transmits
   std::string state;
   std::vector<std::string> remoteStates;
   std::vector<std::pair<std::string, std::string>> events;  // (kind, node)
@@ -32,24 +33,10 @@ struct Recorder : Delegate, EventDelegate, ConflictDelegate {
 
   std::string nodeMeta(std::size_t) override { return meta; }
   void notifyMsg(std::string_view m) override { messages.emplace_back(m); }
-  // Each queued broadcast goes out with up to 6 packets, as a layer with its own
-  // retransmit-limited queue (serf's) would send it.
+  // User broadcasts with a retransmit limit, as a layer above (serf) queues its own.
   std::vector<std::string> getBroadcasts(std::size_t overhead, std::size_t limit) override {
-    std::vector<std::string> out;
-    std::size_t used = 0;
-    for (auto it = toBroadcast.begin(); it != toBroadcast.end();) {
-      if (used + overhead + it->size() > limit) break;
-      used += overhead + it->size();
-      out.push_back(*it);
-      if (++sends[*it] >= 6) {
-        it = toBroadcast.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    return out;
+    return toBroadcast.get(overhead, limit);
   }
-  std::map<std::string, int> sends;
   std::string localState(bool) override { return state; }
   void mergeRemoteState(std::string_view s, bool) override { remoteStates.emplace_back(s); }
   void notifyJoin(const Node& n) override { events.emplace_back("join", n.name); }
@@ -368,7 +355,7 @@ TEST(Memberlist, UserMessagesBroadcastsAndState) {
   ASSERT_TRUE(c.members[0]->ml->sendBestEffort("n1", "over udp").ok());
   bool sent = false;
   c.members[0]->ml->sendReliable("n2", std::string(50000, 'r'), [&](Result<void> r) { sent = r.ok(); });
-  c.members[3]->rec.toBroadcast.push_back("gossiped");
+  c.members[3]->rec.toBroadcast.queue("", "gossiped");
   c.clock.advance(5s);
   EXPECT_TRUE(sent);
   auto has = [](const Recorder& r, const std::string& m) {
