@@ -246,7 +246,13 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       }
       return;
     }
-    m.sent(t);
+    m.sent(t, msg.size());
+  }
+
+  // A stream message, counted by type, then wrapped (compression, encryption, label).
+  Result<std::string> sealForStream(std::string_view msg) {
+    countSent(msg);
+    return sealStream(msg, codec);
   }
 
   // Broadcasts to piggyback, memberlist's and then the delegate's (user) ones.
@@ -793,7 +799,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       p->fallback = conn;
       std::string ping;
       encode(ping, s->makePing(p->seqNo, p->name));
-      auto sealed = sealStream(ping, s->codec);
+      auto sealed = s->sealForStream(ping);
       if (!sealed) return;
       conn->send(std::move(*sealed), [w, p, conn](Result<void> r) {
         if (!r) return;
@@ -885,7 +891,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       }
       auto conn = std::make_shared<Conn>(s->loop, std::move(*st), s->codec, s->m, s->loop.now() + s->config.tcpTimeout);
       conn->arm();
-      auto sealed = sealStream(s->localStateMessage(join), s->codec);
+      auto sealed = s->sealForStream(s->localStateMessage(join));
       if (!sealed) return done(sealed.error());
       conn->send(std::move(*sealed), [w, conn, join, done = std::move(done)](Result<void> r) mutable {
         auto s = w.lock();
@@ -913,7 +919,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     }
     const auto type = static_cast<std::uint8_t>((*msg)[0]);
     const std::string_view body = std::string_view(*msg).substr(1);
-    m.received(type);
+    m.received(type, msg->size());
     if (type == static_cast<std::uint8_t>(MessageType::err)) {
       auto e = decodeErr(body);
       return Error(errc::remote_error, "remote error: " + (e ? e->error : std::string("(undecodable)")));
@@ -943,7 +949,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   void replyError(const std::shared_ptr<Conn>& conn, const std::string& what) {
     std::string msg;
     encode(msg, ErrResp{what});
-    auto sealed = sealStream(msg, codec);
+    auto sealed = sealForStream(msg);
     if (!sealed) return conn->close();
     conn->send(std::move(*sealed), [conn](Result<void>) { conn->close(); });
   }
@@ -962,7 +968,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     }
     const auto type = static_cast<std::uint8_t>((*msg)[0]);
     const std::string_view body = std::string_view(*msg).substr(1);
-    m.received(type);
+    m.received(type, msg->size());
     switch (static_cast<MessageType>(type)) {
       case MessageType::user: {
         conn->close();
@@ -987,7 +993,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
           return replyError(conn, pp.error().message());
         }
         ++pushPullsIn;
-        auto sealed = sealStream(localStateMessage(pp->header.join), codec);
+        auto sealed = sealForStream(localStateMessage(pp->header.join));
         if (!sealed) {
           --pushPullsIn;
           return conn->close();
@@ -1023,7 +1029,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
         }
         std::string ack;
         encode(ack, Ack{p->seqNo, del.ping ? del.ping->ackPayload() : std::string{}});
-        auto sealed = sealStream(ack, codec);
+        auto sealed = sealForStream(ack);
         if (!sealed) return conn->close();
         conn->send(std::move(*sealed), [conn](Result<void>) { conn->close(); });
         return;
@@ -1078,7 +1084,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     }
     const auto type = static_cast<std::uint8_t>(buf[0]);
     const std::string_view body = buf.substr(1);
-    m.received(type);
+    m.received(type, buf.size());
     auto bad = [&](const Error& e) {
       m.decodeError(e.code.value());
       log->debug("failed to decode message type={} from={} error={}", messageTypeName(type), from.toString(), e.message());
@@ -1366,7 +1372,7 @@ void Memberlist::sendReliable(const std::string& node, std::string msg, std::fun
   if (!n) return done(Error(errc::unreachable, "unknown node " + node));
   std::string body;
   encodeUserStream(body, msg);
-  auto sealed = sealStream(body, m.codec);
+  auto sealed = m.sealForStream(body);
   if (!sealed) return done(sealed.error());
   m.transport.dial(n->addr(), m.config.tcpTimeout,
                    [w = m.weak(), sealed = std::move(*sealed), done = std::move(done)](Result<std::unique_ptr<Stream>> st) mutable {

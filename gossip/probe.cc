@@ -44,6 +44,12 @@ GossipMetrics::GossipMetrics(metrics::Registry& r)
     const char* name = t < 14 ? messageTypeName(static_cast<std::uint8_t>(t)) : "unknown";
     rxByType[t] = &r.counter("mesh_gossip_messages_received_total", "Gossip messages received, by type.", {{"type", name}});
     txByType[t] = &r.counter("mesh_gossip_messages_sent_total", "Gossip messages sent, by type.", {{"type", name}});
+    rxBytesByType[t] = &r.counter("mesh_gossip_message_bytes_received_total",
+                                  "Bytes of gossip messages received, by type (before compression and encryption).",
+                                  {{"type", name}});
+    txBytesByType[t] = &r.counter("mesh_gossip_message_bytes_sent_total",
+                                  "Bytes of gossip messages sent, by type (before compression and encryption).",
+                                  {{"type", name}});
   }
 }
 

@@ -12,9 +12,18 @@ namespace mesh::gossip {
 struct GossipMetrics {
   explicit GossipMetrics(metrics::Registry& r);
 
-  // Message counts by type (index: the type byte, 0-13; anything else counts as "unknown").
-  void received(std::uint8_t type) { rxByType[type < 14 ? type : 14]->inc(); }
-  void sent(std::uint8_t type) { txByType[type < 14 ? type : 14]->inc(); }
+  // Message counts and bytes by type (index: the type byte, 0-13; anything else counts as
+  // "unknown"). Bytes are the message's own (type byte and body), before the outer layers.
+  void received(std::uint8_t type, std::size_t bytes) {
+    const int i = type < 14 ? type : 14;
+    rxByType[i]->inc();
+    rxBytesByType[i]->inc(bytes);
+  }
+  void sent(std::uint8_t type, std::size_t bytes) {
+    const int i = type < 14 ? type : 14;
+    txByType[i]->inc();
+    txBytesByType[i]->inc(bytes);
+  }
   // Decode and validation failures, by gossip errc.
   void decodeError(int code);
 
@@ -49,6 +58,8 @@ struct GossipMetrics {
   metrics::Registry& registry_;
   std::array<metrics::Counter*, 15> rxByType{};
   std::array<metrics::Counter*, 15> txByType{};
+  std::array<metrics::Counter*, 15> rxBytesByType{};
+  std::array<metrics::Counter*, 15> txBytesByType{};
 };
 
 }  // namespace mesh::gossip
