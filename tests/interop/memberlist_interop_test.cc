@@ -165,6 +165,8 @@ TEST_F(MemberlistInterop, GracefulLeaveBothWays) {
 TEST_F(MemberlistInterop, UserMessagesAndPushPullStateBothWays) {
   // Our library (mlnode) first; the Go node joins it: both push-pull states cross.
   auto& ours = ourPeer("ours", 1, {"--broadcast", "gossip-from-mesh", "--send-reliable", "go=reliable-from-mesh"});
+  // mlpeer tries its --join once: the node it joins must already listen.
+  ASSERT_TRUE(eventually([&] { return firstEvent(ours, "started").has_value(); }, 10s));
   auto& go = goPeer("go", 2, {"--join", gossipAddr(1), "--broadcast", "gossip-from-go"});
   ASSERT_TRUE(eventually([&] { return lastCount(go) == 2 && lastCount(ours) == 2; }, 10s));
   ASSERT_TRUE(eventually([&] {
