@@ -135,7 +135,7 @@ Result<Query> decodeQuery(std::string_view body);
 Result<QueryResponse> decodeQueryResponse(std::string_view body);
 Result<KeyRequest> decodeKeyRequest(std::string_view body);
 Result<KeyResponse> decodeKeyResponse(std::string_view body);
-// Returns the header and the inner message (type byte first).
+// Returns the header and the inner message (type byte first), a view into `body`.
 Result<std::pair<RelayHeader, std::string_view>> decodeRelay(std::string_view body);
 
 // Query filters: [0][msgpack []string] (node names) or [1][msgpack {Tag, Expr}] (a tag regexp).

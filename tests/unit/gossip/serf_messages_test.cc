@@ -110,7 +110,8 @@ TEST(SerfMessages, RelayHeaderFromGo) {
   encodeRelay(ours, RelayHeader{std::string("\x7f\x00\x00\x01", 4), 7946, "", "src"}, "\x05inner");
   EXPECT_EQ(hex(ours.substr(1, go4.size() / 2)), go4);
   for (const auto& h : {go4, go16}) {
-    auto r = decodeRelay(unhex(h) + "\x05" + "inner");
+    const std::string wire = unhex(h) + "\x05" + "inner";  // the result views into it
+    auto r = decodeRelay(wire);
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->first.destPort, 7946);
     EXPECT_EQ(r->first.destName, "src");
