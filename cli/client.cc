@@ -9,11 +9,14 @@
 
 namespace mesh::cli {
 
-Result<nlohmann::json> NodeClient::getJson(const std::string& path) const {
+Result<nlohmann::json> NodeClient::getJson(const std::string& path) const { return call("GET", path, {}); }
+
+Result<nlohmann::json> NodeClient::call(const std::string& method, const std::string& path,
+                                        const std::string& requestBody) const {
   http::ClientOptions opts;
   opts.timeout = timeout;
   opts.headers.emplace_back("Accept", "application/json");
-  auto resp = http::get(node, path, opts);
+  auto resp = http::request(node, method, path, requestBody, opts);
   if (!resp) {
     return Error(resp.error().code,
                  "cannot reach node at " + node.toString() + ": " + resp.error().message());

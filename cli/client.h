@@ -19,6 +19,8 @@ struct NodeClient {
   // GET path; the body parsed as JSON. Errors: unreachable node, non-2xx status (with the
   // node's own error message), or a body that is not JSON.
   Result<nlohmann::json> getJson(const std::string& path) const;
+  // Any method with a body; the answer parsed as JSON, errors as for getJson.
+  Result<nlohmann::json> call(const std::string& method, const std::string& path, const std::string& body) const;
 };
 
 // Renders /v1/self as the two-column table `meshcli status` prints.

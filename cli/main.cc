@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "common/http/message.h"
 #include "common/version.h"
 
 namespace {
@@ -40,6 +41,17 @@ int main(int argc, char** argv) {
   bool statusJson = false;
   auto* status = app.add_subcommand("status", "Show what a node says about itself");
   status->add_flag("--json", statusJson, "Print the node's JSON as it is");
+
+  std::string eventName, eventPayload;
+  bool eventCoalesce = false;
+  auto* eventCmd = app.add_subcommand("event", "Send a user event to every member (serf user event)");
+  eventCmd->add_option("name", eventName, "Event name")->required();
+  eventCmd->add_option("payload", eventPayload, "Event payload (name and payload: at most 512 bytes)");
+  eventCmd->add_flag("--coalesce", eventCoalesce, "Let receivers coalesce repeats of this event");
+
+  bool eventsJson = false;
+  auto* eventsCmd = app.add_subcommand("events", "List the recent user events a node received");
+  eventsCmd->add_flag("--json", eventsJson, "Print the node's JSON as it is");
 
   bool membersJson = false;
   auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
@@ -73,6 +85,27 @@ int main(int argc, char** argv) {
       std::cout << self->dump(2) << "\n";
     } else {
       std::cout << cli::formatStatus(*self);
+    }
+    return 0;
+  }
+  if (eventCmd->parsed()) {
+    std::string path = "/v1/events?name=" + http::percentEncode(eventName);
+    if (eventCoalesce) path += "&coalesce=true";
+    auto r = client.call("POST", path, eventPayload);
+    if (!r) return fail(r.error().message());
+    std::cout << "Event '" << eventName << "' dispatched (Lamport time " << r->value("ltime", 0) << ")\n";
+    return 0;
+  }
+  if (eventsCmd->parsed()) {
+    auto events = client.getJson("/v1/events");
+    if (!events) return fail(events.error().message());
+    if (eventsJson) {
+      std::cout << events->dump(2) << "\n";
+    } else {
+      for (const auto& e : *events) {
+        std::cout << e.value("received_at", "") << "  " << e.value("ltime", 0) << "  " << e.value("name", "") << "  "
+                  << e.value("payload", "") << "\n";
+      }
     }
     return 0;
   }

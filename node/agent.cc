@@ -17,6 +17,9 @@
 #include "common/version.h"
 #include "gossip/asio_transport.h"
 #include "gossip/memberlist.h"
+#include "gossip/serf/serf.h"
+
+#include <deque>
 #include "node/admin/server.h"
 
 namespace mesh::node {
@@ -36,15 +39,16 @@ std::string isoTime(WallTime t) {
 }
 
 // How long requestStop() waits for open admin connections to close before the loop is stopped
-// regardless, and how long the gossip leave may take. Together well inside the 2 s an
-// orchestrator should have to wait after SIGTERM.
+// regardless. With serf's leave (at most 0.5 s for the intent, 0.5 s for memberlist's dead
+// message, 0.3 s to let them spread) well inside the 2 s an orchestrator waits after SIGTERM.
 constexpr auto kStopGrace = std::chrono::milliseconds(500);
-constexpr auto kLeaveTimeout = std::chrono::milliseconds(1000);
 constexpr auto kStopPoll = std::chrono::milliseconds(5);
 // A --join that found nobody is retried (like serf's retry-join), so that nodes can start in any
 // order: after 1 s, then twice as long each time, up to 30 s.
 constexpr auto kJoinRetryFirst = std::chrono::seconds(1);
 constexpr auto kJoinRetryMax = std::chrono::seconds(30);
+// User events kept for GET /v1/events.
+constexpr std::size_t kRecentEvents = 256;
 
 gossip::Config gossipConfig(const NodeConfig& c, const HostPort& advertise,
                             std::shared_ptr<gossip::Keyring> keyring) {
@@ -135,7 +139,13 @@ struct Agent::Impl {
   WallTime startedWall;
   HostPort adminBound;
   std::unique_ptr<gossip::AsioTransport> transport;
-  std::unique_ptr<gossip::Memberlist> members;
+  std::unique_ptr<gossip::serf::Serf> serf;
+  gossip::Memberlist* members = nullptr;  // serf's memberlist
+  struct ReceivedEvent {
+    gossip::serf::UserEventDelivery event;
+    WallTime at;
+  };
+  std::deque<ReceivedEvent> recentEvents;
   std::atomic<bool> stopping{false};
   bool joined = false;
   Duration joinRetry = kJoinRetryFirst;
@@ -172,16 +182,40 @@ struct Agent::Impl {
     };
   }
 
+  std::map<std::string, std::string> tags() const {
+    auto t = config.tags;
+    t["role"] = roleName(config.role);
+    t["cluster"] = config.cluster;
+    t["zone"] = config.zone;
+    t["version"] = version::string();
+    return t;
+  }
+
+  // One entry a member: memberlist's view (state, incarnation, versions) joined with serf's
+  // (status, tags). Serf keeps left and failed members longer than memberlist does.
   nlohmann::json membersJson() const {
     nlohmann::json out = nlohmann::json::array();
     if (!members) return out;
     auto list = members->members();
     std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.node.name < b.node.name; });
+    std::map<std::string, gossip::serf::Member> serfView;
+    for (auto& m : serf->members()) serfView.emplace(m.name, std::move(m));
     const TimePoint now = loop.now();
+    auto serfFields = [&](nlohmann::json& j, const std::string& name) {
+      auto it = serfView.find(name);
+      if (it == serfView.end()) {
+        j["status"] = "none";
+        j["tags"] = nlohmann::json::object();
+        return;
+      }
+      j["status"] = gossip::serf::memberStatusName(it->second.status);
+      j["tags"] = it->second.tags;
+      serfView.erase(it);
+    };
     for (const auto& m : list) {
       std::string meta;
       appendJsonEscapedBytes(meta, m.node.meta);
-      out.push_back({
+      nlohmann::json j = {
           {"name", m.node.name},
           {"addr", m.node.addr.ipString()},
           {"port", m.node.addr.port},
@@ -192,7 +226,33 @@ struct Agent::Impl {
           {"protocol", {{"min", m.node.pmin}, {"max", m.node.pmax}, {"current", m.node.pcur}}},
           {"delegate_protocol", {{"min", m.node.dmin}, {"max", m.node.dmax}, {"current", m.node.dcur}}},
           {"state_age_seconds", std::chrono::duration<double>(now - m.stateChange).count()},
-      });
+      };
+      serfFields(j, m.node.name);
+      out.push_back(std::move(j));
+    }
+    // Members memberlist has forgotten but serf still reports (left or failed, until reaped).
+    for (const auto& [name, sm] : serfView) {
+      out.push_back({{"name", name},
+                     {"addr", sm.addr.ipString()},
+                     {"port", sm.addr.port},
+                     {"state", sm.status == gossip::serf::MemberStatus::left ? "left" : "dead"},
+                     {"status", gossip::serf::memberStatusName(sm.status)},
+                     {"tags", sm.tags}});
+    }
+    return out;
+  }
+
+  nlohmann::json eventsJson() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : recentEvents) {
+      std::string payload;
+      appendJsonEscapedBytes(payload, r.event.payload);
+      out.push_back({{"name", r.event.name},
+                     {"payload", payload},
+                     {"payload_base64", gossip::base64Encode(r.event.payload)},
+                     {"ltime", r.event.ltime},
+                     {"coalesce", r.event.coalesce},
+                     {"received_at", isoTime(r.at)}});
     }
     return out;
   }
@@ -239,16 +299,49 @@ struct Agent::Impl {
     admin.route("GET", "/v1/members", [this](const http::Request&) {
       return http::Response::json(200, membersJson().dump(2) + "\n");
     });
+    admin.route("GET", "/v1/events", [this](const http::Request&) {
+      return http::Response::json(200, eventsJson().dump(2) + "\n");
+    });
+    // POST /v1/events?name=NAME[&coalesce=true]; the body is the payload.
+    admin.route("POST", "/v1/events", [this](const http::Request& req) {
+      auto name = req.queryParam("name");
+      if (!name || name->empty()) return admin::errorResponse(400, "missing ?name= of the event");
+      const bool coalesce = req.queryParam("coalesce").value_or("false") == "true";
+      if (!serf) return admin::errorResponse(503, "gossip is not running");
+      auto r = serf->userEvent(*name, req.body, coalesce);
+      if (!r) {
+        const int status = r.error().code == gossip::errc::too_large ? 413 : 400;
+        return admin::errorResponse(status, r.error().message());
+      }
+      return http::Response::json(200, nlohmann::json{{"name", *name}, {"ltime", serf->eventClock() - 1}}.dump() + "\n");
+    });
   }
 
   Result<void> startGossip() {
     auto t = gossip::AsioTransport::create(io, config.bind);
     if (!t) return t.error();
     transport = std::move(*t);
-    auto ml = gossip::Memberlist::create(gossipConfig(config, advertise, keyring), loop, *transport, gossip::Delegates{},
-                                         registry);
-    if (!ml) return Error(ml.error().code, "gossip: " + ml.error().message());
-    members = std::move(*ml);
+    gossip::serf::SerfConfig sc;
+    sc.nodeName = config.nodeName;
+    sc.tags = tags();
+    // Short enough that a graceful leave fits in the 2 s an orchestrator waits after SIGTERM.
+    sc.broadcastTimeout = std::chrono::milliseconds(500);
+    sc.leavePropagateDelay = std::chrono::milliseconds(300);
+    auto s = gossip::serf::Serf::create(
+        sc, gossipConfig(config, advertise, keyring), loop, *transport, registry,
+        [this](const gossip::serf::MemberEvent& e) {
+          static const char* kinds[] = {"join", "leave", "failed", "update", "reap"};
+          log->info("member {} name={} addr={}", kinds[static_cast<int>(e.type)], e.member.name,
+                    e.member.addr.toString());
+        },
+        [this](const gossip::serf::UserEventDelivery& e) {
+          recentEvents.push_back({e, loop.wallNow()});
+          if (recentEvents.size() > kRecentEvents) recentEvents.pop_front();
+          log->info("user event name={} ltime={} bytes={}", e.name, e.ltime, e.payload.size());
+        });
+    if (!s) return Error(s.error().code, "gossip: " + s.error().message());
+    serf = std::move(*s);
+    members = &serf->memberlist();
     if (!config.join.empty()) tryJoin();
     return {};
   }
@@ -258,7 +351,7 @@ struct Agent::Impl {
     std::string errors;
     auto seeds = resolve(config.join, errors);
     if (seeds.empty()) return retryJoin(errors);
-    members->join(seeds, [this](int contacted, Result<void> r) {
+    serf->join(seeds, /*ignoreOldEvents=*/false, [this](int contacted, Result<void> r) {
       if (r) {
         joined = true;
         log->info("joined cluster contacted={} members={}", contacted, members ? members->numLive() : 0);
@@ -277,8 +370,8 @@ struct Agent::Impl {
 
   void beginStop() {
     log->info("stopping node={}", config.nodeName);
-    if (!members) return stopNow();
-    members->leave(kLeaveTimeout, [this](Result<void> r) {
+    if (!serf) return stopNow();
+    serf->leave([this](Result<void> r) {
       if (!r) log->warn("graceful leave incomplete: {}", r.error().message());
       stopNow();
     });

@@ -137,6 +137,29 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"zone", "NAME", "Zone (failure domain) of this node, a serf tag (default: default)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (!validName(v)) {
+           return Error(errc::invalid_argument, "'" + v + "' is not a valid zone name (1-128 of A-Z a-z 0-9 . _ -)");
+         }
+         c.zone = v;
+         return {};
+       },
+       nullptr},
+      {"tag", "KEY=VALUE", "A serf tag announced with this node (repeatable; a list in YAML)", true,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         const auto eq = v.find('=');
+         if (eq == std::string::npos || eq == 0) return Error(errc::invalid_argument, "'" + v + "' is not KEY=VALUE");
+         const std::string key = v.substr(0, eq);
+         if (key == "role" || key == "cluster" || key == "zone" || key == "version") {
+           return Error(errc::invalid_argument, "tag '" + key + "' is set by meshd itself" +
+                                                    (key == "version" ? std::string(" (the build version)")
+                                                                      : " (use --" + key + ")"));
+         }
+         c.tags[key] = v.substr(eq + 1);
+         return {};
+       },
+       [](NodeConfig& c) { c.tags.clear(); }},
       {"data-dir", "DIR", "Directory for durable state (default: /var/lib/meshd)", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.empty()) return Error(errc::invalid_argument, "data dir must not be empty");

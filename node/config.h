@@ -3,6 +3,7 @@
 // Every key of the file is also a flag of the same name (`data-dir:` and `--data-dir`), both
 // described by one table in config.cc, so the two can never drift apart.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct NodeConfig {
   std::optional<HostPort> advertise;  // default: derived from bind (see resolveAdvertise)
   std::vector<HostPort> join;
   std::string cluster = "default";
+  std::string zone = "default";
+  // Extra serf tags (--tag KEY=VALUE); role, cluster, zone and version are always set.
+  std::map<std::string, std::string> tags;
   std::string dataDir = "/var/lib/meshd";
   HostPort admin{"127.0.0.1", 15000, false, true};
   Role role = Role::node;

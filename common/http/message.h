@@ -43,5 +43,7 @@ std::string_view reasonPhrase(int status);
 
 // Decodes %XX and '+' (as space) of a query component; invalid escapes are kept as written.
 std::string percentDecode(std::string_view s);
+// Encodes a query component: everything but unreserved characters (RFC 3986 section 2.3) as %XX.
+std::string percentEncode(std::string_view s);
 
 }  // namespace mesh::http

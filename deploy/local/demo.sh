@@ -70,6 +70,12 @@ wait_for 15 all_joined || { echo "demo: the nodes did not form one cluster"; exi
 step "meshcli --node $subnet.2:15000 members   (every node sees the same members)"
 "$meshcli" --node "$subnet.2:15000" members
 
+step "meshcli --node $subnet.1:15000 event deploy reviews-v2   (a user event to every member)"
+"$meshcli" --node "$subnet.1:15000" event deploy reviews-v2
+got_event() { curl -fsS "http://$subnet.3:15000/v1/events" | grep -q '"deploy"'; }
+wait_for 5 got_event || { echo "demo: the event did not arrive"; exit 1; }
+echo "  ${nodes[2]} received it:"; "$meshcli" --node "$subnet.3:15000" events
+
 step "A few of ${nodes[0]}'s metrics (GET /metrics)"
 curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^(mesh_build_info\{|mesh_gossip_members\{state="alive"\}|(mesh_node_uptime_seconds|process_resident_memory_bytes|process_cpu_seconds_total|mesh_gossip_probes_total) )'
 

@@ -14,9 +14,6 @@ namespace {
 // serf's protocol range (serf 0.9.4: ProtocolVersionMin 2, ProtocolVersionMax 5).
 constexpr std::uint8_t kSerfProtocolMin = 2;
 constexpr std::uint8_t kSerfProtocolMax = 5;
-// After its leave intent has gone out, a leaving node waits this long before memberlist's own
-// leave (serf's LeavePropagateDelay), so that the intent arrives first.
-constexpr auto kLeavePropagateDelay = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -420,7 +417,7 @@ void Serf::leave(std::function<void(Result<void>)> done) {
       auto self = w.lock();
       if (!self) return done(std::move(r));
       // Give the intent and memberlist's dead message time to spread before we go quiet.
-      self->loop.runAfter(kLeavePropagateDelay, [done, r] { done(r); });
+      self->loop.runAfter(self->config.leavePropagateDelay, [done, r] { done(r); });
     });
   };
   bool anyAlive = false;

@@ -62,8 +62,10 @@ struct SerfConfig {
   std::size_t eventBuffer = 512;
   // Largest user event (name plus payload), as serf's UserEventSizeLimit.
   std::size_t userEventSizeLimit = 512;
-  // How long leave() waits for its intent to be broadcast before memberlist leaves.
+  // How long leave() waits for its intent to be broadcast before memberlist leaves, and then
+  // before going quiet (serf's BroadcastTimeout and LeavePropagateDelay).
   Duration broadcastTimeout = std::chrono::seconds(5);
+  Duration leavePropagateDelay = std::chrono::seconds(1);
   int retransmitMult = 4;
 };
 

@@ -40,15 +40,20 @@ class MemberlistInterop : public ::testing::Test {
     return *nodes_.back();
   }
 
-  JsonLinePeer& goPeer(const std::string& name, int i, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {mlpeerBin_, "--name", name, "--bind", net_.address(i) + ":7946", "--duration", "120", "--dump"};
+  // meshd runs serf on memberlist, and serf refuses peers outside delegate versions 2-5: a Go
+  // memberlist node joins a meshd pool as it would join a serf pool (mlpeer's README).
+  JsonLinePeer& goPeer(const std::string& name, int i, std::vector<std::string> extra = {},
+                       const std::string& delegateVsn = "2,5,4") {
+    std::vector<std::string> argv = {mlpeerBin_, "--name", name, "--bind", net_.address(i) + ":7946", "--duration", "120",
+                                     "--dump", "--delegate-vsn", delegateVsn};
     argv.insert(argv.end(), extra.begin(), extra.end());
     peers_.push_back(std::make_unique<JsonLinePeer>(argv, tmp_.path(), name));
     return *peers_.back();
   }
 
   JsonLinePeer& ourPeer(const std::string& name, int i, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {mlnodePath(), "--name", name, "--bind", net_.address(i) + ":7946", "--duration", "120", "--dump"};
+    std::vector<std::string> argv = {mlnodePath(), "--name", name, "--bind", net_.address(i) + ":7946", "--duration", "120",
+                                     "--dump", "--delegate-vsn", "2,5,4"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     peers_.push_back(std::make_unique<JsonLinePeer>(argv, tmp_.path(), name));
     return *peers_.back();

@@ -137,6 +137,8 @@ TEST(Message, HeadersAreCaseInsensitive) {
   EXPECT_EQ(findHeader(h, "Accept"), std::nullopt);
   EXPECT_EQ(reasonPhrase(431), "Request Header Fields Too Large");
   EXPECT_EQ(percentDecode("a+b%2Fc%zz"), "a b/c%zz");
+  EXPECT_EQ(percentEncode("deploy v2/é"), "deploy%20v2%2F%C3%A9");
+  EXPECT_EQ(percentDecode(percentEncode("a&b=c d")), "a&b=c d");
 }
 
 }  // namespace

@@ -76,6 +76,8 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "data-dir" || key == "keyring-file" ? "/tmp/d"
                         : key == "encrypt" ? "YWFhYWFhYWFhYWFhYWFhYQ=="
                         : key == "gossip-profile" ? "wan"
+                        : key == "zone" ? "us-east-1a"
+                        : key == "tag" ? "team=payments"
                         : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
