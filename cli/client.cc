@@ -85,17 +85,28 @@ std::string formatStatus(const nlohmann::json& self) {
 }
 
 std::string formatMembers(const nlohmann::json& members) {
-  std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "STATE", "INCARNATION", "PROTOCOL", "META"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ADDRESS", "STATE", "STATUS", "INCARNATION", "PROTOCOL", "TAGS"}};
   if (members.is_array()) {
     for (const auto& m : members) {
       const auto proto = m.value("protocol", nlohmann::json::object());
       const auto dproto = m.value("delegate_protocol", nlohmann::json::object());
       std::string addr = str(m, "addr");
       addr = (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) + ":" + str(m, "port");
-      std::string meta = str(m, "meta");
-      if (meta.empty()) meta = "-";
-      rows.push_back({str(m, "name"), addr, str(m, "state"), str(m, "incarnation"),
-                      str(proto, "current") + "/" + str(dproto, "current"), meta});
+      // Serf's tags when the node has them (sorted, as serf members prints them); else the raw
+      // meta a plain memberlist peer carries.
+      std::string tags;
+      if (m.contains("tags") && m["tags"].is_object() && !m["tags"].empty()) {
+        for (const auto& [k, v] : m["tags"].items()) {
+          if (!tags.empty()) tags += ',';
+          tags += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+        }
+      } else {
+        tags = str(m, "meta");
+      }
+      if (tags.empty()) tags = "-";
+      rows.push_back({str(m, "name"), addr, str(m, "state"), str(m, "status"), str(m, "incarnation"),
+                      str(proto, "current") + "/" + str(dproto, "current"), tags});
     }
   }
   std::vector<std::size_t> width(rows[0].size(), 0);

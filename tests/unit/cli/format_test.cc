@@ -47,14 +47,15 @@ namespace {
 
 TEST(Members, RendersATableSortedAsGiven) {
   auto members = nlohmann::json::parse(R"([
-    {"name": "a", "addr": "127.0.1.1", "port": 7946, "state": "alive", "incarnation": 3, "meta": "role=web",
+    {"name": "a", "addr": "127.0.1.1", "port": 7946, "state": "alive", "status": "alive", "incarnation": 3,
+     "meta": "\\xff...", "tags": {"role": "web", "zone": "z1"},
      "protocol": {"current": 2}, "delegate_protocol": {"current": 4}},
-    {"name": "bb", "addr": "fd00::1", "port": 7946, "state": "left", "incarnation": 10, "meta": "",
-     "protocol": {"current": 2}, "delegate_protocol": {"current": 0}}])");
+    {"name": "bb", "addr": "fd00::1", "port": 7946, "state": "left", "status": "failed", "incarnation": 10,
+     "meta": "legacy", "tags": {}, "protocol": {"current": 2}, "delegate_protocol": {"current": 0}}])");
   EXPECT_EQ(formatMembers(members),
-            "NAME  ADDRESS         STATE  INCARNATION  PROTOCOL  META\n"
-            "a     127.0.1.1:7946  alive  3            2/4       role=web\n"
-            "bb    [fd00::1]:7946  left   10           2/0       -\n");
+            "NAME  ADDRESS         STATE  STATUS  INCARNATION  PROTOCOL  TAGS\n"
+            "a     127.0.1.1:7946  alive  alive   3            2/4       role=web,zone=z1\n"
+            "bb    [fd00::1]:7946  left   failed  10           2/0       legacy\n");
 }
 
 }  // namespace
