@@ -140,14 +140,12 @@ Result<void> forEachField(const msgpack::object& o, F&& f) {
 
 // Decodes a whole body made of one map into T with a field setter.
 template <typename T, typename Setter>
-Result<T> decodeStruct(std::string_view body, Setter&& set) {
+Result<T> decodeStruct(std::string_view body, Setter&& set, const msgpack::unpack_limit& limits = kLimits) {
   std::size_t off = 0;
-  auto oh = unpackOne(body, off);
+  auto oh = unpackOne(body, off, limits);
   if (!oh) return oh.error();
   T out{};
-  if (auto r = forEachField(oh->get(), [&](std::string_view k, const msgpack::object& v) {
-        return set(out, k, v);
-      });
+  if (auto r = forEachField(oh->get(), [&](std::string_view k, const msgpack::object& v) { return set(out, k, v); });
       !r) {
     return r.error();
   }

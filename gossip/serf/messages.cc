@@ -18,15 +18,7 @@ Result<msgpack::object_handle> one(std::string_view body, std::size_t& off) { re
 
 template <typename T, typename Setter>
 Result<T> decodeWhole(std::string_view body, Setter&& set) {
-  std::size_t off = 0;
-  auto oh = one(body, off);
-  if (!oh) return oh.error();
-  T out{};
-  if (auto r = forEachField(oh->get(), [&](std::string_view k, const msgpack::object& v) { return set(out, k, v); });
-      !r) {
-    return r.error();
-  }
-  return out;
+  return decodeStruct<T>(body, std::forward<Setter>(set), kSerfLimits);
 }
 
 Result<void> getStrings(const msgpack::object& o, std::vector<std::string>& out) {
