@@ -237,16 +237,17 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   }
 
   void countSent(std::string_view msg) {
-    if (msg.empty()) return;
-    const auto t = static_cast<std::uint8_t>(msg[0]);
-    if (t == static_cast<std::uint8_t>(MessageType::compound)) {
-      auto parts = decodeCompound(msg.substr(1));
-      if (parts) {
-        for (auto p : parts->parts) countSent(p);
-      }
-      return;
+    if (!msg.empty()) m.sent(static_cast<std::uint8_t>(msg[0]), msg.size());
+  }
+
+  // One packet: the message alone, or several as a compound; each counted by its own type.
+  void sendParts(const NodeAddress& to, const Member* node, const std::vector<std::string_view>& parts) {
+    for (auto p : parts) countSent(p);
+    if (parts.size() == 1) {
+      rawSendPacket(to, node, parts[0]);
+    } else {
+      rawSendPacket(to, node, makeCompound(parts));
     }
-    m.sent(t, msg.size());
   }
 
   // A stream message, counted by type, then wrapped (compression, encryption, label).
@@ -282,18 +283,11 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
                                   : 0);
     avail = avail > used ? avail - used : 0;
     auto extra = getBroadcasts(kCompoundOverhead, avail);
-    if (extra.empty()) {
-      countSent(msg);
-      rawSendPacket(to, node, msg);
-      return;
-    }
     std::vector<std::string_view> parts;
     parts.reserve(extra.size() + 1);
     parts.push_back(msg);
     for (const auto& e : extra) parts.push_back(e);
-    std::string compound = makeCompound(parts);
-    countSent(compound);
-    rawSendPacket(to, node, compound);
+    sendParts(to, node, parts);
   }
 
   const Member* findNode(const std::string& name) const { return nodes.find(name); }
@@ -755,9 +749,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
       // Suspect: tell it so, which lets it refute at once.
       std::string sus;
       encodeSuspect(sus, Suspect{node.incarnation, node.name.str(), config.name});
-      std::string compound = makeCompound({ping, sus});
-      countSent(compound);
-      rawSendPacket(node.addr(), &node, compound);
+      sendParts(node.addr(), &node, {ping, sus});
     }
     loop.runAfter(config.probeTimeout, [w = weak(), p] {
       if (auto s = w.lock()) s->probeTimedOut(p);
@@ -852,15 +844,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     for (Member* peer : peers) {
       auto msgs = getBroadcasts(kCompoundOverhead, avail);
       if (msgs.empty()) return;
-      if (msgs.size() == 1) {
-        countSent(msgs[0]);
-        rawSendPacket(peer->addr(), peer, msgs[0]);
-      } else {
-        std::vector<std::string_view> parts(msgs.begin(), msgs.end());
-        std::string compound = makeCompound(parts);
-        countSent(compound);
-        rawSendPacket(peer->addr(), peer, compound);
-      }
+      sendParts(peer->addr(), peer, std::vector<std::string_view>(msgs.begin(), msgs.end()));
     }
   }
 
