@@ -4,6 +4,9 @@
 #include <optional>
 
 #include "common/log.h"
+#include "common/metrics.h"
+
+#include <random>
 #include "gossip/broadcast_queue.h"
 #include "gossip/errc.h"
 #include "gossip/serf/messages.h"
@@ -29,9 +32,12 @@ const char* memberStatusName(MemberStatus s) {
 }
 
 struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_shared_from_this<Serf::Impl> {
-  Impl(SerfConfig c, EventLoop& l, MemberCallback m, UserEventCallback e)
+  Impl(SerfConfig c, EventLoop& l, metrics::Registry& r, MemberCallback m, UserEventCallback e)
       : config(std::move(c)),
         loop(l),
+        registry(r),
+        reconnects(r.counter("mesh_serf_reconnects_total", "Attempts to rejoin a failed member.")),
+        rng(std::random_device{}()),
         log(log::get("serf")),
         onMember(std::move(m)),
         onEvent(std::move(e)),
@@ -57,6 +63,10 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
 
   SerfConfig config;
   EventLoop& loop;
+  metrics::Registry& registry;
+  metrics::Counter& reconnects;
+  std::mt19937_64 rng;
+  EventLoop::TimerId reconnectTimer = 0;
   std::shared_ptr<spdlog::logger> log;
   MemberCallback onMember;
   UserEventCallback onEvent;
@@ -104,6 +114,11 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
     if (buf.empty()) return;
     const auto type = static_cast<MessageType>(static_cast<std::uint8_t>(buf[0]));
     const std::string_view body = buf.substr(1);
+    // Counted by type; a type from a newer serf (or garbage) counts as "unknown" and is ignored.
+    registry
+        .counter("mesh_serf_messages_received_total", "serf messages received, by type.",
+                 {{"type", messageTypeName(static_cast<std::uint8_t>(type))}})
+        .inc();
     bool rebroadcast = false;
     BroadcastQueue* q = &intents;
     switch (type) {
@@ -322,6 +337,30 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
     queue(intents, std::move(msg));
   }
 
+  // ---- reconnect (serf.go reconnect) ------------------------------------------------------------
+
+  void scheduleReconnect() {
+    if (config.reconnectInterval <= Duration::zero()) return;
+    reconnectTimer = loop.runAfter(config.reconnectInterval, [w = weak()] {
+      if (auto s = w.lock()) {
+        s->reconnect();
+        s->scheduleReconnect();
+      }
+    });
+  }
+
+  void reconnect() {
+    if (failed.empty() || leaving || !ml) return;
+    const double alive = std::max<double>(1.0, double(members.size() - failed.size() - left.size()));
+    if (std::uniform_real_distribution<double>(0, 1)(rng) > double(failed.size()) / alive) return;
+    const std::string& name = failed[std::uniform_int_distribution<std::size_t>(0, failed.size() - 1)(rng)];
+    auto it = members.find(name);
+    if (it == members.end()) return;
+    reconnects.inc();
+    log->debug("reconnect attempt name={} addr={}", name, it->second.member.addr.toString());
+    ml->join({it->second.member.addr}, [](int, Result<void>) {});
+  }
+
   // ---- reaping ---------------------------------------------------------------------------------
 
   void scheduleReap() {
@@ -372,7 +411,7 @@ Result<std::unique_ptr<Serf>> Serf::create(SerfConfig config, Config mlConfig, E
   }
   if (encodeTags(config.tags).size() > kMetaMaxSize) return Error(errc::too_large, "tags longer than 512 bytes encoded");
   if (config.eventBuffer == 0) return Error(errc::malformed, "event buffer must hold at least one event");
-  auto impl = std::make_shared<Impl>(std::move(config), loop, std::move(onMember), std::move(onEvent));
+  auto impl = std::make_shared<Impl>(std::move(config), loop, registry, std::move(onMember), std::move(onEvent));
   mlConfig.name = impl->config.nodeName;
   mlConfig.delegateProtocolMin = kSerfProtocolMin;
   mlConfig.delegateProtocolMax = kSerfProtocolMax;
@@ -382,11 +421,13 @@ Result<std::unique_ptr<Serf>> Serf::create(SerfConfig config, Config mlConfig, E
   if (!ml) return ml.error();
   impl->ml = std::move(*ml);
   impl->scheduleReap();
+  impl->scheduleReconnect();
   return std::unique_ptr<Serf>(new Serf(std::move(impl)));
 }
 
 Serf::~Serf() {
   impl_->loop.cancel(impl_->reapTimer);
+  impl_->loop.cancel(impl_->reconnectTimer);
   if (impl_->ml) impl_->ml->shutdown();
 }
 

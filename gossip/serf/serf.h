@@ -6,7 +6,7 @@
 // real serf agent accepts our nodes and the other way round.
 //
 // Not yet here (issue 4 continues): queries and their responses, key rotation, the snapshot,
-// reconnecting to failed members, event coalescing.
+// event coalescing.
 //
 // Thread rules: single-threaded on the memberlist's EventLoop; the event callback runs there.
 
@@ -55,6 +55,9 @@ struct SerfConfig {
   // How often failed and left members are checked for reaping, and how long they are kept.
   Duration reapInterval = std::chrono::seconds(15);
   Duration reconnectTimeout = std::chrono::hours(24);  // failed members
+  // How often we try to rejoin one random failed member (with probability failed/alive, as
+  // serf does): what heals a partition longer than memberlist remembers the dead.
+  Duration reconnectInterval = std::chrono::seconds(30);
   Duration tombstoneTimeout = std::chrono::hours(24);  // left members
   // Intents about members we do not know yet are kept this long (a join may arrive late).
   Duration recentIntentTimeout = std::chrono::minutes(5);

@@ -208,6 +208,40 @@ TEST(Serf, FailedAndLeftMembersAreReaped) {
   EXPECT_TRUE(reaped);
 }
 
+TEST(Serf, ReconnectHealsAPartitionLongerThanMemberlistRemembers) {
+  SerfCluster c;
+  for (int i = 0; i < 4; ++i) c.add("n" + std::to_string(i), [](SerfConfig& sc) { sc.reconnectInterval = 10s; });
+  for (int i = 1; i < 4; ++i) c.join(*c.nodes[i], *c.nodes[0]);
+  c.clock.advance(3s);
+  c.net.partition({c.nodes[0]->addr, c.nodes[1]->addr});
+  c.clock.advance(120s);  // each half fails the other; memberlist forgets the dead after 30 s
+  EXPECT_EQ(c.statusOf(*c.nodes[0], "n3"), MemberStatus::failed);
+  EXPECT_FALSE(c.nodes[0]->serf->memberlist().numLive() == 4);
+  c.net.heal();
+  c.clock.advance(120s);
+  for (const auto& n : c.nodes) {
+    for (const auto& m : n->serf->members()) EXPECT_EQ(m.status, MemberStatus::alive) << n->name << " sees " << m.name;
+    EXPECT_EQ(n->serf->memberlist().numLive(), 4u) << n->name;
+  }
+  // memberlist had forgotten the other half: it was serf's reconnect that brought it back.
+  const std::string m = c.registry.render();
+  const auto at = m.find("\nmesh_serf_reconnects_total ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stoul(m.substr(at + 29)), 0u);
+}
+
+TEST(Serf, UnknownMessageTypesAreCountedAndIgnored) {
+  SerfCluster c;
+  auto& a = c.add("a");
+  auto& b = c.add("b");
+  c.join(b, a);
+  c.clock.advance(2s);
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", std::string("\x63garbage")).ok());
+  c.clock.advance(1s);
+  EXPECT_NE(c.registry.render().find("mesh_serf_messages_received_total{type=\"unknown\"} 1"), std::string::npos);
+  EXPECT_EQ(c.statusOf(b, "a"), MemberStatus::alive);
+}
+
 TEST(Serf, RefusesPlainMemberlistPeers) {
   // A memberlist node advertising delegate versions 0/0/0 cannot join serf (as with Go serf).
   SerfCluster c;
