@@ -11,49 +11,41 @@
 
 using namespace mesh::gossip::serf;
 
+namespace {
+
+// What we accept we must also be able to write: decode, re-encode, decode again.
+template <typename Decode, typename Encode>
+void roundTrip(std::string_view body, Decode decode, Encode encodeIt) {
+  auto m = decode(body);
+  if (!m) return;
+  std::string again;
+  encodeIt(again, *m);
+  if (!decode(std::string_view(again).substr(1))) std::abort();
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   std::string_view in(reinterpret_cast<const char*>(data), size);
   const std::string_view body = in.substr(1);
-  std::string again;
   switch (static_cast<MessageType>(static_cast<std::uint8_t>(in[0]))) {
-    case MessageType::join:
-      if (auto m = decodeJoin(body)) {
-        encode(again, *m);
-        if (!decodeJoin(std::string_view(again).substr(1))) std::abort();
-      }
-      break;
-    case MessageType::leave:
-      if (auto m = decodeLeave(body)) {
-        encode(again, *m);
-        if (!decodeLeave(std::string_view(again).substr(1))) std::abort();
-      }
-      break;
-    case MessageType::pushPull:
-      if (auto m = decodePushPull(body)) {
-        encode(again, *m);
-        if (!decodePushPull(std::string_view(again).substr(1))) std::abort();
-      }
-      break;
+    case MessageType::join: roundTrip(body, decodeJoin, [](auto& out, const auto& m) { encode(out, m); }); break;
+    case MessageType::leave: roundTrip(body, decodeLeave, [](auto& out, const auto& m) { encode(out, m); }); break;
+    case MessageType::pushPull: roundTrip(body, decodePushPull, [](auto& out, const auto& m) { encode(out, m); }); break;
     case MessageType::userEvent:
-      if (auto m = decodeUserEvent(body)) {
-        encode(again, *m);
-        if (!decodeUserEvent(std::string_view(again).substr(1))) std::abort();
-      }
+      roundTrip(body, decodeUserEvent, [](auto& out, const auto& m) { encode(out, m); });
       break;
     case MessageType::query:
-      if (auto m = decodeQuery(body)) {
-        for (const auto& f : m->filters) (void)decodeFilter(f);
-        encode(again, *m);
-        if (!decodeQuery(std::string_view(again).substr(1))) std::abort();
-      }
+      roundTrip(body, decodeQuery, [](auto& out, const Query& m) {
+        for (const auto& f : m.filters) (void)decodeFilter(f);
+        encode(out, m);
+      });
       break;
     case MessageType::queryResponse:
     case MessageType::conflictResponse:
-      if (auto m = decodeQueryResponse(body)) {
-        encode(again, MessageType::queryResponse, *m);
-        if (!decodeQueryResponse(std::string_view(again).substr(1))) std::abort();
-      }
+      roundTrip(body, decodeQueryResponse,
+                [](auto& out, const auto& m) { encode(out, MessageType::queryResponse, m); });
       break;
     case MessageType::keyRequest: (void)decodeKeyRequest(body); break;
     case MessageType::keyResponse: (void)decodeKeyResponse(body); break;

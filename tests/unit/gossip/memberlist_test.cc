@@ -101,6 +101,14 @@ class Cluster {
     for (std::size_t i = 1; i < members.size(); ++i) ASSERT_TRUE(join(*members[i], *members[0]).ok());
   }
 
+  // The address `observer` holds for `target` (an empty address when it holds none).
+  static NodeAddress addrSeen(const Member& observer, const std::string& target) {
+    for (const auto& mi : observer.ml->members()) {
+      if (mi.node.name == target) return mi.node.addr;
+    }
+    return {};
+  }
+
   std::optional<NodeState> stateOf(const Member& observer, const std::string& target) const {
     for (const auto& mi : observer.ml->members()) {
       if (mi.node.name == target) return mi.state;
@@ -320,11 +328,7 @@ TEST(Memberlist, DeadNodeNameIsReclaimedAfterReclaimTime) {
   auto& reborn = c.add("n2", tweak, 50);
   ASSERT_TRUE(c.join(reborn, *c.members[0]).ok());
   ASSERT_TRUE(c.runUntil([&] { return c.allSee("n2", NodeState::alive, {"n2"}); }, 10s).has_value());
-  for (const auto& mi : c.members[0]->ml->members()) {
-    if (mi.node.name == "n2") {
-      EXPECT_EQ(mi.node.addr, addrOf(50));
-    }
-  }
+  EXPECT_EQ(Cluster::addrSeen(*c.members[0], "n2"), addrOf(50));
 }
 
 TEST(Memberlist, AddressConflictWithoutReclaimIsRefused) {
@@ -336,11 +340,7 @@ TEST(Memberlist, AddressConflictWithoutReclaimIsRefused) {
   (void)c.join(impostor, *c.members[0]);
   c.clock.advance(3s);
   EXPECT_GT(c.members[0]->rec.conflicts, 0);
-  for (const auto& mi : c.members[0]->ml->members()) {
-    if (mi.node.name == "n1") {
-      EXPECT_EQ(mi.node.addr, addrOf(1));
-    }
-  }
+  EXPECT_EQ(Cluster::addrSeen(*c.members[0], "n1"), addrOf(1));
 }
 
 TEST(Memberlist, UserMessagesBroadcastsAndState) {
