@@ -155,13 +155,13 @@ Result<void> Keyring::addKey(std::string key) {
 
 Result<void> Keyring::useKey(std::string_view key) {
   auto it = std::find(keys_.begin(), keys_.end(), key);
-  if (it == keys_.end()) return Error(errc::bad_key, "requested key is not in the keyring");
+  if (it == keys_.end()) return Error(errc::bad_key, "Requested key is not in the keyring");
   std::rotate(keys_.begin(), it, it + 1);
   return {};
 }
 
 Result<void> Keyring::removeKey(std::string_view key) {
-  if (!keys_.empty() && keys_.front() == key) return Error(errc::bad_key, "removing the primary key is not allowed");
+  if (!keys_.empty() && keys_.front() == key) return Error(errc::bad_key, "Removing the primary key is not allowed");
   auto it = std::find(keys_.begin(), keys_.end(), key);
   if (it != keys_.end()) keys_.erase(it);
   return {};

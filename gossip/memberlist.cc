@@ -1350,6 +1350,16 @@ Result<void> Memberlist::sendBestEffort(const std::string& node, std::string_vie
   return {};
 }
 
+void Memberlist::sendToAddress(const NodeAddress& to, const std::string& name, std::string_view msg) {
+  Impl& m = *impl_;
+  const Member* n = m.findNode(name);
+  if (n && n->addr() != to) n = nullptr;
+  std::string buf(1, static_cast<char>(MessageType::user));
+  buf += msg;
+  m.countSent(buf);
+  m.rawSendPacket(to, n, buf);
+}
+
 void Memberlist::sendReliable(const std::string& node, std::string msg, std::function<void(Result<void>)> done) {
   Impl& m = *impl_;
   const Member* n = m.findNode(node);

@@ -62,6 +62,10 @@ class Memberlist {
   // A user message as a best-effort packet, or over a reliable stream.
   Result<void> sendBestEffort(const std::string& node, std::string_view msg);
   void sendReliable(const std::string& node, std::string msg, std::function<void(Result<void>)> done);
+  // A user message as a best-effort packet to an address that need not be a member (serf sends
+  // query responses to the address the query names, as memberlist's SendToAddress does). `name`
+  // is the node expected there: when we know it, its protocol version decides the CRC.
+  void sendToAddress(const NodeAddress& to, const std::string& name, std::string_view msg);
   // Queues a user-level broadcast message directly (delegates usually offer their own).
   void queueBroadcast(std::string name, std::string msg, std::function<void()> onFinished = nullptr);
 

@@ -211,6 +211,30 @@ void encode(std::string& out, const KeyResponse& m) {
   key(pk, "Result"), boolean(pk, m.result);
 }
 
+void encodeConflictResponse(std::string& out, const MemberRecord* m) {
+  typeByte(out, MessageType::conflictResponse);
+  Sink sink{out};
+  Packer pk(sink);
+  if (!m) {
+    pk.pack_nil();
+    return;
+  }
+  pk.pack_map(11);
+  key(pk, "Addr"), bytes(pk, m->addr);
+  key(pk, "DelegateCur"), uint(pk, m->dcur);
+  key(pk, "DelegateMax"), uint(pk, m->dmax);
+  key(pk, "DelegateMin"), uint(pk, m->dmin);
+  key(pk, "Name"), raw(pk, m->name);
+  key(pk, "Port"), uint(pk, m->port);
+  key(pk, "ProtocolCur"), uint(pk, m->pcur);
+  key(pk, "ProtocolMax"), uint(pk, m->pmax);
+  key(pk, "ProtocolMin"), uint(pk, m->pmin);
+  key(pk, "Status"), sint(pk, m->status);
+  key(pk, "Tags");
+  pk.pack_map(static_cast<std::uint32_t>(m->tags.size()));
+  for (const auto& [k, v] : m->tags) raw(pk, k), raw(pk, v);
+}
+
 void encodeRelay(std::string& out, const RelayHeader& h, std::string_view innerMessage) {
   typeByte(out, MessageType::relay);
   Sink sink{out};

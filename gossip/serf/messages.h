@@ -114,6 +114,17 @@ struct KeyResponse {
   std::string primaryKey;         // base64
 };
 
+// serf's Member struct, as a conflict response carries it (the answer to "_serf_conflict": whom
+// we know under a contested name).
+struct MemberRecord {
+  std::string name;
+  std::string addr;  // IP bytes
+  std::uint16_t port = 0;
+  std::map<std::string, std::string> tags;
+  int status = 0;  // serf's MemberStatus: 0 none, 1 alive, 2 leaving, 3 left, 4 failed
+  std::uint8_t pmin = 0, pmax = 0, pcur = 0, dmin = 0, dmax = 0, dcur = 0;
+};
+
 // Encoders append [type][msgpack].
 void encode(std::string& out, const Join& m);
 void encode(std::string& out, const Leave& m);
@@ -122,6 +133,8 @@ void encode(std::string& out, const UserEventMessage& m);
 void encode(std::string& out, const Query& m);
 void encode(std::string& out, MessageType t, const QueryResponse& m);  // queryResponse or conflictResponse
 void encode(std::string& out, const KeyRequest& m);
+// [conflictResponse][Member or nil]
+void encodeConflictResponse(std::string& out, const MemberRecord* m);
 void encode(std::string& out, const KeyResponse& m);
 // [relay][header][type][msg], as serf relays a query response through another node.
 void encodeRelay(std::string& out, const RelayHeader& h, std::string_view innerMessage);
