@@ -1,11 +1,15 @@
 #include "cli/client.h"
 
 #include <cmath>
+#include <algorithm>
+#include <map>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/http/client.h"
+#include "gossip/keyring.h"
 
 namespace mesh::cli {
 
@@ -52,6 +56,24 @@ std::string humanDuration(double seconds) {
   if (s >= 60) out << (s % 3600) / 60 << "m";
   out << s % 60 << "s";
   return out.str();
+}
+
+// Rows as aligned columns, two spaces apart (columnize, as serf's commands print).
+std::string columns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out.append(width[i] - r[i].size() + 2, ' ');
+    }
+    out += '\n';
+  }
+  return out;
 }
 
 }  // namespace
@@ -109,19 +131,71 @@ std::string formatMembers(const nlohmann::json& members) {
                       str(proto, "current") + "/" + str(dproto, "current"), tags});
     }
   }
-  std::vector<std::size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  return columns(rows);
+}
+
+std::string formatQuery(const nlohmann::json& result) {
+  std::string out = "Query '" + result.value("name", "") + "' dispatched\n";
+  // Acks and answers in the order they arrived, as serf query prints them while it waits.
+  struct Line {
+    double at;
+    std::string text;
+  };
+  std::vector<Line> lines;
+  const auto acks = result.value("acks", nlohmann::json::array());
+  const auto answers = result.value("responses", nlohmann::json::array());
+  for (const auto& a : acks) lines.push_back({a.value("after_ms", 0.0), "Ack from '" + a.value("from", "") + "'"});
+  for (const auto& r : answers) {
+    // The payload as the member sent it (a handler's output): one trailing newline dropped.
+    std::string payload = r.value("payload", "");
+    if (auto raw = gossip::base64Decode(r.value("payload_base64", "")); raw) payload = *raw;
+    if (payload.ends_with('\n')) payload.pop_back();
+    lines.push_back({r.value("after_ms", 0.0), "Response from '" + r.value("from", "") + "': " + payload});
   }
-  std::string out;
-  for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      out += r[i];
-      if (i + 1 < r.size()) out.append(width[i] - r[i].size() + 2, ' ');
-    }
-    out += '\n';
-  }
+  std::stable_sort(lines.begin(), lines.end(), [](const Line& a, const Line& b) { return a.at < b.at; });
+  for (const auto& l : lines) out += l.text + "\n";
+  if (result.value("ack", false)) out += "Total Acks: " + std::to_string(acks.size()) + "\n";
+  out += "Total Responses: " + std::to_string(answers.size()) + "\n";
   return out;
+}
+
+KeysOutput formatKeys(const std::string& op, const nlohmann::json& result) {
+  KeysOutput o;
+  const std::string error = result.value("error", "");
+  const auto messages = result.value("messages", nlohmann::json::object());
+  if (!error.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& [node, msg] : messages.items()) {
+      rows.push_back({"failed:", node, msg.is_string() ? msg.get<std::string>() : msg.dump()});
+    }
+    o.err = columns(rows) + "\n";
+    static const std::map<std::string, std::string> what = {{"list", "Failed to gather member keys"},
+                                                            {"install", "Error installing key"},
+                                                            {"use", "Error changing primary key"},
+                                                            {"remove", "Error removing key"}};
+    o.err += what.at(op) + ": " + error + "\n";
+    return o;
+  }
+  o.ok = true;
+  if (op == "list") {
+    o.out = "==> Keys gathered, listing cluster keys...\n\n";
+    const std::string total = std::to_string(result.value("num_nodes", 0));
+    std::vector<std::vector<std::string>> rows;
+    const auto primaries = result.value("primary_keys", nlohmann::json::object());
+    const auto keys = result.value("keys", nlohmann::json::object());
+    for (const auto& [key, n] : keys.items()) {
+      const auto p = primaries.find(key);
+      const std::string primary = p == primaries.end() ? "" : " (primary on " + p->dump() + ")";
+      rows.push_back({key, "[" + n.dump() + "/" + total + "]" + primary});
+    }
+    o.out += columns(rows);
+    return o;
+  }
+  static const std::map<std::string, std::string> done = {{"install", "Successfully installed key!"},
+                                                          {"use", "Successfully changed primary key!"},
+                                                          {"remove", "Successfully removed key!"}};
+  o.out = "==> " + done.at(op) + "\n";
+  return o;
 }
 
 }  // namespace mesh::cli

@@ -29,4 +29,15 @@ std::string formatStatus(const nlohmann::json& self);
 // Renders /v1/members as the table `meshcli members` prints: one line a member, sorted by name.
 std::string formatMembers(const nlohmann::json& members);
 
+// Renders POST /v1/query's answer as `serf query` prints it: dispatch, acks, answers, totals.
+std::string formatQuery(const nlohmann::json& result);
+
+// Renders a /v1/keys answer as `serf keys` prints it: per-node failures, the outcome line, and
+// for list the keys with how many members hold each ([n/total]).
+struct KeysOutput {
+  std::string out, err;
+  bool ok = false;
+};
+KeysOutput formatKeys(const std::string& op, const nlohmann::json& result);
+
 }  // namespace mesh::cli

@@ -5,17 +5,22 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "common/duration.h"
+#include "common/errc.h"
 #include "common/http/message.h"
 #include "common/version.h"
 
 namespace {
 
 int fail(const std::string& message, int code = 1) {
+  std::cout << std::flush;  // what was said before the error comes before it
   std::fprintf(stderr, "meshcli: error: %s\n", message.c_str());
   return code;
 }
@@ -52,6 +57,41 @@ int main(int argc, char** argv) {
   bool eventsJson = false;
   auto* eventsCmd = app.add_subcommand("events", "List the recent user events a node received");
   eventsCmd->add_flag("--json", eventsJson, "Print the node's JSON as it is");
+
+  std::string queryName, queryPayload, queryTimeout;
+  std::vector<std::string> queryNodes, queryTags;
+  bool queryNoAck = false, queryJson = false;
+  int queryRelay = 0;
+  auto* queryCmd = app.add_subcommand(
+      "query", "Ask every member (or those the filters pick) and print what comes back (serf query).\n"
+               "Here --node names a member to ask; give the admin address before the subcommand or in $MESH_NODE");
+  queryCmd->add_option("name", queryName, "Query name")->required();
+  queryCmd->add_option("payload", queryPayload, "Query payload");
+  queryCmd->add_option("--node", queryNodes, "Only this member answers (repeatable)")->option_text("NAME");
+  queryCmd->add_option("--tag", queryTags, "Only members whose tag matches the regexp answer (repeatable)")
+      ->option_text("KEY=REGEXP");
+  queryCmd->add_option("--timeout", queryTimeout, "How long to wait for answers (default: serf's, by cluster size)")
+      ->option_text("DURATION");
+  queryCmd->add_option("--relay-factor", queryRelay, "Each answer is also relayed through this many members")
+      ->check(CLI::Range(0, 255));
+  queryCmd->add_flag("--no-ack", queryNoAck, "Do not ask members to acknowledge the query");
+  queryCmd->add_flag("--json", queryJson, "Print the node's JSON as it is");
+
+  std::string keyArg;
+  bool keysJson = false;
+  int keysRelay = 0;
+  auto* keysCmd = app.add_subcommand("keys", "Manage the gossip encryption keys of every member (serf keys)");
+  keysCmd->require_subcommand(1);
+  keysCmd->add_flag("--json", keysJson, "Print the node's JSON as it is");
+  keysCmd->add_option("--relay-factor", keysRelay, "Each answer is also relayed through this many members")
+      ->check(CLI::Range(0, 255));
+  auto* keysList = keysCmd->add_subcommand("list", "List the keys installed on members, and how many hold each");
+  auto* keysInstall = keysCmd->add_subcommand("install", "Install a key on every member (not used yet)");
+  keysInstall->add_option("key", keyArg, "Base64 key (16, 24 or 32 bytes)")->required();
+  auto* keysUse = keysCmd->add_subcommand("use", "Make an installed key the primary on every member");
+  keysUse->add_option("key", keyArg, "Base64 key")->required();
+  auto* keysRemove = keysCmd->add_subcommand("remove", "Remove a key from every member");
+  keysRemove->add_option("key", keyArg, "Base64 key")->required();
 
   bool membersJson = false;
   auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
@@ -108,6 +148,65 @@ int main(int argc, char** argv) {
       }
     }
     return 0;
+  }
+  if (queryCmd->parsed()) {
+    nlohmann::json req = {{"name", queryName}, {"payload", queryPayload}, {"ack", !queryNoAck},
+                          {"relay_factor", queryRelay}};
+    if (!queryNodes.empty()) req["nodes"] = queryNodes;
+    nlohmann::json tags = nlohmann::json::object();
+    for (const auto& t : queryTags) {
+      auto eq = t.find('=');
+      if (eq == std::string::npos || eq == 0) return fail("--tag: '" + t + "' is not KEY=REGEXP", 2);
+      tags[t.substr(0, eq)] = t.substr(eq + 1);
+    }
+    if (!tags.empty()) req["tags"] = tags;
+    // The node answers when the query ends: wait for the query's time on top of ours.
+    auto wait = std::chrono::minutes(5) + client.timeout;
+    if (!queryTimeout.empty()) {
+      auto d = parseDuration(queryTimeout);
+      if (!d) return fail("--timeout: " + d.error().message(), 2);
+      req["timeout"] = queryTimeout;
+      wait = std::chrono::duration_cast<std::chrono::milliseconds>(*d) + client.timeout;
+    }
+    cli::NodeClient patient{client.node, std::chrono::duration_cast<std::chrono::milliseconds>(wait)};
+    auto r = patient.call("POST", "/v1/query", req.dump());
+    if (!r) return fail(r.error().message());
+    if (queryJson) {
+      std::cout << r->dump(2) << "\n";
+    } else {
+      std::cout << cli::formatQuery(*r);
+    }
+    return 0;
+  }
+  if (keysCmd->parsed()) {
+    // Each member answers within the query timeout, which grows with the cluster: up to minutes.
+    cli::NodeClient patient{client.node, std::chrono::minutes(5) + client.timeout};
+    nlohmann::json body = {{"relay_factor", keysRelay}};
+    Result<nlohmann::json> r = Error(errc::invalid_argument, "no keys operation");
+    std::string op;
+    if (keysList->parsed()) {
+      op = "list";
+      std::cout << "==> Asking all members for installed keys...\n";
+      r = patient.call("GET", "/v1/keys", "");
+    } else {
+      op = keysInstall->parsed() ? "install" : keysUse->parsed() ? "use" : "remove";
+      static const std::map<std::string, std::string> intro = {
+          {"install", "Installing key on all members..."},
+          {"use", "Changing primary key on all members..."},
+          {"remove", "Removing key on all members..."}};
+      std::cout << "==> " << intro.at(op) << "\n";
+      body["key"] = keyArg;
+      r = patient.call("POST", "/v1/keys/" + op, body.dump());
+    }
+    if (!r) return fail(r.error().message());
+    if (keysJson) {
+      std::cout << r->dump(2) << "\n";
+      return r->value("error", "").empty() ? 0 : 1;
+    }
+    auto out = cli::formatKeys(op, *r);
+    std::cout << out.out;
+    std::cerr << out.err;
+    return out.ok ? 0 : 1;
   }
   if (membersCmd->parsed()) {
     auto members = client.getJson("/v1/members");

@@ -11,9 +11,11 @@
 
 #include "common/asio.h"
 #include "common/asio_event_loop.h"
+#include "common/duration.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/process.h"
+#include "common/subprocess.h"
 #include "common/version.h"
 #include "gossip/asio_transport.h"
 #include "gossip/memberlist.h"
@@ -21,6 +23,7 @@
 
 #include <deque>
 #include "node/admin/server.h"
+#include "node/keyring_file.h"
 
 namespace mesh::node {
 
@@ -49,6 +52,18 @@ constexpr auto kJoinRetryFirst = std::chrono::seconds(1);
 constexpr auto kJoinRetryMax = std::chrono::seconds(30);
 // User events kept for GET /v1/events.
 constexpr std::size_t kRecentEvents = 256;
+// serf agent's coalescing of user events sent with coalesce set.
+constexpr auto kUserCoalescePeriod = std::chrono::seconds(3);
+constexpr auto kUserQuiescentPeriod = std::chrono::seconds(1);
+// A query answer carries the handler's output: what fits in serf's 1024-byte response once
+// the response's own fields (ids, our name) are added.
+constexpr std::size_t kResponseOverhead = 200;
+// The longest a query asked through the admin API may run.
+constexpr auto kMaxQueryTimeout = std::chrono::minutes(5);
+
+double msSince(TimePoint start, TimePoint now) {
+  return std::chrono::duration<double, std::milli>(now - start).count();
+}
 
 gossip::Config gossipConfig(const NodeConfig& c, const HostPort& advertise,
                             std::shared_ptr<gossip::Keyring> keyring) {
@@ -118,6 +133,7 @@ struct Agent::Impl {
         dataDir(std::move(dir)),
         keyring(std::move(ring)),
         registry(reg),
+        queryHandlerRuns(reg.counter("mesh_node_query_handler_runs_total", "Query handler commands started.")),
         loop(io),
         admin(io, reg),
         stopTimer(io),
@@ -130,6 +146,7 @@ struct Agent::Impl {
   DataDir dataDir;
   std::shared_ptr<gossip::Keyring> keyring;
   metrics::Registry& registry;
+  metrics::Counter& queryHandlerRuns;
   asio::io_context io{1};
   AsioEventLoop loop;
   admin::Server admin;
@@ -315,6 +332,183 @@ struct Agent::Impl {
       }
       return http::Response::json(200, nlohmann::json{{"name", *name}, {"ltime", serf->eventClock() - 1}}.dump() + "\n");
     });
+    // POST /v1/query {"name", "payload", "nodes": [...], "tags": {tag: regexp}, "ack", "relay_factor",
+    // "timeout": "5s"}: answered when the query ends, with every ack and answer that came back.
+    admin.routeAsync("POST", "/v1/query", [this](const http::Request& req, admin::Reply reply) {
+      startQuery(req, std::move(reply));
+    });
+    // GET /v1/keys: every member's keys (serf's list-keys); POST /v1/keys/{install,use,remove}
+    // {"key": BASE64}: the operation on every member. Each answer says who succeeded and who failed.
+    admin.routeAsync("GET", "/v1/keys", [this](const http::Request& req, admin::Reply reply) {
+      keyOperation(gossip::serf::KeyOp::list, req, std::move(reply));
+    });
+    for (auto [path, op] : {std::pair{"/v1/keys/install", gossip::serf::KeyOp::install},
+                            std::pair{"/v1/keys/use", gossip::serf::KeyOp::use},
+                            std::pair{"/v1/keys/remove", gossip::serf::KeyOp::remove}}) {
+      admin.routeAsync("POST", path, [this, op](const http::Request& req, admin::Reply reply) {
+        keyOperation(op, req, std::move(reply));
+      });
+    }
+  }
+
+  void startQuery(const http::Request& req, admin::Reply reply) {
+    if (!serf) return reply(admin::errorResponse(503, "gossip is not running"));
+    auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) return reply(admin::errorResponse(400, "the body must be a JSON object"));
+    auto str = [&](const char* k) -> std::optional<std::string> {
+      auto it = body.find(k);
+      if (it == body.end() || !it->is_string()) return std::nullopt;
+      return it->get<std::string>();
+    };
+    const auto name = str("name");
+    if (!name || name->empty()) return reply(admin::errorResponse(400, "missing \"name\" of the query"));
+    gossip::serf::QueryParams params;
+    if (auto it = body.find("nodes"); it != body.end()) {
+      if (!it->is_array()) return reply(admin::errorResponse(400, "\"nodes\" must be a list of node names"));
+      for (const auto& n : *it) {
+        if (!n.is_string()) return reply(admin::errorResponse(400, "\"nodes\" must be a list of node names"));
+        params.filterNodes.push_back(n.get<std::string>());
+      }
+    }
+    if (auto it = body.find("tags"); it != body.end()) {
+      if (!it->is_object()) return reply(admin::errorResponse(400, "\"tags\" must map tag names to regular expressions"));
+      for (const auto& [k, v] : it->items()) {
+        if (!v.is_string()) return reply(admin::errorResponse(400, "tag filter " + k + " must be a string"));
+        params.filterTags[k] = v.get<std::string>();
+      }
+    }
+    if (auto it = body.find("ack"); it != body.end()) {
+      if (!it->is_boolean()) return reply(admin::errorResponse(400, "\"ack\" must be true or false"));
+      params.requestAck = it->get<bool>();
+    }
+    if (auto it = body.find("relay_factor"); it != body.end()) {
+      if (!it->is_number_integer() || it->get<long>() < 0 || it->get<long>() > 255) {
+        return reply(admin::errorResponse(400, "\"relay_factor\" must be 0 to 255"));
+      }
+      params.relayFactor = static_cast<std::uint8_t>(it->get<long>());
+    }
+    if (auto t = str("timeout")) {
+      auto d = parseDuration(*t);
+      if (!d || *d <= Duration::zero() || *d > kMaxQueryTimeout) {
+        return reply(admin::errorResponse(400, "\"timeout\" must be a duration above 0 and at most 5m"));
+      }
+      params.timeout = *d;
+    }
+    struct Collected {
+      nlohmann::json acks = nlohmann::json::array();
+      nlohmann::json responses = nlohmann::json::array();
+      nlohmann::json started;
+      TimePoint start;
+    };
+    auto c = std::make_shared<Collected>();
+    c->start = loop.now();
+    gossip::serf::QueryCallbacks cb;
+    cb.onAck = [this, c](const std::string& from) {
+      c->acks.push_back({{"from", from}, {"after_ms", msSince(c->start, loop.now())}});
+    };
+    cb.onResponse = [this, c](const std::string& from, const std::string& payload) {
+      std::string text;
+      appendJsonEscapedBytes(text, payload);
+      c->responses.push_back({{"from", from},
+                              {"payload", text},
+                              {"payload_base64", gossip::base64Encode(payload)},
+                              {"after_ms", msSince(c->start, loop.now())}});
+    };
+    cb.onDone = [this, c, reply] {
+      nlohmann::json out = c->started;
+      out["acks"] = c->acks;
+      out["responses"] = c->responses;
+      out["duration_ms"] = msSince(c->start, loop.now());
+      reply(http::Response::json(200, out.dump(2) + "\n"));
+    };
+    // Filled before any answer can arrive: the local answer comes inside query() itself.
+    c->started = {{"name", *name}, {"ack", params.requestAck}};
+    auto started = serf->query(*name, str("payload").value_or(""), params, std::move(cb));
+    if (!started) {
+      const int status = started.error().code == gossip::errc::too_large ? 413 : 400;
+      return reply(admin::errorResponse(status, started.error().message()));
+    }
+    c->started["ltime"] = started->ltime;
+    c->started["id"] = started->id;
+    c->started["timeout"] = formatDuration(started->timeout);
+    c->started["expected"] = started->expected;
+  }
+
+  void keyOperation(gossip::serf::KeyOp op, const http::Request& req, admin::Reply reply) {
+    if (!serf) return reply(admin::errorResponse(503, "gossip is not running"));
+    std::string key;
+    std::uint8_t relay = 0;
+    if (op != gossip::serf::KeyOp::list || !req.body.empty()) {
+      auto body = nlohmann::json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
+      if (body.is_discarded() || !body.is_object()) return reply(admin::errorResponse(400, "the body must be a JSON object"));
+      if (op != gossip::serf::KeyOp::list) {
+        auto it = body.find("key");
+        if (it == body.end() || !it->is_string() || it->get<std::string>().empty()) {
+          return reply(admin::errorResponse(400, "missing \"key\" (base64)"));
+        }
+        key = it->get<std::string>();
+      }
+      if (auto it = body.find("relay_factor"); it != body.end()) {
+        if (!it->is_number_integer() || it->get<long>() < 0 || it->get<long>() > 255) {
+          return reply(admin::errorResponse(400, "\"relay_factor\" must be 0 to 255"));
+        }
+        relay = static_cast<std::uint8_t>(it->get<long>());
+      }
+    }
+    log->info("key operation {} initiated", gossip::serf::keyOpName(op));
+    serf->keyOperation(op, key, relay, [reply, op](Result<gossip::serf::KeyOpResult> r) {
+      if (!r) return reply(admin::errorResponse(400, r.error().message()));
+      nlohmann::json out = {{"operation", gossip::serf::keyOpName(op)},
+                            {"num_nodes", r->numNodes},
+                            {"num_responses", r->numResp},
+                            {"num_errors", r->numErr},
+                            {"messages", r->messages},
+                            {"error", r->error}};
+      if (op == gossip::serf::KeyOp::list) {
+        out["keys"] = r->keys;
+        out["primary_keys"] = r->primaryKeys;
+      }
+      reply(http::Response::json(200, out.dump(2) + "\n"));
+    });
+  }
+
+  // serf agent's query handlers: the command's output answers the query.
+  void handleQuery(const gossip::serf::IncomingQuery& q) {
+    auto it = config.queryHandlers.find(q.name);
+    if (it == config.queryHandlers.end()) it = config.queryHandlers.find("*");
+    if (it == config.queryHandlers.end()) return;  // acked (when asked), not answered
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(q.deadline - loop.now());
+    if (left <= std::chrono::milliseconds::zero()) return;
+    subprocess::Options o;
+    o.command = it->second;
+    o.input = q.payload;
+    o.timeout = left;
+    o.maxOutput = gossip::serf::SerfConfig{}.queryResponseSizeLimit - kResponseOverhead;
+    // The variables serf agent sets for its handlers (so serf handler scripts work), and ours.
+    const auto ltime = std::to_string(q.ltime);
+    o.env = {{"SERF_EVENT", "query"},  {"SERF_QUERY_NAME", q.name}, {"SERF_QUERY_LTIME", ltime},
+             {"SERF_SELF_NAME", config.nodeName}, {"SERF_SELF_ROLE", roleName(config.role)},
+             {"MESH_EVENT", "query"},  {"MESH_QUERY_NAME", q.name}, {"MESH_QUERY_LTIME", ltime},
+             {"MESH_QUERY_SOURCE", q.sourceNode}, {"MESH_NODE_NAME", config.nodeName}};
+    for (const auto& [k, v] : tags()) {
+      std::string up;
+      for (char ch : k) up.push_back(std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::toupper(ch)) : '_');
+      o.env["SERF_TAG_" + up] = v;
+    }
+    queryHandlerRuns.inc();
+    subprocess::run(io, std::move(o), [this, q](Result<subprocess::Outcome> r) {
+      if (!r) {
+        log->warn("query handler for {} could not start: {}", q.name, r.error().message());
+        return;
+      }
+      if (r->timedOut) log->warn("query handler for {} killed at the query's deadline", q.name);
+      if (r->truncated) log->warn("query handler output for {} truncated to {} bytes", q.name, r->output.size());
+      if (r->exitCode != 0 && !r->timedOut) log->warn("query handler for {} exited with {}", q.name, r->exitCode);
+      if (!serf || r->timedOut) return;
+      if (auto sent = serf->respond(q, r->output); !sent) {
+        log->warn("query {} answer not sent: {}", q.name, sent.error().message());
+      }
+    });
   }
 
   Result<void> startGossip() {
@@ -327,6 +521,9 @@ struct Agent::Impl {
     // Short enough that a graceful leave fits in the 2 s an orchestrator waits after SIGTERM.
     sc.broadcastTimeout = std::chrono::milliseconds(500);
     sc.leavePropagateDelay = std::chrono::milliseconds(300);
+    sc.userCoalescePeriod = kUserCoalescePeriod;
+    sc.userQuiescentPeriod = kUserQuiescentPeriod;
+    sc.onKeyringChange = [this](const gossip::Keyring& ring) { return persistKeyring(ring); };
     auto s = gossip::serf::Serf::create(
         sc, gossipConfig(config, advertise, keyring), loop, *transport, registry,
         [this](const gossip::serf::MemberEvent& e) {
@@ -341,8 +538,18 @@ struct Agent::Impl {
         });
     if (!s) return Error(s.error().code, "gossip: " + s.error().message());
     serf = std::move(*s);
+    serf->setQueryHandler([this](const gossip::serf::IncomingQuery& q) { handleQuery(q); });
     members = &serf->memberlist();
     if (!config.join.empty()) tryJoin();
+    return {};
+  }
+
+  // After a key-rotation query: the keyring file (when there is one) holds the new keys, so a
+  // restarted node still has them.
+  Result<void> persistKeyring(const gossip::Keyring& ring) {
+    if (!config.keyringFile.empty()) {
+      if (auto w = writeKeyringFile(config.keyringFile, ring); !w) return w;
+    }
     return {};
   }
 

@@ -160,6 +160,19 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        [](NodeConfig& c) { c.tags.clear(); }},
+      {"query-handler", "NAME=COMMAND",
+       "Answer serf queries named NAME ('*': any) with COMMAND's output; payload on stdin (repeatable)", true,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         const auto eq = v.find('=');
+         if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+           return Error(errc::invalid_argument, "'" + v + "' is not NAME=COMMAND");
+         }
+         const std::string name = v.substr(0, eq);
+         if (name.starts_with("_serf_")) return Error(errc::invalid_argument, "query names starting with _serf_ are serf's own");
+         c.queryHandlers[name] = v.substr(eq + 1);
+         return {};
+       },
+       [](NodeConfig& c) { c.queryHandlers.clear(); }},
       {"data-dir", "DIR", "Directory for durable state (default: /var/lib/meshd)", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.empty()) return Error(errc::invalid_argument, "data dir must not be empty");

@@ -29,6 +29,9 @@ struct NodeConfig {
   std::string zone = "default";
   // Extra serf tags (--tag KEY=VALUE); role, cluster, zone and version are always set.
   std::map<std::string, std::string> tags;
+  // Commands that answer serf queries (--query-handler NAME=COMMAND; NAME "*" for any): run with
+  // /bin/sh -c, the payload on stdin, the output is the answer (as serf agent's query handlers).
+  std::map<std::string, std::string> queryHandlers;
   std::string dataDir = "/var/lib/meshd";
   HostPort admin{"127.0.0.1", 15000, false, true};
   Role role = Role::node;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -31,11 +32,20 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     std::string path;
     bool prefix;
     Handler handler;
+    AsyncHandler async;
+  };
+  // An answer an async handler has not given yet; the timer wakes the connection when it comes
+  // (or when the server stops).
+  struct Waiting {
+    explicit Waiting(asio::io_context& io) : wake(io, asio::steady_timer::time_point::max()) {}
+    std::optional<http::Response> response;
+    asio::steady_timer wake;
   };
   struct Conn {
     explicit Conn(asio::io_context& io) : socket(io), timer(io) {}
     tcp::socket socket;
     asio::steady_timer timer;
+    std::shared_ptr<Waiting> waiting;
   };
 
   Impl(asio::io_context& io, metrics::Registry& reg, ServerOptions opts)
@@ -64,7 +74,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   // The route name that labels metrics: the registered pattern, never the raw path, so that
   // a scanner probing random URLs cannot create unbounded series.
-  http::Response dispatch(const http::Request& req, std::string& routeName) {
+  // Sync routes answer at once; an async route answers through `waiting` (nullptr: only the
+  // test entry point, which needs the answer before it returns).
+  http::Response dispatch(const http::Request& req, std::string& routeName,
+                          const std::shared_ptr<Waiting>& waiting = nullptr) {
     const std::string_view path = req.path();
     const std::string_view method = req.method == "HEAD" ? std::string_view("GET") : req.method;
     std::string allowed;
@@ -74,6 +87,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (r.method == method) {
         routeName = r.prefix ? r.path + "*" : r.path;
         try {
+          if (r.async) {
+            auto slot = waiting ? waiting : std::make_shared<Waiting>(io);
+            r.async(req, [slot](http::Response resp) {
+              if (slot->response) return;
+              slot->response = std::move(resp);
+              slot->wake.cancel();
+            });
+            if (slot->response) return std::move(*slot->response);
+            if (!waiting) return errorResponse(500, "asynchronous handler did not answer");
+            return http::Response{0, {}, {}};  // pending: the connection waits for it
+          }
           return r.handler(req);
         } catch (const std::exception& e) {
           // A handler bug must not take the node down: report it and answer 500.
@@ -140,7 +164,16 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       } else {
         head = parsed.request.method == "HEAD";
         keep = http::keepAlive(parsed.request);
-        resp = dispatch(parsed.request, route);
+        c->waiting = std::make_shared<Waiting>(io);
+        resp = dispatch(parsed.request, route, c->waiting);
+        if (resp.status == 0) {
+          while (!c->waiting->response && !stopped) {
+            co_await c->waiting->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          }
+          if (!c->waiting->response) co_return;  // stopping
+          resp = std::move(*c->waiting->response);
+        }
+        c->waiting.reset();
         buf.erase(0, parsed.consumed);
       }
       duration.observe(
@@ -199,11 +232,15 @@ Server::Server(asio::io_context& io, metrics::Registry& registry, ServerOptions 
 Server::~Server() { stop(); }
 
 void Server::route(const std::string& method, const std::string& path, Handler handler) {
-  impl_->routes.push_back({method, path, false, std::move(handler)});
+  impl_->routes.push_back({method, path, false, std::move(handler), nullptr});
 }
 
 void Server::routePrefix(const std::string& method, const std::string& prefix, Handler handler) {
-  impl_->routes.push_back({method, prefix, true, std::move(handler)});
+  impl_->routes.push_back({method, prefix, true, std::move(handler), nullptr});
+}
+
+void Server::routeAsync(const std::string& method, const std::string& path, AsyncHandler handler) {
+  impl_->routes.push_back({method, path, false, nullptr, std::move(handler)});
 }
 
 Result<HostPort> Server::listen(const HostPort& address) {
@@ -234,6 +271,7 @@ void Server::stop() {
   impl_->acceptor.close(ignored);
   for (const auto& c : impl_->open) {
     c->timer.cancel();
+    if (c->waiting) c->waiting->wake.cancel();
     c->socket.close(ignored);
   }
 }

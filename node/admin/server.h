@@ -29,6 +29,10 @@ class Registry;
 namespace mesh::admin {
 
 using Handler = std::function<http::Response(const http::Request&)>;
+// For answers that take a while (a cluster query): the handler returns at once and calls
+// reply exactly once, later, on the same thread (or at once). The connection waits for it.
+using Reply = std::function<void(http::Response)>;
+using AsyncHandler = std::function<void(const http::Request&, Reply reply)>;
 
 struct ServerOptions {
   std::size_t maxHeaderBytes = 16 * 1024;           // request line plus headers
@@ -48,6 +52,8 @@ class Server {
   void route(const std::string& method, const std::string& path, Handler handler);
   // Matches every path that starts with `prefix` (e.g. "/v1/catalog/service/").
   void routePrefix(const std::string& method, const std::string& prefix, Handler handler);
+  // An exact path whose handler answers later (see AsyncHandler).
+  void routeAsync(const std::string& method, const std::string& path, AsyncHandler handler);
 
   // Binds and starts accepting. Returns the bound address (useful with port 0).
   Result<HostPort> listen(const HostPort& address);
@@ -56,7 +62,8 @@ class Server {
   // Connections still open (they close shortly after stop()).
   std::size_t openConnections() const;
 
-  // Dispatches a request to its route, as a connection would (exposed for tests).
+  // Dispatches a request to its route, as a connection would (exposed for tests; an async
+  // route must have replied by the time its handler returns).
   http::Response dispatch(const http::Request& request);
   // The serialized response, as written on the wire (exposed for tests).
   static std::string serialize(const http::Response& response, bool headRequest, bool keepAlive);

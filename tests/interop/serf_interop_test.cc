@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "tests/support/env.h"
@@ -58,13 +60,22 @@ class SerfInterop : public ::testing::Test {
     return out;
   }
 
+  // A member's status as serf reports it ("" when serf does not list it).
+  std::string serfStatus(const std::string& name) {
+    auto ms = serfMembers();
+    auto it = ms.find(name);
+    return it == ms.end() || !it->second.is_object() ? "" : it->second.value("status", "");
+  }
+
   static json ourMember(const MeshdNode& n, const std::string& name) {
     auto r = n.get("/v1/members");
-    if (!r.ok()) return {};
-    for (const auto& m : json::parse(r->body)) {
-      if (m["name"] == name) return m;
+    if (!r.ok()) return json::object();
+    auto list = json::parse(r->body, nullptr, false);
+    if (!list.is_array()) return json::object();
+    for (const auto& m : list) {
+      if (m.value("name", "") == name) return m;
     }
-    return {};
+    return json::object();
   }
 
   std::string agentLog() { return agent_->stdoutText() + agent_->stderrText(); }
@@ -83,7 +94,7 @@ TEST_F(SerfInterop, MembersTagsEventsAndLeaveBothWays) {
   ASSERT_TRUE(mesh.waitReady());
 
   // serf lists us alive with our tags; we list serf alive with its tags.
-  ASSERT_TRUE(eventually([&] { return serfMembers()["mesh-1"].value("status", "") == "alive"; }, 15s, 200ms));
+  ASSERT_TRUE(eventually([&] { return serfStatus("mesh-1") == "alive"; }, 15s, 200ms));
   const json tags = serfMembers()["mesh-1"]["tags"];
   EXPECT_EQ(tags["role"], "node");
   EXPECT_EQ(tags["zone"], "z1");
@@ -113,7 +124,7 @@ TEST_F(SerfInterop, MembersTagsEventsAndLeaveBothWays) {
   auto st = mesh.process().wait(3s);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->code, 0);
-  ASSERT_TRUE(eventually([&] { return serfMembers()["mesh-1"].value("status", "") == "left"; }, 10s, 200ms))
+  ASSERT_TRUE(eventually([&] { return serfStatus("mesh-1") == "left"; }, 10s, 200ms))
       << serfMembers()["mesh-1"].dump();
 }
 
@@ -129,6 +140,83 @@ TEST_F(SerfInterop, SerfLeaveShowsLeftOnMeshd) {
   ASSERT_TRUE(eventually([&] { return ourMember(mesh, "serf-b").value("status", "") == "left"; }, 10s))
       << ourMember(mesh, "serf-b").dump();
   EXPECT_EQ(ourMember(mesh, "serf-b")["state"], "left");
+}
+
+// Queries both ways and key rotation driven from both sides, in one encrypted pool of a serf
+// agent and two meshd nodes.
+TEST_F(SerfInterop, QueriesAndKeyRotationAcrossAMixedEncryptedPool) {
+  const std::string k1 = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=";
+  const std::string k2 = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
+  startAgent("serf-q", 1, {"-encrypt", k1, "-event-handler", "query:who=echo serf says $SERF_SELF_NAME"});
+  std::vector<MeshdNode> mesh;
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = "mesh-q" + std::to_string(i + 1);
+    mesh.emplace_back(MeshdOptions{
+        .name = name, .address = net_.address(i + 2), .dataDir = tmp_.sub(name), .logDir = tmp_.path(),
+        .extraArgs = {"--encrypt", k1, "--keyring-file", tmp_.sub(name + "-keyring.json"), "--join",
+                      net_.address(1) + ":7946", "--query-handler", "who=echo mesh says $MESH_NODE_NAME"}});
+  }
+  for (auto& m : mesh) m.start();
+  for (auto& m : mesh) ASSERT_TRUE(m.waitReady());
+  ASSERT_TRUE(eventually([&] { return serfStatus("mesh-q1") == "alive" && serfStatus("mesh-q2") == "alive"; }, 15s, 200ms));
+  ASSERT_TRUE(eventually([&] { return ourMember(mesh[1], "mesh-q1").value("status", "") == "alive"; }, 10s));
+
+  // serf query: answered by our nodes (and serf itself).
+  auto sq = run({serf_, "query", "-rpc-addr=" + rpc_, "-timeout", "5s", "who", "x"}, 20s, tmp_.path());
+  ASSERT_EQ(sq.status.code, 0) << sq.err;
+  EXPECT_NE(sq.out.find("Response from 'mesh-q1': mesh says mesh-q1"), std::string::npos) << sq.out;
+  EXPECT_NE(sq.out.find("Response from 'mesh-q2': mesh says mesh-q2"), std::string::npos) << sq.out;
+  EXPECT_NE(sq.out.find("Ack from 'mesh-q2'"), std::string::npos) << sq.out;
+  EXPECT_NE(sq.out.find("Total Responses: 3"), std::string::npos) << sq.out;
+  // A tag filter from serf picks only us.
+  auto sqTag = run({serf_, "query", "-rpc-addr=" + rpc_, "-timeout", "4s", "-tag", "role=^node$", "who"}, 20s, tmp_.path());
+  EXPECT_NE(sqTag.out.find("Total Responses: 2"), std::string::npos) << sqTag.out;
+
+  // meshcli query: answered by the serf agent (and our nodes), filters honoured.
+  const std::string admin = mesh[0].admin().toString();
+  auto mq = run({meshcliPath(), "--node", admin, "query", "who", "y"}, 30s, tmp_.path());
+  ASSERT_EQ(mq.status.code, 0) << mq.err;
+  EXPECT_NE(mq.out.find("Response from 'serf-q': serf says serf-q"), std::string::npos) << mq.out;
+  EXPECT_NE(mq.out.find("Response from 'mesh-q2': mesh says mesh-q2"), std::string::npos) << mq.out;
+  EXPECT_NE(mq.out.find("Total Responses: 3"), std::string::npos) << mq.out;
+  auto mqNode = run({meshcliPath(), "--node", admin, "query", "who", "--node", "serf-q"}, 30s, tmp_.path());
+  EXPECT_NE(mqNode.out.find("Total Responses: 1"), std::string::npos) << mqNode.out;
+  EXPECT_NE(mqNode.out.find("serf says serf-q"), std::string::npos) << mqNode.out;
+  auto mqNobody = run({meshcliPath(), "--node", admin, "query", "who", "--tag", "role=^nope$"}, 30s, tmp_.path());
+  EXPECT_EQ(mqNobody.status.code, 0);
+  EXPECT_NE(mqNobody.out.find("Total Responses: 0"), std::string::npos) << mqNobody.out;
+
+  // Key rotation: install from serf, use from meshcli, remove from serf.
+  auto keysList = [&] { return run({meshcliPath(), "--node", admin, "keys", "list"}, 30s, tmp_.path()); };
+  auto install = run({serf_, "keys", "-rpc-addr=" + rpc_, "-install", k2}, 20s, tmp_.path());
+  ASSERT_EQ(install.status.code, 0) << install.out << install.err;
+  EXPECT_NE(install.out.find("Successfully installed key!"), std::string::npos);
+  auto listed = keysList();
+  ASSERT_EQ(listed.status.code, 0) << listed.err;
+  EXPECT_NE(listed.out.find(k1 + "  [3/3] (primary on 3)"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find(k2 + "  [3/3]"), std::string::npos) << listed.out;
+  auto use = run({meshcliPath(), "--node", admin, "keys", "use", k2}, 30s, tmp_.path());
+  ASSERT_EQ(use.status.code, 0) << use.out << use.err;
+  EXPECT_NE(use.out.find("==> Successfully changed primary key!"), std::string::npos) << use.out;
+  auto remove = run({serf_, "keys", "-rpc-addr=" + rpc_, "-remove", k1}, 20s, tmp_.path());
+  ASSERT_EQ(remove.status.code, 0) << remove.out << remove.err;
+  auto serfList = run({serf_, "keys", "-rpc-addr=" + rpc_, "-list"}, 20s, tmp_.path());
+  EXPECT_NE(serfList.out.find(k2 + "  [3/3]"), std::string::npos) << serfList.out;
+  EXPECT_EQ(serfList.out.find(k1), std::string::npos) << serfList.out;
+  // Removing the primary: every member refuses, each named, exit 1 (as serf keys).
+  auto bad = run({meshcliPath(), "--node", admin, "keys", "remove", k2}, 30s, tmp_.path());
+  EXPECT_EQ(bad.status.code, 1);
+  EXPECT_NE(bad.err.find("serf-q"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("mesh-q2"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("Error removing key: 3/3 nodes reported failure"), std::string::npos) << bad.err;
+  // The pool still talks, under the new key only, and our keyring file holds the rotation.
+  auto ev = run({meshcliPath(), "--node", admin, "event", "after-rotation"}, 5s, tmp_.path());
+  ASSERT_EQ(ev.status.code, 0);
+  ASSERT_TRUE(eventually([&] { return agentLog().find("user-event: after-rotation") != std::string::npos; }, 10s));
+  std::ifstream kf(tmp_.sub("mesh-q1-keyring.json"));
+  std::string ring((std::istreambuf_iterator<char>(kf)), std::istreambuf_iterator<char>());
+  EXPECT_NE(ring.find(k2), std::string::npos) << ring;
+  EXPECT_EQ(ring.find(k1), std::string::npos) << ring;
 }
 
 }  // namespace

@@ -60,3 +60,37 @@ TEST(Members, RendersATableSortedAsGiven) {
 
 }  // namespace
 }  // namespace mesh::cli
+
+namespace mesh::cli {
+namespace {
+
+TEST(Query, RendersLikeSerfQueryInArrivalOrder) {
+  auto j = nlohmann::json::parse(R"({"name": "who", "ack": true,
+    "acks": [{"from": "b", "after_ms": 2.0}, {"from": "a", "after_ms": 1.0}],
+    "responses": [{"from": "a", "payload": "hi\\x0a", "payload_base64": "aGkK", "after_ms": 1.5}]})");
+  EXPECT_EQ(formatQuery(j),
+            "Query 'who' dispatched\nAck from 'a'\nResponse from 'a': hi\nAck from 'b'\nTotal Acks: 2\nTotal Responses: 1\n");
+  j["ack"] = false;
+  j["acks"] = nlohmann::json::array();
+  EXPECT_EQ(formatQuery(j).find("Total Acks"), std::string::npos);
+}
+
+TEST(Keys, FailuresNameEveryNodeAndTheOutcome) {
+  auto fail = nlohmann::json::parse(R"({"error": "2/3 nodes reported failure", "num_nodes": 3,
+    "messages": {"a": "Removing the primary key is not allowed", "bb": "Removing the primary key is not allowed"}})");
+  auto o = formatKeys("remove", fail);
+  EXPECT_FALSE(o.ok);
+  EXPECT_EQ(o.err,
+            "failed:  a   Removing the primary key is not allowed\n"
+            "failed:  bb  Removing the primary key is not allowed\n\n"
+            "Error removing key: 2/3 nodes reported failure\n");
+  auto ok = formatKeys("install", nlohmann::json::parse(R"({"error": "", "num_nodes": 3})"));
+  EXPECT_TRUE(ok.ok);
+  EXPECT_EQ(ok.out, "==> Successfully installed key!\n");
+  auto list = formatKeys("list", nlohmann::json::parse(R"({"error": "", "num_nodes": 3,
+    "keys": {"K1=": 3, "K2=": 2}, "primary_keys": {"K1=": 3}})"));
+  EXPECT_EQ(list.out, "==> Keys gathered, listing cluster keys...\n\nK1=  [3/3] (primary on 3)\nK2=  [2/3]\n");
+}
+
+}  // namespace
+}  // namespace mesh::cli

@@ -34,6 +34,17 @@ class AdminServerTest : public ::testing::Test {
     server_->route("GET", "/boom", [](const http::Request&) -> http::Response {
       throw std::runtime_error("handler bug");
     });
+    // Answers 150 ms later, from a timer, as a cluster query does.
+    server_->routeAsync("POST", "/later", [this](const http::Request& r, Reply reply) {
+      auto t = std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(150));
+      t->async_wait([t, reply, body = r.body](boost::system::error_code) {
+        reply(http::Response::text(200, "later " + body));
+      });
+    });
+    server_->routeAsync("GET", "/now", [](const http::Request&, Reply reply) {
+      reply(http::Response::text(200, "now"));
+      reply(http::Response::text(500, "a second reply is ignored"));
+    });
     auto bound = server_->listen(*parseHostPort("127.0.0.1:0", {.allowPortZero = true}));
     ASSERT_TRUE(bound.ok()) << bound.error().message();
     addr_ = *bound;
@@ -91,6 +102,29 @@ TEST_F(AdminServerTest, RoutesAndQueryParameters) {
   EXPECT_EQ(p->body, "abc");
   auto e = call("PUT", "/echo", "payload");
   EXPECT_EQ(e->body, "payload");
+}
+
+TEST_F(AdminServerTest, AsyncRoutesAnswerLaterOrAtOnce) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto later = call("POST", "/later", "x");
+  ASSERT_TRUE(later.ok()) << later.error().message();
+  EXPECT_EQ(later->status, 200);
+  EXPECT_EQ(later->body, "later x");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
+  auto now = call("GET", "/now");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->body, "now");
+  // Other connections are served while one waits.
+  std::thread slow([this] { EXPECT_TRUE(call("POST", "/later", "y").ok()); });
+  auto hello = call("GET", "/hello");
+  ASSERT_TRUE(hello.ok());
+  slow.join();
+  // Keep-alive after an async answer: two in one connection, in order.
+  std::string both = raw("POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\naGET /now HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto first = both.find("later a"), second = both.find("\r\n\r\nnow");
+  ASSERT_NE(first, std::string::npos) << both;
+  ASSERT_NE(second, std::string::npos) << both;
+  EXPECT_LT(first, second);
 }
 
 TEST_F(AdminServerTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {

@@ -78,6 +78,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "gossip-profile" ? "wan"
                         : key == "zone" ? "us-east-1a"
                         : key == "tag" ? "team=payments"
+                        : key == "query-handler" ? "uptime=uptime"
                         : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
@@ -86,6 +87,16 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : "127.0.0.9:1234";
     auto cl = parse({"--" + key, value});
     EXPECT_TRUE(cl.ok()) << key << ": " << (cl.ok() ? "" : cl.error().message());
+  }
+}
+
+TEST(Config, QueryHandlers) {
+  auto cl = parse({"--query-handler", "uptime=uptime -p", "--query-handler", "*=echo hi"});
+  ASSERT_TRUE(cl.ok()) << cl.error().message();
+  EXPECT_EQ(cl->config.queryHandlers.at("uptime"), "uptime -p");
+  EXPECT_EQ(cl->config.queryHandlers.at("*"), "echo hi");
+  for (const char* bad : {"noequals", "=cmd", "name=", "_serf_ping=echo"}) {
+    EXPECT_FALSE(parse({"--query-handler", bad}).ok()) << bad;
   }
 }
 
