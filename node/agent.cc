@@ -24,6 +24,8 @@
 #include <deque>
 #include "node/admin/server.h"
 #include "node/keyring_file.h"
+#include "store/serf_records.h"
+#include "store/store.h"
 
 namespace mesh::node {
 
@@ -155,6 +157,9 @@ struct Agent::Impl {
   TimePoint startedMono;
   WallTime startedWall;
   HostPort adminBound;
+  std::unique_ptr<store::Store> store;
+  // Members known before a restart (from the store): join seeds when --join names none.
+  std::vector<gossip::NodeAddress> rememberedPeers;
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -196,6 +201,11 @@ struct Agent::Impl {
           {"encrypted", keyring && !keyring->empty()},
           {"protocol_version", members ? members->config().protocolVersion : 0},
           {"profile", config.gossipProfile}}},
+        {"serf",
+         {{"clock", serf ? serf->clock() : 0},
+          {"event_clock", serf ? serf->eventClock() : 0},
+          {"query_clock", serf ? serf->queryClock() : 0},
+          {"remembered_peers", rememberedPeers.size()}}},
     };
   }
 
@@ -524,12 +534,24 @@ struct Agent::Impl {
     sc.userCoalescePeriod = kUserCoalescePeriod;
     sc.userQuiescentPeriod = kUserQuiescentPeriod;
     sc.onKeyringChange = [this](const gossip::Keyring& ring) { return persistKeyring(ring); };
+    if (auto clocks = store::loadClocks(*store); !clocks) {
+      log->warn("serf clocks in the store unreadable, starting from zero: {}", clocks.error().message());
+    } else if (*clocks) {
+      sc.restored = gossip::serf::SerfConfig::Restored{(*clocks)->clock, (*clocks)->eventClock, (*clocks)->queryClock};
+      log->info("serf clocks restored clock={} event_clock={} query_clock={}", (*clocks)->clock,
+                (*clocks)->eventClock, (*clocks)->queryClock);
+    }
+    sc.onClocksChanged = [this](gossip::serf::LamportTime c, gossip::serf::LamportTime e, gossip::serf::LamportTime q) {
+      if (auto w = store::saveClocks(*store, {c, e, q}); !w) log->error("serf clocks not saved: {}", w.error().message());
+    };
+    loadRememberedPeers();
     auto s = gossip::serf::Serf::create(
         sc, gossipConfig(config, advertise, keyring), loop, *transport, registry,
         [this](const gossip::serf::MemberEvent& e) {
           static const char* kinds[] = {"join", "leave", "failed", "update", "reap"};
           log->info("member {} name={} addr={}", kinds[static_cast<int>(e.type)], e.member.name,
                     e.member.addr.toString());
+          rememberMember(e);
         },
         [this](const gossip::serf::UserEventDelivery& e) {
           recentEvents.push_back({e, loop.wallNow()});
@@ -540,7 +562,7 @@ struct Agent::Impl {
     serf = std::move(*s);
     serf->setQueryHandler([this](const gossip::serf::IncomingQuery& q) { handleQuery(q); });
     members = &serf->memberlist();
-    if (!config.join.empty()) tryJoin();
+    if (!config.join.empty() || !rememberedPeers.empty()) tryJoin();
     return {};
   }
 
@@ -550,14 +572,82 @@ struct Agent::Impl {
     if (!config.keyringFile.empty()) {
       if (auto w = writeKeyringFile(config.keyringFile, ring); !w) return w;
     }
+    if (store) {
+      if (auto w = store::saveKeyring(*store, ring.keys()); !w) return w;
+    }
     return {};
+  }
+
+  // The store opens before anything else starts: a node that cannot keep its state does not
+  // join a cluster.
+  Result<void> openStore() {
+    auto s = store::Store::open(dataDir.path() + "/store", registry);
+    if (!s) return s.error();
+    store = std::move(*s);
+    // The keyring: a keyring file wins (kept up to date on every rotation); without one, the
+    // keyring kept in the store wins over --encrypt, so that rotated keys survive a restart.
+    if (config.keyringFile.empty()) {
+      auto kept = store::loadKeyring(*store);
+      if (!kept) {
+        log->warn("keyring in the store unreadable, using the configured one: {}", kept.error().message());
+      } else if (*kept && !(*kept)->empty()) {
+        auto ring = gossip::Keyring::create(**kept);
+        if (!ring) {
+          log->warn("keyring in the store refused ({}), using the configured one", ring.error().message());
+        } else {
+          if (keyring && !keyring->empty() && keyring->keys() != ring->keys()) {
+            log->warn("using the gossip keyring kept in the store (rotated by meshcli keys); --encrypt is ignored");
+          } else if (!keyring || keyring->empty()) {
+            log->info("gossip encryption on: keyring kept in the store");
+          }
+          if (!keyring) keyring = std::make_shared<gossip::Keyring>();
+          *keyring = std::move(*ring);
+        }
+      }
+    }
+    if (keyring && !keyring->empty()) {
+      if (auto w = store::saveKeyring(*store, keyring->keys()); !w) return w.error();
+    }
+    return {};
+  }
+
+  void loadRememberedPeers() {
+    int skipped = 0;
+    auto known = store::loadMembers(*store, &skipped);
+    if (!known) {
+      log->warn("members in the store unreadable: {}", known.error().message());
+      return;
+    }
+    for (const auto& m : *known) {
+      if (m.name == config.nodeName) continue;
+      // Members that were alive (or had failed: they may be back) when we last saw them.
+      if (m.status != store::KnownMember::Status::alive && m.status != store::KnownMember::Status::failed) continue;
+      if (auto a = gossip::NodeAddress::fromBytes(m.addr, m.port)) rememberedPeers.push_back(*a);
+    }
+    if (!rememberedPeers.empty()) log->info("remembered peers from the store count={}", rememberedPeers.size());
+  }
+
+  void rememberMember(const gossip::serf::MemberEvent& e) {
+    if (!store || e.member.name == config.nodeName) return;
+    Result<void> w;
+    if (e.type == gossip::serf::MemberEvent::Type::reap) {
+      w = store::removeMember(*store, e.member.name);
+    } else {
+      store::KnownMember k{e.member.name, e.member.addr.ip, e.member.addr.port,
+                           static_cast<store::KnownMember::Status>(e.member.status), e.member.tags};
+      w = store::saveMember(*store, k);
+    }
+    if (!w) log->error("member {} not saved: {}", e.member.name, w.error().message());
   }
 
   void tryJoin() {
     if (stopping.load() || joined || !members) return;
     std::string errors;
     auto seeds = resolve(config.join, errors);
-    if (seeds.empty()) return retryJoin(errors);
+    for (const auto& p : rememberedPeers) {
+      if (std::find(seeds.begin(), seeds.end(), p) == seeds.end()) seeds.push_back(p);
+    }
+    if (seeds.empty()) return retryJoin(errors.empty() ? std::string("no peer to join") : errors);
     serf->join(seeds, /*ignoreOldEvents=*/false, [this](int contacted, Result<void> r) {
       if (r) {
         joined = true;
@@ -614,6 +704,7 @@ Agent::~Agent() = default;
 
 Result<void> Agent::start() {
   Impl& m = *impl_;
+  if (auto s = m.openStore(); !s) return s.error();
   m.registerMetrics();
   m.registerRoutes();
   auto bound = m.admin.listen(m.config.admin);

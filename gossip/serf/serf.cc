@@ -1,6 +1,7 @@
 #include "gossip/serf/serf.h"
 
 #include <algorithm>
+#include <array>
 #include <optional>
 
 #include <cmath>
@@ -177,12 +178,20 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
   QueryCallback queryHandler;
   std::map<std::string, Coalesced> coalescing;
   EventLoop::TimerId coalesceTimer = 0, quiescentTimer = 0;
+  std::array<LamportTime, 3> reportedClocks{};
   bool eventJoinIgnore = false;
   bool leaving = false;
   EventLoop::TimerId reapTimer = 0;
   std::unique_ptr<Memberlist> ml;  // last: destroyed first, while the delegate is still whole
 
   std::weak_ptr<Impl> weak() { return weak_from_this(); }
+
+  void reportClocks() {
+    const std::array<LamportTime, 3> now{clock.time(), eventClock.time(), queryClock.time()};
+    if (now == reportedClocks) return;
+    reportedClocks = now;
+    if (config.onClocksChanged) config.onClocksChanged(now[0], now[1], now[2]);
+  }
 
   void emit(MemberEvent::Type t, const Member& m) {
     if (onMember) onMember(MemberEvent{t, m});
@@ -256,6 +265,7 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
         break;
     }
     if (rebroadcast) queue(*q, std::string(buf));
+    reportClocks();
   }
 
   std::vector<std::string> getBroadcasts(std::size_t overhead, std::size_t limit) override {
@@ -311,6 +321,7 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
     for (const auto& batch : pp->events) {
       for (const auto& e : batch.events) handleUserEvent(UserEventMessage{batch.ltime, e.name, e.payload, false});
     }
+    reportClocks();
   }
 
   // ---- memberlist EventDelegate --------------------------------------------------------------
@@ -768,6 +779,7 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
     std::string msg;
     encode(msg, j);
     queue(intents, std::move(msg));
+    reportClocks();
   }
 
   // ---- reconnect (serf.go reconnect) ------------------------------------------------------------
@@ -846,6 +858,15 @@ Result<std::unique_ptr<Serf>> Serf::create(SerfConfig config, Config mlConfig, E
   if (config.eventBuffer == 0) return Error(errc::malformed, "event buffer must hold at least one event");
   if (config.queryBuffer == 0) return Error(errc::malformed, "query buffer must hold at least one query");
   auto impl = std::make_shared<Impl>(std::move(config), loop, registry, std::move(onMember), std::move(onEvent));
+  if (const auto& r = impl->config.restored) {
+    impl->clock.restore(r->clock);
+    impl->eventClock.restore(r->eventClock);
+    impl->queryClock.restore(r->queryClock);
+    // What we saw before the restart is not delivered again when push-pull replays it.
+    impl->eventMinTime = r->eventClock;
+    impl->queryMinTime = r->queryClock;
+  }
+  impl->reportedClocks = {impl->clock.time(), impl->eventClock.time(), impl->queryClock.time()};
   mlConfig.name = impl->config.nodeName;
   mlConfig.delegateProtocolMin = kSerfProtocolMin;
   mlConfig.delegateProtocolMax = kSerfProtocolMax;
@@ -889,6 +910,7 @@ void Serf::leave(std::function<void(Result<void>)> done) {
   Leave msg{s.clock.time(), s.config.nodeName, false};
   s.clock.increment();
   s.handleLeaveIntent(msg);
+  s.reportClocks();
   auto finish = [w = s.weak(), done](bool) {
     auto self = w.lock();
     if (!self) return done(Error(errc::shutdown, "serf is shut down"));
@@ -934,6 +956,7 @@ Result<void> Serf::userEvent(const std::string& name, const std::string& payload
   }
   s.handleUserEvent(m);
   s.queue(s.events, std::move(raw));
+  s.reportClocks();
   return {};
 }
 
@@ -1014,6 +1037,7 @@ Result<QueryStarted> Serf::query(const std::string& name, const std::string& pay
   // Answered by ourselves first (when we match), then spread.
   s.handleQuery(q);
   s.queue(s.queryQueue, std::move(raw));
+  s.reportClocks();
   if (nobody) {
     // The filters match no member we know: done now rather than at the deadline.
     s.loop.post([w = s.weak(), key = std::pair{q.ltime, q.id}] {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,15 @@ struct SerfConfig {
   // (serf's agent: 3 s and 1 s). Zero turns coalescing off.
   Duration userCoalescePeriod{0};
   Duration userQuiescentPeriod{0};
+  // Where a restart starts from (serf's snapshot): clocks never go back, and user events and
+  // queries at or before the saved clocks are not delivered again.
+  struct Restored {
+    LamportTime clock = 0, eventClock = 0, queryClock = 0;
+  };
+  std::optional<Restored> restored;
+  // Called when any of the three clocks moved: after each handled message, event, query, join
+  // or leave (so that a snapshot is never behind what this node has acted on).
+  std::function<void(LamportTime clock, LamportTime eventClock, LamportTime queryClock)> onClocksChanged;
   // Called after a key-rotation query changed our keyring (to persist it); an error is
   // reported back to the asker as this node's failure.
   std::function<Result<void>(const Keyring&)> onKeyringChange;

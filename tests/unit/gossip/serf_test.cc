@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <array>
 #include <map>
 #include <optional>
 
@@ -379,6 +380,41 @@ TEST(SerfEvents, CoalescingDeliversOnlyTheLatestOfEachName) {
   }
   EXPECT_GE(rx.eventsNamed("tick"), 2);
   EXPECT_LT(rx.eventsNamed("tick"), 10);
+}
+
+TEST(SerfSnapshot, RestoredClocksNeverGoBackAndOldEventsAreNotRedelivered) {
+  SerfCluster c;
+  auto& a = c.add("a");
+  c.add("b");
+  c.join(*c.nodes[1], a);
+  c.clock.advance(1s);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.serf->userEvent("old" + std::to_string(i), "", false).ok());
+  c.clock.advance(3s);
+  const LamportTime seenEvents = c.nodes[1]->serf->eventClock();
+  // "b" restarts from its snapshot, far ahead of the cluster's member clock.
+  c.nodes[1]->serf.reset();
+  c.net.heal();
+  std::vector<std::array<LamportTime, 3>> reported;
+  auto& b2 = c.add("b2", [&](SerfConfig& sc) {
+    sc.restored = SerfConfig::Restored{500, seenEvents, 40};
+    sc.onClocksChanged = [&](LamportTime x, LamportTime y, LamportTime z) { reported.push_back({x, y, z}); };
+  });
+  EXPECT_GE(b2.serf->clock(), 500u);
+  EXPECT_GE(b2.serf->eventClock(), seenEvents);
+  EXPECT_GE(b2.serf->queryClock(), 40u);
+  c.join(b2, a);
+  c.clock.advance(3s);
+  // The events it had seen before are replayed by push-pull but not delivered again...
+  EXPECT_EQ(b2.eventsNamed("old0"), 0);
+  // ...while a new one is, and its clock change is reported (for the snapshot).
+  ASSERT_TRUE(a.serf->userEvent("new", "", false).ok());
+  c.clock.advance(3s);
+  EXPECT_EQ(b2.eventsNamed("new"), 1);
+  ASSERT_FALSE(reported.empty());
+  EXPECT_EQ(reported.back()[1], b2.serf->eventClock());
+  EXPECT_GE(reported.back()[0], 500u);
+  // The cluster's clock was pulled forward past ours by the join intent.
+  EXPECT_GT(a.serf->clock(), 500u);
 }
 
 TEST(Serf, MembersWithTagsAndDelegateVersions) {
