@@ -279,7 +279,8 @@ struct Agent::Impl {
                      {"payload_base64", gossip::base64Encode(r.event.payload)},
                      {"ltime", r.event.ltime},
                      {"coalesce", r.event.coalesce},
-                     {"received_at", isoTime(r.at)}});
+                     {"received_at", isoTime(r.at)},
+                     {"received_unix_ms", std::chrono::duration<double, std::milli>(r.at.time_since_epoch()).count()}});
     }
     return out;
   }

@@ -16,8 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "tests/support/env.h"
-#include "tests/support/meshd_node.h"
+#include "tests/bench/meshd_cluster.h"
 
 using namespace mesh::testing;
 using namespace std::chrono_literals;
@@ -32,14 +31,6 @@ std::string stateOf(const MeshdNode& n, const std::string& target) {
     if (m.value("name", "") == target) return m.value("state", "?");
   }
   return "absent";
-}
-
-std::size_t alive(const MeshdNode& n) {
-  auto r = n.get("/v1/members");
-  if (!r.ok() || r->status != 200) return 0;
-  std::size_t c = 0;
-  for (const auto& m : json::parse(r->body, nullptr, false)) c += m.value("state", "") == "alive";
-  return c;
 }
 
 double rssMb(const MeshdNode& n) {
@@ -61,37 +52,11 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "kills, one after another")->check(CLI::Range(1, 10));
   CLI11_PARSE(app, argc, argv);
 
-  LoopbackSubnet net;
-  TempDir tmp("mesh-bench");
-  std::vector<std::unique_ptr<MeshdNode>> nodes;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 1; i <= n; ++i) {
-    std::vector<std::string> extra = {"--log-level", "warn"};
-    if (i > 1) extra.insert(extra.end(), {"--join", net.address(1) + ":7946"});
-    nodes.push_back(std::make_unique<MeshdNode>(MeshdOptions{.name = "bench-" + std::to_string(i),
-                                                             .address = net.address(i),
-                                                             .dataDir = tmp.sub("n" + std::to_string(i)),
-                                                             .logDir = tmp.path(),
-                                                             .extraArgs = extra}));
-    nodes.back()->start();
-  }
-  for (auto& node : nodes) {
-    if (!node->waitReady(20s)) {
-      std::fprintf(stderr, "%s did not start: %s\n", node->options().name.c_str(), node->process().stderrText().c_str());
-      return 1;
-    }
-  }
-  const bool converged = eventually(
-      [&] {
-        for (auto& node : nodes) {
-          if (alive(*node) != static_cast<std::size_t>(n)) return false;
-        }
-        return true;
-      },
-      60s, 200ms);
-  const double convergeS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("gossip_processes nodes=%d subnet=127.0.%d.0/24: %s in %.1f s (start + join)\n", n, net.subnet(),
-              converged ? "all agree on every member" : "did NOT converge", convergeS);
+  mesh::bench::MeshdCluster cluster;
+  const bool converged = cluster.start(n, {});
+  auto& nodes = cluster.nodes;
+  std::printf("gossip_processes nodes=%d subnet=127.0.%d.0/24: %s in %.1f s (start + join)\n", n, cluster.net.subnet(),
+              converged ? "all agree on every member" : "did NOT converge", cluster.startSeconds);
   if (!converged) return 1;
   std::this_thread::sleep_for(5s);  // let the join traffic settle before measuring RSS
 
@@ -136,6 +101,5 @@ int main(int argc, char** argv) {
     std::printf("  kill -9 %s: first survivor reports dead after %.2f s, median %.2f s, every survivor after %.2f s\n",
                 name.c_str(), t.front(), t[t.size() / 2], t.back());
   }
-  for (auto& node : nodes) node->stop(3s);
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "common/metrics.h"
 #include "common/virtual_clock.h"
 #include "gossip/mem_transport.h"
+#include "gossip/serf/messages.h"
 
 namespace mesh::gossip::serf {
 namespace {
@@ -415,6 +416,38 @@ TEST(SerfSnapshot, RestoredClocksNeverGoBackAndOldEventsAreNotRedelivered) {
   EXPECT_GE(reported.back()[0], 500u);
   // The cluster's clock was pulled forward past ours by the join intent.
   EXPECT_GT(a.serf->clock(), 500u);
+}
+
+TEST(SerfIntents, ALeaveIntentAboutUsIsRefutedAndOneAboutAStrangerIsKept) {
+  SerfCluster c;
+  auto& a = c.add("a");
+  auto& b = c.add("b");
+  c.join(b, a);
+  c.clock.advance(2s);
+  // Someone claims b is leaving, with a Lamport time far ahead: b refutes with a join intent
+  // past it, and a ends up seeing b alive.
+  std::string lie;
+  encode(lie, Leave{1000, "b", false});
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", lie).ok());
+  c.clock.advance(3s);
+  EXPECT_GT(b.serf->clock(), 1000u);
+  EXPECT_EQ(c.statusOf(a, "b"), MemberStatus::alive);
+  EXPECT_EQ(c.statusOf(b, "b"), MemberStatus::alive);
+  // An intent about a member not known yet is buffered: when "late" joins, b already knows it
+  // announced a join with that Lamport time, and an older leave intent does not undo it.
+  std::string joinIntent;
+  encode(joinIntent, Join{5000, "late"});
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", joinIntent).ok());
+  c.clock.advance(100ms);
+  EXPECT_GT(b.serf->clock(), 5000u);  // witnessed even though "late" is unknown
+  auto& late = c.add("late");
+  c.join(late, a);
+  c.clock.advance(2s);
+  std::string oldLeave;
+  encode(oldLeave, Leave{4000, "late", false});
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", oldLeave).ok());
+  c.clock.advance(2s);
+  EXPECT_EQ(c.statusOf(b, "late"), MemberStatus::alive);
 }
 
 TEST(Serf, MembersWithTagsAndDelegateVersions) {
