@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(3s);
 
   // Events, one every 500 ms from a rotating sender.
-  std::vector<double> toAll, perNode;
+  std::vector<double> toAll, perNode, repaired;
   int incomplete = 0;
   for (int k = 0; k < events; ++k) {
     const std::string name = "bench-ev-" + std::to_string(k);
@@ -63,7 +63,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::vector<double> got(nodes.size(), -1);
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    // Gossip retransmits an event 4 x ceil(log10(n + 1)) times from each node; a node all of those
+    // missed gets it from the next push-pull (serf replays its event buffer), up to ~a minute.
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
     std::size_t have = 0;
     while (have < nodes.size() && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(100ms);
@@ -88,11 +90,17 @@ int main(int argc, char** argv) {
       perNode.push_back(g);
       last = std::max(last, g);
     }
-    toAll.push_back(last);
+    if (last > 5000) {
+      repaired.push_back(last);  // some node only got it by push-pull
+    } else {
+      toAll.push_back(last);
+    }
     std::this_thread::sleep_for(500ms);
   }
-  std::printf("user events (%d sent, %d did not reach every node within 20 s):\n", events, incomplete);
-  report("time until every node has it", toAll);
+  std::printf("user events (%d sent; %d did not reach every node within 120 s; %zu reached some node only by push-pull):\n",
+              events, incomplete, repaired.size());
+  report("time until every node has it (by gossip)", toAll);
+  if (!repaired.empty()) report("time until every node has it (push-pull)", repaired);
   report("delivery to one node", perNode);
 
   // Queries: every node acks and answers; the node ends the query once all have answered.

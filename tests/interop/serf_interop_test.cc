@@ -147,6 +147,7 @@ TEST_F(SerfInterop, SerfLeaveShowsLeftOnMeshd) {
 TEST_F(SerfInterop, QueriesAndKeyRotationAcrossAMixedEncryptedPool) {
   const std::string k1 = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=";
   const std::string k2 = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
+  std::string k2Now;
   startAgent("serf-q", 1, {"-encrypt", k1, "-event-handler", "query:who=echo serf says $SERF_SELF_NAME"});
   std::vector<MeshdNode> mesh;
   for (int i = 0; i < 2; ++i) {
@@ -209,14 +210,29 @@ TEST_F(SerfInterop, QueriesAndKeyRotationAcrossAMixedEncryptedPool) {
   EXPECT_NE(bad.err.find("serf-q"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("mesh-q2"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("Error removing key: 3/3 nodes reported failure"), std::string::npos) << bad.err;
+  // The other way round: install from meshcli, use from serf, remove from meshcli.
+  const std::string k3 = "qCDxzBTWuRg0rWPz4FUO4dvmYrTq1WfCGzMRTVp2Y9E=";
+  auto install3 = run({meshcliPath(), "--node", admin, "keys", "install", k3}, 30s, tmp_.path());
+  ASSERT_EQ(install3.status.code, 0) << install3.out << install3.err;
+  auto use3 = run({serf_, "keys", "-rpc-addr=" + rpc_, "-use", k3}, 20s, tmp_.path());
+  ASSERT_EQ(use3.status.code, 0) << use3.out << use3.err;
+  EXPECT_NE(use3.out.find("Successfully changed primary key!"), std::string::npos) << use3.out;
+  auto remove2 = run({meshcliPath(), "--node", admin, "keys", "remove", k2}, 30s, tmp_.path());
+  ASSERT_EQ(remove2.status.code, 0) << remove2.out << remove2.err;
+  auto serfList3 = run({serf_, "keys", "-rpc-addr=" + rpc_, "-list"}, 20s, tmp_.path());
+  EXPECT_NE(serfList3.out.find(k3 + "  [3/3]"), std::string::npos) << serfList3.out;
+  EXPECT_EQ(serfList3.out.find(k2), std::string::npos) << serfList3.out;
+  k2Now = k3;
+
   // The pool still talks, under the new key only, and our keyring file holds the rotation.
   auto ev = run({meshcliPath(), "--node", admin, "event", "after-rotation"}, 5s, tmp_.path());
   ASSERT_EQ(ev.status.code, 0);
   ASSERT_TRUE(eventually([&] { return agentLog().find("user-event: after-rotation") != std::string::npos; }, 10s));
   std::ifstream kf(tmp_.sub("mesh-q1-keyring.json"));
   std::string ring((std::istreambuf_iterator<char>(kf)), std::istreambuf_iterator<char>());
-  EXPECT_NE(ring.find(k2), std::string::npos) << ring;
+  EXPECT_NE(ring.find(k2Now), std::string::npos) << ring;
   EXPECT_EQ(ring.find(k1), std::string::npos) << ring;
+  EXPECT_EQ(ring.find(k2), std::string::npos) << ring;
 }
 
 }  // namespace
