@@ -93,6 +93,11 @@ int main(int argc, char** argv) {
   auto* keysRemove = keysCmd->add_subcommand("remove", "Remove a key from every member");
   keysRemove->add_option("key", keyArg, "Base64 key")->required();
 
+  std::vector<std::string> tagSet, tagDelete;
+  auto* tagsCmd = app.add_subcommand("tags", "Change this node's tags at run time and re-announce them (serf tags)");
+  tagsCmd->add_option("--set", tagSet, "Set a tag (repeatable)")->option_text("KEY=VALUE");
+  tagsCmd->add_option("--delete", tagDelete, "Remove a tag (repeatable)")->option_text("KEY");
+
   bool membersJson = false;
   auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
   membersCmd->add_flag("--json", membersJson, "Print the node's JSON as it is");
@@ -176,6 +181,19 @@ int main(int argc, char** argv) {
     } else {
       std::cout << cli::formatQuery(*r);
     }
+    return 0;
+  }
+  if (tagsCmd->parsed()) {
+    if (tagSet.empty() && tagDelete.empty()) return fail("tags: give --set KEY=VALUE or --delete KEY", 2);
+    nlohmann::json set = nlohmann::json::object();
+    for (const auto& t : tagSet) {
+      auto eq = t.find('=');
+      if (eq == std::string::npos || eq == 0) return fail("--set: '" + t + "' is not KEY=VALUE", 2);
+      set[t.substr(0, eq)] = t.substr(eq + 1);
+    }
+    auto r = client.call("PUT", "/v1/tags", nlohmann::json{{"set", set}, {"delete", tagDelete}}.dump());
+    if (!r) return fail(r.error().message());
+    std::cout << "Successfully updated agent tags\n";
     return 0;
   }
   if (keysCmd->parsed()) {

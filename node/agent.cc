@@ -343,6 +343,9 @@ struct Agent::Impl {
       }
       return http::Response::json(200, nlohmann::json{{"name", *name}, {"ltime", serf->eventClock() - 1}}.dump() + "\n");
     });
+    // PUT /v1/tags {"set": {k: v}, "delete": [k]}: changes this node's extra tags at run time and
+    // re-announces them (serf tags -set / -delete). Kept until restart; the config wins then.
+    admin.route("PUT", "/v1/tags", [this](const http::Request& req) { return changeTags(req); });
     // POST /v1/query {"name", "payload", "nodes": [...], "tags": {tag: regexp}, "ack", "relay_factor",
     // "timeout": "5s"}: answered when the query ends, with every ack and answer that came back.
     admin.routeAsync("POST", "/v1/query", [this](const http::Request& req, admin::Reply reply) {
@@ -360,6 +363,40 @@ struct Agent::Impl {
         keyOperation(op, req, std::move(reply));
       });
     }
+  }
+
+  http::Response changeTags(const http::Request& req) {
+    if (!serf) return admin::errorResponse(503, "gossip is not running");
+    auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) return admin::errorResponse(400, "the body must be a JSON object");
+    auto extra = config.tags;
+    auto managed = [](const std::string& k) { return k == "role" || k == "cluster" || k == "zone" || k == "version"; };
+    if (auto it = body.find("delete"); it != body.end()) {
+      if (!it->is_array()) return admin::errorResponse(400, "\"delete\" must be a list of tag names");
+      for (const auto& k : *it) {
+        if (!k.is_string()) return admin::errorResponse(400, "\"delete\" must be a list of tag names");
+        if (managed(k.get<std::string>())) return admin::errorResponse(400, "tag '" + k.get<std::string>() + "' is set by meshd itself");
+        extra.erase(k.get<std::string>());
+      }
+    }
+    if (auto it = body.find("set"); it != body.end()) {
+      if (!it->is_object()) return admin::errorResponse(400, "\"set\" must map tag names to values");
+      for (const auto& [k, v] : it->items()) {
+        if (!v.is_string()) return admin::errorResponse(400, "tag " + k + " must be a string");
+        if (k.empty()) return admin::errorResponse(400, "a tag name must not be empty");
+        if (managed(k)) return admin::errorResponse(400, "tag '" + k + "' is set by meshd itself");
+        extra[k] = v.get<std::string>();
+      }
+    }
+    const auto previous = std::move(config.tags);
+    config.tags = std::move(extra);
+    if (auto r = serf->setTags(tags()); !r) {
+      config.tags = previous;
+      const int status = r.error().code == gossip::errc::too_large ? 413 : 400;
+      return admin::errorResponse(status, r.error().message());
+    }
+    log->info("tags changed; re-announced");
+    return http::Response::json(200, nlohmann::json{{"tags", tags()}}.dump(2) + "\n");
   }
 
   void startQuery(const http::Request& req, admin::Reply reply) {

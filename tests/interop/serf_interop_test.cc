@@ -119,6 +119,21 @@ TEST_F(SerfInterop, MembersTagsEventsAndLeaveBothWays) {
   EXPECT_EQ(big.status.code, 1);
   EXPECT_NE(big.err.find("exceeds the size limit of 512 bytes"), std::string::npos) << big.err;
 
+  // Tags changed at run time are re-announced: serf sees them.
+  auto retag = run({meshcliPath(), "--node", mesh.admin().toString(), "tags", "--set", "team=core", "--set", "tier=1"}, 5s, tmp_.path());
+  ASSERT_EQ(retag.status.code, 0) << retag.err;
+  ASSERT_TRUE(eventually([&] {
+    auto ms = serfMembers();
+    auto it = ms.find("mesh-1");
+    return it != ms.end() && it->second["tags"].value("team", "") == "core" && it->second["tags"].value("tier", "") == "1";
+  }, 10s, 200ms)) << serfMembers()["mesh-1"].dump();
+  auto untag = run({meshcliPath(), "--node", mesh.admin().toString(), "tags", "--delete", "tier"}, 5s, tmp_.path());
+  ASSERT_EQ(untag.status.code, 0) << untag.err;
+  ASSERT_TRUE(eventually([&] { return !serfMembers()["mesh-1"]["tags"].contains("tier"); }, 10s, 200ms));
+  auto managed = run({meshcliPath(), "--node", mesh.admin().toString(), "tags", "--set", "role=db"}, 5s, tmp_.path());
+  EXPECT_EQ(managed.status.code, 1);
+  EXPECT_NE(managed.err.find("tag 'role' is set by meshd itself"), std::string::npos) << managed.err;
+
   // Our graceful leave shows as "left" on serf, not "failed".
   mesh.process().signal(SIGTERM);
   auto st = mesh.process().wait(3s);
