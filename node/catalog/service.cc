@@ -319,8 +319,11 @@ Result<void> validate(const ServiceDef& s, const std::string& where) {
         if (c.method.empty() || c.method.find_first_of(" \r\n") != std::string::npos) return fail(p + ".method", "not a method");
         if (c.statusMin > c.statusMax) return fail(p + ".status", "the range is empty");
         break;
-      case CheckDef::Kind::tcp:
-      case CheckDef::Kind::grpc: {
+      case CheckDef::Kind::grpc:
+        // Parsed so that definitions can carry them; refused until the prober speaks the gRPC
+        // health protocol (HTTP/2), rather than silently never passing.
+        return fail(p + ".grpc", "gRPC health checks are not supported yet; use a tcp check on the same port");
+      case CheckDef::Kind::tcp: {
         const std::string hostPort = c.target.substr(0, c.target.find('/'));
         if (auto hp = parseHostPort(hostPort, {.allowHostname = true}); !hp) {
           return fail(p + "." + checkKindName(c.kind), "'" + c.target + "': " + hp.error().message());

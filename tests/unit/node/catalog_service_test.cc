@@ -36,7 +36,6 @@ service:
     - tcp: 127.0.0.1:9080
     - ttl: 30s
     - exec: /usr/local/bin/check --fast
-    - grpc: 127.0.0.1:9090/reviews.Reviews
 )", "services/reviews.yaml", kDefaults);
   ASSERT_TRUE(r.ok()) << r.error().message();
   ASSERT_EQ(r->size(), 1u);
@@ -47,7 +46,7 @@ service:
   EXPECT_EQ(s.protocol, Protocol::grpc);
   EXPECT_EQ(s.labels.at("version"), "v2");
   EXPECT_EQ(s.weight, 20u);
-  ASSERT_EQ(s.checks.size(), 5u);
+  ASSERT_EQ(s.checks.size(), 4u);
   EXPECT_EQ(s.checks[0].kind, CheckDef::Kind::http);
   EXPECT_EQ(s.checks[0].interval, 5s);
   EXPECT_EQ(s.checks[0].statusMax, 299);
@@ -57,7 +56,6 @@ service:
   EXPECT_EQ(s.checks[1].interval, 10s);
   EXPECT_EQ(s.checks[2].ttl, 30s);
   EXPECT_EQ(s.checks[3].target, "/usr/local/bin/check --fast");
-  EXPECT_EQ(s.checks[4].target, "127.0.0.1:9090/reviews.Reviews");
 
   auto many = parseServicesYaml("services:\n  - {name: a, port: 1}\n  - {name: b, port: 2, address: 10.1.1.1}\n",
                                 "f.yaml", kDefaults);
@@ -92,6 +90,9 @@ TEST(ServiceDefs, ErrorsNameFileLineAndField) {
   EXPECT_NE(errorOf("services:\n  - {name: a, port: 1}\n  - {name: a, port: 2}\n").find("service id 'a' is defined twice"),
             std::string::npos);
   EXPECT_NE(errorOf("service:\n  name: r\n  port: 1\n  labels: {'bad key': x}\n").find("labels.bad key"), std::string::npos);
+  EXPECT_NE(errorOf("service:\n  name: r\n  port: 1\n  checks:\n    - grpc: 127.0.0.1:9090\n")
+                .find("checks[0].grpc: gRPC health checks are not supported yet"),
+            std::string::npos);
   EXPECT_NE(errorOf("servce:\n  name: r\n").find("servce: unknown field"), std::string::npos);
 }
 
