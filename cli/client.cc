@@ -134,6 +134,52 @@ std::string formatMembers(const nlohmann::json& members) {
   return columns(rows);
 }
 
+std::string formatServices(const nlohmann::json& catalog) {
+  std::vector<std::vector<std::string>> rows = {{"SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL", "NODES"}};
+  if (catalog.is_object()) {
+    for (const auto& [name, list] : catalog.items()) {
+      int n = 0, pass = 0, warn = 0, crit = 0;
+      std::vector<std::string> nodes;
+      for (const auto& in : list) {
+        ++n;
+        const std::string h = in.value("health", "");
+        // An instance on a node SWIM holds dead counts as critical, whatever it last said.
+        const bool up = in.value("node_available", true);
+        pass += up && h == "passing";
+        warn += up && h == "warning";
+        crit += !up || h == "critical";
+        const std::string node = in.value("node", "");
+        if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+      }
+      std::string nodeList;
+      for (const auto& x : nodes) nodeList += (nodeList.empty() ? "" : ",") + x;
+      rows.push_back({name, std::to_string(n), std::to_string(pass), std::to_string(warn), std::to_string(crit), nodeList});
+    }
+  }
+  return columns(rows);
+}
+
+std::string formatService(const nlohmann::json& instances) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NODE", "ID", "ADDRESS", "PROTOCOL", "HEALTH", "ZONE", "WEIGHT", "LABELS", "NOTE"}};
+  if (instances.is_array()) {
+    for (const auto& in : instances) {
+      std::string labels;
+      const auto labelMap = in.value("labels", nlohmann::json::object());
+      for (const auto& [k, v] : labelMap.items()) {
+        labels += (labels.empty() ? "" : ",") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      }
+      std::string health = in.value("health", "");
+      if (!in.value("node_available", true)) health += " (node dead)";
+      if (in.value("stale", false)) health += " (stale)";
+      rows.push_back({str(in, "node"), str(in, "id"), str(in, "address") + ":" + str(in, "port"), str(in, "protocol"),
+                      health, str(in, "zone"), str(in, "weight"), labels.empty() ? "-" : labels,
+                      in.value("note", "").empty() ? "-" : in.value("note", "")});
+    }
+  }
+  return columns(rows);
+}
+
 std::string formatQuery(const nlohmann::json& result) {
   std::string out = "Query '" + result.value("name", "") + "' dispatched\n";
   // Acks and answers in the order they arrived, as serf query prints them while it waits.

@@ -29,6 +29,12 @@ std::string formatStatus(const nlohmann::json& self);
 // Renders /v1/members as the table `meshcli members` prints: one line a member, sorted by name.
 std::string formatMembers(const nlohmann::json& members);
 
+// Renders /v1/catalog/services as `meshcli services` prints it: one line a service with its
+// instances by health.
+std::string formatServices(const nlohmann::json& catalog);
+// Renders /v1/catalog/service/NAME as `meshcli service NAME` prints it: one line an instance.
+std::string formatService(const nlohmann::json& instances);
+
 // Renders POST /v1/query's answer as `serf query` prints it: dispatch, acks, answers, totals.
 std::string formatQuery(const nlohmann::json& result);
 

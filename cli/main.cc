@@ -98,6 +98,15 @@ int main(int argc, char** argv) {
   tagsCmd->add_option("--set", tagSet, "Set a tag (repeatable)")->option_text("KEY=VALUE");
   tagsCmd->add_option("--delete", tagDelete, "Remove a tag (repeatable)")->option_text("KEY");
 
+  bool servicesJson = false;
+  auto* servicesCmd = app.add_subcommand("services", "List the services in the catalog, with their instances by health");
+  servicesCmd->add_flag("--json", servicesJson, "Print the node's JSON as it is");
+  std::string serviceName;
+  bool serviceJson = false;
+  auto* serviceCmd = app.add_subcommand("service", "List one service's instances: node, address, health, labels");
+  serviceCmd->add_option("name", serviceName, "Service name")->required();
+  serviceCmd->add_flag("--json", serviceJson, "Print the node's JSON as it is");
+
   bool membersJson = false;
   auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
   membersCmd->add_flag("--json", membersJson, "Print the node's JSON as it is");
@@ -181,6 +190,18 @@ int main(int argc, char** argv) {
     } else {
       std::cout << cli::formatQuery(*r);
     }
+    return 0;
+  }
+  if (servicesCmd->parsed()) {
+    auto r = client.getJson("/v1/catalog/services");
+    if (!r) return fail(r.error().message());
+    std::cout << (servicesJson ? r->dump(2) + "\n" : cli::formatServices(*r));
+    return 0;
+  }
+  if (serviceCmd->parsed()) {
+    auto r = client.getJson("/v1/catalog/service/" + http::percentEncode(serviceName));
+    if (!r) return fail(r.error().message());
+    std::cout << (serviceJson ? r->dump(2) + "\n" : cli::formatService(*r));
     return 0;
   }
   if (tagsCmd->parsed()) {

@@ -24,6 +24,9 @@
 #include <deque>
 #include "node/admin/server.h"
 #include "node/keyring_file.h"
+#include "node/catalog/catalog.h"
+#include "node/health/prober.h"
+#include "node/local_services.h"
 #include "store/serf_records.h"
 #include "store/store.h"
 
@@ -160,6 +163,9 @@ struct Agent::Impl {
   std::unique_ptr<store::Store> store;
   // Members known before a restart (from the store): join seeds when --join names none.
   std::vector<gossip::NodeAddress> rememberedPeers;
+  std::unique_ptr<health::AsioProber> prober;
+  std::unique_ptr<LocalServices> localServices;
+  catalog::Catalog catalog;
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -590,6 +596,7 @@ struct Agent::Impl {
           log->info("member {} name={} addr={}", kinds[static_cast<int>(e.type)], e.member.name,
                     e.member.addr.toString());
           rememberMember(e);
+          catalogMemberEvent(e);
         },
         [this](const gossip::serf::UserEventDelivery& e) {
           recentEvents.push_back({e, loop.wallNow()});
@@ -678,6 +685,162 @@ struct Agent::Impl {
     if (!w) log->error("member {} not saved: {}", e.member.name, w.error().message());
   }
 
+  // ---- catalog (issue 5) ----------------------------------------------------------------------
+
+  Result<void> startCatalog() {
+    prober = std::make_unique<health::AsioProber>(io);
+    LocalServices::Options o;
+    o.nodeName = config.nodeName;
+    o.defaults = {advertise.host, config.zone};
+    o.servicesDir = config.servicesDir;
+    auto ls = LocalServices::create(o, loop, *prober, *store, [this](const catalog::NodeServices& n) {
+      catalog.apply(n);
+      log->debug("own catalog version={} instances={}", n.version, n.instances.size());
+    });
+    if (!ls) return ls.error();
+    localServices = std::move(*ls);
+    // Served at once after a restart, marked stale until this run's first version replaces it.
+    if (const auto& prev = localServices->previous()) catalog.apply(*prev, /*stale=*/true);
+    localServices->start();
+    registry.gaugeFn("mesh_catalog_own_version", "Version of this node's own catalog record.", {},
+                     [this] { return static_cast<double>(localServices ? localServices->version() : 0); });
+    registry.gaugeFn("mesh_catalog_owners", "Nodes whose services this node holds.", {},
+                     [this] { return static_cast<double>(catalog.entries().size()); });
+    for (auto h : {catalog::Health::passing, catalog::Health::warning, catalog::Health::critical}) {
+      registry.gaugeFn("mesh_catalog_instances", "Service instances this node holds, by health.",
+                       {{"health", catalog::healthName(h)}}, [this, h] {
+                         double n = 0;
+                         for (const auto& [owner, e] : catalog.entries()) {
+                           for (const auto& in : e.services.instances) n += in.health == h;
+                         }
+                         return n;
+                       });
+    }
+    return {};
+  }
+
+  void catalogMemberEvent(const gossip::serf::MemberEvent& e) {
+    using T = gossip::serf::MemberEvent::Type;
+    if (e.member.name == config.nodeName) return;
+    switch (e.type) {
+      case T::join: catalog.setAvailable(e.member.name, true); break;
+      case T::failed: catalog.setAvailable(e.member.name, false); break;  // at once: no traffic to a dead node
+      case T::leave:
+      case T::reap: catalog.remove(e.member.name); break;
+      case T::update: break;
+    }
+  }
+
+  nlohmann::json instanceJson(const std::string& owner, const catalog::Catalog::Entry& e, const catalog::Instance& in) const {
+    return {{"node", owner},
+            {"id", in.id},
+            {"service", in.name},
+            {"address", in.address},
+            {"port", in.port},
+            {"protocol", catalog::protocolName(in.protocol)},
+            {"tags", in.tags},
+            {"labels", in.labels},
+            {"zone", in.zone},
+            {"weight", in.weight},
+            {"health", catalog::healthName(in.health)},
+            {"maintenance", in.maintenance},
+            {"note", in.note},
+            {"node_available", e.available},
+            {"stale", e.stale},
+            {"version", e.services.version}};
+  }
+
+  nlohmann::json catalogServicesJson(const std::string* only) const {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [owner, e] : catalog.entries()) {
+      for (const auto& in : e.services.instances) {
+        if (only && in.name != *only) continue;
+        out[in.name].push_back(instanceJson(owner, e, in));
+      }
+    }
+    return out;
+  }
+
+  nlohmann::json agentServicesJson() const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& s : localServices->services()) {
+      nlohmann::json checks = nlohmann::json::array();
+      for (const auto& c : s.checks) {
+        checks.push_back({{"id", c.id},
+                          {"health", catalog::healthName(c.health)},
+                          {"output", c.output},
+                          {"runs", c.runs},
+                          {"consecutive_failures", c.consecutiveFailures},
+                          {"consecutive_successes", c.consecutiveSuccesses}});
+      }
+      auto j = instanceJson(config.nodeName, catalog::Catalog::Entry{localServices->current(), true, false}, s.instance);
+      j["source"] = s.source;
+      j["checks"] = checks;
+      list.push_back(std::move(j));
+    }
+    return {{"node", config.nodeName},
+            {"version", localServices->version()},
+            {"services", list},
+            {"errors", localServices->errors()}};
+  }
+
+  static int statusFor(const Error& e) {
+    if (e.code == errc::not_found) return 404;
+    if (e.code == errc::already_exists) return 409;
+    return 400;
+  }
+
+  void registerCatalogRoutes() {
+    admin.route("GET", "/v1/agent/services", [this](const http::Request&) {
+      return http::Response::json(200, agentServicesJson().dump(2) + "\n");
+    });
+    // PUT /v1/agent/services/{id} (JSON body), DELETE /v1/agent/services/{id},
+    // PUT /v1/agent/services/{id}/maintenance?enable=true|false&reason=...
+    admin.routePrefix("PUT", "/v1/agent/services/", [this](const http::Request& req) {
+      std::string rest(req.path().substr(std::string_view("/v1/agent/services/").size()));
+      if (rest.ends_with("/maintenance")) {
+        const std::string id = rest.substr(0, rest.size() - std::string_view("/maintenance").size());
+        const std::string enable = req.queryParam("enable").value_or("true");
+        if (enable != "true" && enable != "false") return admin::errorResponse(400, "enable must be true or false");
+        auto r = localServices->setMaintenance(id, enable == "true", req.queryParam("reason").value_or(""));
+        if (!r) return admin::errorResponse(statusFor(r.error()), r.error().message());
+        return http::Response::json(200, nlohmann::json{{"id", id}, {"maintenance", enable == "true"}}.dump() + "\n");
+      }
+      if (rest.empty() || rest.find('/') != std::string::npos) return admin::errorResponse(404, "no such endpoint: " + std::string(req.path()));
+      auto r = localServices->put(rest, req.body);
+      if (!r) return admin::errorResponse(statusFor(r.error()), r.error().message());
+      return http::Response::json(200, nlohmann::json{{"id", rest}, {"version_pending", localServices->version() + 1}}.dump() + "\n");
+    });
+    admin.routePrefix("DELETE", "/v1/agent/services/", [this](const http::Request& req) {
+      std::string id(req.path().substr(std::string_view("/v1/agent/services/").size()));
+      auto r = localServices->remove(id);
+      if (!r) return admin::errorResponse(statusFor(r.error()), r.error().message());
+      return http::Response::json(200, nlohmann::json{{"id", id}, {"removed", true}}.dump() + "\n");
+    });
+    // PUT /v1/agent/checks/{id}?status=passing|warning|critical, the body is the output: TTL checks.
+    admin.routePrefix("PUT", "/v1/agent/checks/", [this](const http::Request& req) {
+      std::string id(req.path().substr(std::string_view("/v1/agent/checks/").size()));
+      const std::string st = req.queryParam("status").value_or("passing");
+      catalog::Health h;
+      if (st == "passing") h = catalog::Health::passing;
+      else if (st == "warning") h = catalog::Health::warning;
+      else if (st == "critical") h = catalog::Health::critical;
+      else return admin::errorResponse(400, "status must be passing, warning or critical");
+      auto r = localServices->updateTtl(id, h, req.body);
+      if (!r) return admin::errorResponse(statusFor(r.error()), r.error().message());
+      return http::Response::json(200, nlohmann::json{{"id", id}, {"health", st}}.dump() + "\n");
+    });
+    admin.route("GET", "/v1/catalog/services", [this](const http::Request&) {
+      return http::Response::json(200, catalogServicesJson(nullptr).dump(2) + "\n");
+    });
+    admin.routePrefix("GET", "/v1/catalog/service/", [this](const http::Request& req) {
+      const std::string name(req.path().substr(std::string_view("/v1/catalog/service/").size()));
+      auto all = catalogServicesJson(&name);
+      if (!all.contains(name)) return admin::errorResponse(404, "no service named '" + name + "' in the catalog");
+      return http::Response::json(200, all[name].dump(2) + "\n");
+    });
+  }
+
   void tryJoin() {
     if (stopping.load() || joined || !members) return;
     std::string errors;
@@ -713,6 +876,7 @@ struct Agent::Impl {
   }
 
   void stopNow() {
+    if (localServices) localServices->stop();
     if (members) members->shutdown();
     admin.stop();
     work.reset();
@@ -745,12 +909,17 @@ Result<void> Agent::start() {
   if (auto s = m.openStore(); !s) return s.error();
   m.registerMetrics();
   m.registerRoutes();
+  m.registerCatalogRoutes();
   auto bound = m.admin.listen(m.config.admin);
   if (!bound) return bound.error();
   m.adminBound = *bound;
   if (auto g = m.startGossip(); !g) {
     m.admin.stop();
     return g.error();
+  }
+  if (auto c = m.startCatalog(); !c) {
+    m.admin.stop();
+    return Error(c.error().code, "catalog: " + c.error().message());
   }
   m.work = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(m.io.get_executor());
   m.log->info("started node={} cluster={} role={} admin={} gossip_advertise={} data_dir={} encrypted={} version={}",

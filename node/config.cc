@@ -222,6 +222,13 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"services-dir", "DIR", "Directory of service definition files (*.yaml), re-read every 2 s", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "services dir must not be empty");
+         c.servicesDir = v;
+         return {};
+       },
+       nullptr},
       {"keyring-file", "FILE", "Gossip keyring (JSON list of base64 keys, primary first); kept up to date on key changes",
        false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {

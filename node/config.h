@@ -40,6 +40,8 @@ struct NodeConfig {
   // format: a JSON list of base64 keys, the first one primary). The file wins when it exists.
   std::string encryptKey;
   std::string keyringFile;
+  // Service definitions (YAML files, re-read every 2 s); empty: only the local API registers.
+  std::string servicesDir;
   // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.
   std::string gossipProfile = "lan";
   struct GossipOverrides {

@@ -31,7 +31,7 @@ class StoreCategory final : public std::error_category {
   }
 };
 
-constexpr std::array kFamilies = {Family::meta, Family::serf, Family::keyring};
+constexpr std::array kFamilies = {Family::meta, Family::serf, Family::keyring, Family::catalog};
 constexpr std::string_view kFormatKey = "format";
 
 std::string encodeVersion(std::uint32_t v) {
@@ -66,6 +66,7 @@ const char* familyName(Family f) {
     case Family::meta: return "meta";
     case Family::serf: return "serf";
     case Family::keyring: return "keyring";
+    case Family::catalog: return "catalog";
   }
   return "unknown";
 }

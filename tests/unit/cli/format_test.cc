@@ -94,3 +94,24 @@ TEST(Keys, FailuresNameEveryNodeAndTheOutcome) {
 
 }  // namespace
 }  // namespace mesh::cli
+
+namespace mesh::cli {
+namespace {
+
+TEST(Catalog, ServicesAndInstances) {
+  auto j = nlohmann::json::parse(R"({"web": [
+    {"node": "a", "id": "web-1", "address": "10.0.0.1", "port": 80, "protocol": "http", "health": "passing",
+     "zone": "z1", "weight": 1, "labels": {"version": "v1"}, "note": "", "node_available": true},
+    {"node": "b", "id": "web-2", "address": "10.0.0.2", "port": 80, "protocol": "http", "health": "passing",
+     "zone": "z2", "weight": 2, "labels": {}, "note": "", "node_available": false, "stale": true}]})");
+  EXPECT_EQ(formatServices(j),
+            "SERVICE  INSTANCES  PASSING  WARNING  CRITICAL  NODES\n"
+            "web      2          1        0        1         a,b\n");
+  EXPECT_EQ(formatService(j["web"]),
+            "NODE  ID     ADDRESS      PROTOCOL  HEALTH                       ZONE  WEIGHT  LABELS      NOTE\n"
+            "a     web-1  10.0.0.1:80  http      passing                      z1    1       version=v1  -\n"
+            "b     web-2  10.0.0.2:80  http      passing (node dead) (stale)  z2    2       -           -\n");
+}
+
+}  // namespace
+}  // namespace mesh::cli
