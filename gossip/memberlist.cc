@@ -120,6 +120,7 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
   EventLoop& loop;
   Transport& transport;
   Delegates del;
+  Memberlist::RequestHandler requestHandler;
   GossipMetrics m;
   std::shared_ptr<spdlog::logger> log;
   CodecSettings codec;
@@ -954,6 +955,25 @@ struct Memberlist::Impl : std::enable_shared_from_this<Memberlist::Impl> {
     const std::string_view body = std::string_view(*msg).substr(1);
     m.received(type, msg->size());
     switch (static_cast<MessageType>(type)) {
+      case MessageType::meshRequest: {
+        auto req = decodeMeshMessage(body);
+        if (!req) {
+          m.decodeError(req.error().code.value());
+          return replyError(conn, req.error().message());
+        }
+        if (!requestHandler) return replyError(conn, "no request handler on this node");
+        requestHandler(std::string(*req), [w = weak(), conn](Result<std::string> resp) {
+          auto s = w.lock();
+          if (!s) return conn->close();
+          if (!resp) return s->replyError(conn, resp.error().message());
+          std::string msg;
+          encodeMeshMessage(msg, MessageType::meshResponse, *resp);
+          auto sealed = s->sealForStream(msg);
+          if (!sealed) return conn->close();
+          conn->send(std::move(*sealed), [conn](Result<void>) { conn->close(); });
+        });
+        return;
+      }
       case MessageType::user: {
         conn->close();
         auto user = decodeUserStream(body);
@@ -1381,6 +1401,49 @@ void Memberlist::sendReliable(const std::string& node, std::string msg, std::fun
                        done(std::move(r));
                      });
                    });
+}
+
+void Memberlist::setRequestHandler(RequestHandler handler) { impl_->requestHandler = std::move(handler); }
+
+void Memberlist::request(const NodeAddress& to, std::string body, Duration timeout,
+                         std::function<void(Result<std::string>)> done) {
+  Impl& m = *impl_;
+  if (m.down) return done(Error(errc::shutdown, "shut down"));
+  std::string msg;
+  encodeMeshMessage(msg, MessageType::meshRequest, body);
+  auto sealed = m.sealForStream(msg);
+  if (!sealed) return done(sealed.error());
+  m.transport.dial(to, timeout, [w = m.weak(), sealed = std::move(*sealed), timeout, done = std::move(done)](
+                                    Result<std::unique_ptr<Stream>> st) mutable {
+    auto s = w.lock();
+    if (!s) return done(Error(errc::shutdown, "shut down"));
+    if (!st) return done(st.error());
+    auto conn = std::make_shared<Conn>(s->loop, std::move(*st), s->codec, s->m, s->loop.now() + timeout);
+    conn->arm();
+    conn->send(std::move(sealed), [w, conn, done](Result<void> r) mutable {
+      if (!r) {
+        conn->close();
+        return done(r.error());
+      }
+      conn->readMessage([w, conn, done](Result<std::string> resp) {
+        conn->close();
+        auto s = w.lock();
+        if (!s) return done(Error(errc::shutdown, "shut down"));
+        if (!resp) return done(resp.error());
+        const auto type = static_cast<MessageType>(static_cast<std::uint8_t>((*resp)[0]));
+        const std::string_view rest = std::string_view(*resp).substr(1);
+        s->m.received(static_cast<std::uint8_t>(type), resp->size());
+        if (type == MessageType::err) {
+          auto e = decodeErr(rest);
+          return done(Error(errc::remote_error, e ? e->error : std::string("undecodable error from the peer")));
+        }
+        if (type != MessageType::meshResponse) return done(Error(errc::unknown_type, "unexpected answer to a request"));
+        auto body = decodeMeshMessage(rest);
+        if (!body) return done(body.error());
+        done(std::string(*body));
+      });
+    });
+  });
 }
 
 void Memberlist::queueBroadcast(std::string name, std::string msg, std::function<void()> onFinished) {

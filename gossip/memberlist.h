@@ -66,6 +66,13 @@ class Memberlist {
   // query responses to the address the query names, as memberlist's SendToAddress does). `name`
   // is the node expected there: when we know it, its protocol version decides the CRC.
   void sendToAddress(const NodeAddress& to, const std::string& name, std::string_view msg);
+  // A request/response exchange with another meshd node over one of memberlist's streams
+  // (sealed like push-pull: encryption, label). For the layers above that need an answer (the
+  // mesh's pulls of catalog and policy records). Never used with Go nodes (they do not know it).
+  using RequestHandler = std::function<void(std::string request, std::function<void(Result<std::string>)> reply)>;
+  void setRequestHandler(RequestHandler handler);
+  void request(const NodeAddress& to, std::string body, Duration timeout,
+               std::function<void(Result<std::string>)> done);
   // Queues a user-level broadcast message directly (delegates usually offer their own).
   void queueBroadcast(std::string name, std::string msg, std::function<void()> onFinished = nullptr);
 

@@ -103,6 +103,8 @@ const char* messageTypeName(std::uint8_t t) {
     case MessageType::hasCrc: return "has_crc";
     case MessageType::err: return "err";
     case MessageType::hasLabel: return "has_label";
+    case MessageType::meshRequest: return "mesh_request";
+    case MessageType::meshResponse: return "mesh_response";
   }
   return "unknown";
 }
@@ -327,6 +329,22 @@ Result<std::string> decodeUserStream(std::string_view body) {
   return std::string(body.substr(off, static_cast<std::size_t>(*len)));
 }
 
+void encodeMeshMessage(std::string& out, MessageType type, std::string_view body) {
+  out.push_back(static_cast<char>(type));
+  const auto n = static_cast<std::uint32_t>(body.size());
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out.append(body);
+}
+
+Result<std::string_view> decodeMeshMessage(std::string_view b) {
+  if (b.size() < 4) return fail(errc::truncated, "mesh message without a length");
+  const std::uint32_t n = (std::uint32_t(std::uint8_t(b[0])) << 24) | (std::uint32_t(std::uint8_t(b[1])) << 16) |
+                          (std::uint32_t(std::uint8_t(b[2])) << 8) | std::uint32_t(std::uint8_t(b[3]));
+  if (n > kMaxMeshMessageBytes) return fail(errc::too_large, "mesh message of " + std::to_string(n) + " bytes");
+  if (b.size() - 4 != n) return fail(errc::malformed, "mesh message length " + std::to_string(n) + " but " + std::to_string(b.size() - 4) + " bytes");
+  return b.substr(4);
+}
+
 Result<std::optional<std::size_t>> streamMessageLength(std::string_view buf, std::size_t maxBytes) {
   using Out = std::optional<std::size_t>;
   if (buf.empty()) return Out{};
@@ -353,6 +371,14 @@ Result<std::optional<std::size_t>> streamMessageLength(std::string_view buf, std
       std::uint32_t n = (std::uint32_t(std::uint8_t(buf[1])) << 24) | (std::uint32_t(std::uint8_t(buf[2])) << 16) |
                         (std::uint32_t(std::uint8_t(buf[3])) << 8) | std::uint32_t(std::uint8_t(buf[4]));
       if (n > kMaxPushStateBytes) return fail(errc::too_large, "encrypted stream of " + std::to_string(n) + " bytes");
+      return done(5 + std::size_t(n));
+    }
+    case MessageType::meshRequest:
+    case MessageType::meshResponse: {
+      if (buf.size() < 5) return Out{};
+      std::uint32_t n = (std::uint32_t(std::uint8_t(buf[1])) << 24) | (std::uint32_t(std::uint8_t(buf[2])) << 16) |
+                        (std::uint32_t(std::uint8_t(buf[3])) << 8) | std::uint32_t(std::uint8_t(buf[4]));
+      if (n > kMaxMeshMessageBytes) return fail(errc::too_large, "mesh message of " + std::to_string(n) + " bytes");
       return done(5 + std::size_t(n));
     }
     case MessageType::compress:

@@ -33,6 +33,11 @@ enum class MessageType : std::uint8_t {
   nack = 11,
   hasCrc = 12,
   err = 13,
+  // Ours, on streams between meshd nodes only (memberlist does not know them, so they are never
+  // sent to a Go node): a request and its response for the layers above (the mesh's pulls of
+  // catalog and policy records). Framing: [type][4-byte big-endian length][bytes].
+  meshRequest = 230,
+  meshResponse = 231,
   hasLabel = 244,  // upstream v0.3.0+ label header; never inside a message
 };
 const char* messageTypeName(std::uint8_t type);  // "ping", ..., "unknown"
@@ -166,6 +171,10 @@ Result<std::string> decodeUserStream(std::string_view body);
 // never form a message. Streams are not length-framed (the msgpack values delimit themselves),
 // so a reader calls this on what it has received so far. Caps the total at maxBytes.
 Result<std::optional<std::size_t>> streamMessageLength(std::string_view buf, std::size_t maxBytes);
+// A meshRequest or meshResponse message; the decoder takes the bytes after the type byte.
+inline constexpr std::size_t kMaxMeshMessageBytes = 8u << 20;
+void encodeMeshMessage(std::string& out, MessageType type, std::string_view body);
+Result<std::string_view> decodeMeshMessage(std::string_view afterType);
 
 // Compound: [7][count u8][count x u16 BE length][parts]. At most 255 parts.
 std::string makeCompound(const std::vector<std::string_view>& parts);

@@ -176,6 +176,7 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
   LamportTime queryMinTime = 0;
   std::map<std::pair<LamportTime, std::uint32_t>, Pending> pending;
   QueryCallback queryHandler;
+  std::function<void(std::string_view)> extensionHandler;
   std::map<std::string, Coalesced> coalescing;
   EventLoop::TimerId coalesceTimer = 0, quiescentTimer = 0;
   std::array<LamportTime, 3> reportedClocks{};
@@ -220,6 +221,10 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
 
   void notifyMsg(std::string_view buf) override {
     if (buf.empty()) return;
+    if (static_cast<std::uint8_t>(buf[0]) >= kExtensionTypeMin) {
+      if (extensionHandler) extensionHandler(buf);
+      return;
+    }
     const auto type = static_cast<MessageType>(static_cast<std::uint8_t>(buf[0]));
     const std::string_view body = buf.substr(1);
     // Counted by type; a type from a newer serf (or garbage) counts as "unknown" and is ignored.
@@ -1048,6 +1053,9 @@ Result<QueryStarted> Serf::query(const std::string& name, const std::string& pay
 }
 
 void Serf::setQueryHandler(QueryCallback handler) { impl_->queryHandler = std::move(handler); }
+void Serf::setExtensionHandler(std::function<void(std::string_view)> handler) {
+  impl_->extensionHandler = std::move(handler);
+}
 
 Result<void> Serf::respond(const IncomingQuery& q, std::string_view payload) { return impl_->respond(q, payload); }
 

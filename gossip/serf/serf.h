@@ -178,6 +178,11 @@ class Serf {
   // Asks the cluster (ourselves included). Refused when the encoded query is over the size limit.
   Result<QueryStarted> query(const std::string& name, const std::string& payload, const QueryParams& params,
                              QueryCallbacks callbacks);
+  // Messages of types from kExtensionTypeMin up are not serf's: they go to this handler (the
+  // mesh's own gossip between meshd nodes; serf never sends them, and we never send them to a
+  // node without the `mesh` tag).
+  static constexpr std::uint8_t kExtensionTypeMin = 64;
+  void setExtensionHandler(std::function<void(std::string_view message)> handler);
   // User queries (names not starting with "_serf_") that passed their filters here.
   void setQueryHandler(QueryCallback handler);
   // Answers a query once, before its deadline; the answer goes to the asker and through
