@@ -27,6 +27,7 @@
 #include "node/catalog/catalog.h"
 #include "node/health/prober.h"
 #include "node/local_services.h"
+#include "gossip/dissem/dissemination.h"
 #include "store/serf_records.h"
 #include "store/store.h"
 
@@ -166,6 +167,41 @@ struct Agent::Impl {
   std::unique_ptr<health::AsioProber> prober;
   std::unique_ptr<LocalServices> localServices;
   catalog::Catalog catalog;
+  // The catalog's side of dissemination (kind 1), and the network it runs on (memberlist: serf
+  // extension packets and memberlist streams, only between nodes with the `mesh` tag).
+  struct CatalogRecords : dissem::Records {
+    Impl* a;
+    explicit CatalogRecords(Impl* i) : a(i) {}
+    std::map<std::string, std::uint64_t> versions() override { return a->catalog.versions(); }
+    std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) override {
+      const auto* e = a->catalog.find(key);
+      if (!e) return std::nullopt;
+      return std::pair{e->services.version, catalog::encode(e->services)};
+    }
+    bool offer(const std::string& key, std::uint64_t version, std::string_view body) override {
+      return a->offerCatalogRecord(key, version, body);
+    }
+    void confirmed(const std::string& key, std::uint64_t version) override { a->catalog.confirm(key, version); }
+    void confirmedAll() override { a->catalog.confirmAll(); }
+  };
+  struct MeshNetwork : dissem::Network {
+    Impl* a;
+    explicit MeshNetwork(Impl* i) : a(i) {}
+    std::vector<std::string> peers() override { return a->meshPeers(); }
+    void send(const std::string& peer, std::string packet) override {
+      if (a->members) (void)a->members->sendBestEffort(peer, packet);
+    }
+    void request(const std::string& peer, std::string body, Duration timeout,
+                 std::function<void(Result<std::string>)> done) override {
+      for (const auto& m : a->serf->members()) {
+        if (m.name == peer) return a->members->request(m.addr, std::move(body), timeout, std::move(done));
+      }
+      done(Error(errc::not_found, "no member " + peer));
+    }
+  };
+  CatalogRecords catalogRecords{this};
+  MeshNetwork meshNetwork{this};
+  std::unique_ptr<dissem::Dissemination> dissemination;
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -221,6 +257,9 @@ struct Agent::Impl {
     t["cluster"] = config.cluster;
     t["zone"] = config.zone;
     t["version"] = version::string();
+    // Marks meshd nodes in a mixed pool: only they get the mesh's own gossip (kDigestPacketType)
+    // and streams; serf and memberlist nodes never see them.
+    t["mesh"] = "1";
     return t;
   }
 
@@ -693,15 +732,32 @@ struct Agent::Impl {
     o.nodeName = config.nodeName;
     o.defaults = {advertise.host, config.zone};
     o.servicesDir = config.servicesDir;
+    dissem::Config dc;
+    dc.self = config.nodeName;
+    dc.gossipInterval = members->config().gossipInterval;
+    dc.fanout = members->config().gossipNodes;
+    dc.retransmitMult = members->config().retransmitMult;
+    dissemination = std::make_unique<dissem::Dissemination>(dc, loop, meshNetwork, registry);
+    dissemination->addKind(kCatalogKind, "catalog", catalogRecords);
+    serf->setExtensionHandler([this](std::string_view msg) {
+      if (static_cast<std::uint8_t>(msg[0]) == dissem::kDigestPacketType) dissemination->onPacket(msg);
+    });
+    members->setRequestHandler([this](std::string req, std::function<void(Result<std::string>)> reply) {
+      dissemination->onRequest(std::move(req), std::move(reply));
+    });
+    loadLearnedRecords();
     auto ls = LocalServices::create(o, loop, *prober, *store, [this](const catalog::NodeServices& n) {
       catalog.apply(n);
       log->debug("own catalog version={} instances={}", n.version, n.instances.size());
+      if (dissemination) dissemination->announce(kCatalogKind, n.owner, n.version);
     });
     if (!ls) return ls.error();
     localServices = std::move(*ls);
     // Served at once after a restart, marked stale until this run's first version replaces it.
     if (const auto& prev = localServices->previous()) catalog.apply(*prev, /*stale=*/true);
     localServices->start();
+    dissemination->start();
+    scheduleCatalogSweep();
     registry.gaugeFn("mesh_catalog_own_version", "Version of this node's own catalog record.", {},
                      [this] { return static_cast<double>(localServices ? localServices->version() : 0); });
     registry.gaugeFn("mesh_catalog_owners", "Nodes whose services this node holds.", {},
@@ -719,6 +775,89 @@ struct Agent::Impl {
     return {};
   }
 
+  static constexpr std::uint8_t kCatalogKind = 1;
+
+  std::vector<std::string> meshPeers() const {
+    std::vector<std::string> out;
+    if (!serf) return out;
+    for (const auto& m : serf->members()) {
+      if (m.name != config.nodeName && m.status == gossip::serf::MemberStatus::alive && m.tags.contains("mesh")) {
+        out.push_back(m.name);
+      }
+    }
+    return out;
+  }
+
+  // A record pulled from a peer: taken if it decodes, is the owner's, is newer than ours, and
+  // its owner is a member that has not left.
+  bool offerCatalogRecord(const std::string& owner, std::uint64_t version, std::string_view body) {
+    auto rec = catalog::decodeNodeServices(body);
+    if (!rec || rec->owner != owner || rec->version != version) {
+      log->warn("catalog record of {} refused: {}", owner, rec ? "owner or version does not match the digest" : rec.error().message());
+      return false;
+    }
+    if (owner == config.nodeName) {
+      // Nobody writes ours but us: a higher one means our store went back in time.
+      if (localServices) localServices->ensureAbove(version);
+      return false;
+    }
+    std::optional<gossip::serf::MemberStatus> status;
+    for (const auto& m : serf->members()) {
+      if (m.name == owner) status = m.status;
+    }
+    if (!status || *status == gossip::serf::MemberStatus::left || *status == gossip::serf::MemberStatus::leaving) {
+      return false;  // left (or not known yet: anti-entropy brings it once its join is known)
+    }
+    if (!catalog.apply(std::move(*rec))) return false;
+    catalog.setAvailable(owner, *status != gossip::serf::MemberStatus::failed);
+    if (auto w = store->put(store::Family::catalog, "node/" + owner, body); !w) {
+      log->error("catalog record of {} not stored: {}", owner, w.error().message());
+    }
+    return true;
+  }
+
+  // What we knew of other nodes before a restart: served at once, marked stale until refreshed.
+  void loadLearnedRecords() {
+    int n = 0;
+    auto r = store->scan(store::Family::catalog, "node/", [&](std::string_view key, std::string_view value) {
+      auto rec = catalog::decodeNodeServices(value);
+      if (!rec) {
+        log->warn("catalog record {} in the store unreadable: {}", key, rec.error().message());
+      } else if (rec->owner != config.nodeName) {
+        catalog.apply(std::move(*rec), /*stale=*/true);
+        ++n;
+      }
+      return true;
+    });
+    if (!r) log->warn("catalog records in the store unreadable: {}", r.error().message());
+    if (n > 0) log->info("catalog restored from the store owners={} (stale until refreshed)", n);
+  }
+
+  // Owners that left while we were down (or were reaped) send no event: every 30 s, entries of
+  // owners serf does not list, or lists as left, go (after a minute of uptime, so that a
+  // restarted node first hears who is still there).
+  void scheduleCatalogSweep() {
+    loop.runAfter(std::chrono::seconds(30), [this] {
+      if (stopping.load()) return;
+      if (uptimeSeconds() > 60) {
+        std::map<std::string, gossip::serf::MemberStatus> status;
+        for (const auto& m : serf->members()) status[m.name] = m.status;
+        std::vector<std::string> gone;
+        for (const auto& [owner, e] : catalog.entries()) {
+          if (owner == config.nodeName) continue;
+          auto it = status.find(owner);
+          if (it == status.end() || it->second == gossip::serf::MemberStatus::left) gone.push_back(owner);
+        }
+        for (const auto& owner : gone) {
+          catalog.remove(owner);
+          (void)store->erase(store::Family::catalog, "node/" + owner);
+          log->info("catalog entry of {} removed: no longer a member", owner);
+        }
+      }
+      scheduleCatalogSweep();
+    });
+  }
+
   void catalogMemberEvent(const gossip::serf::MemberEvent& e) {
     using T = gossip::serf::MemberEvent::Type;
     if (e.member.name == config.nodeName) return;
@@ -726,7 +865,13 @@ struct Agent::Impl {
       case T::join: catalog.setAvailable(e.member.name, true); break;
       case T::failed: catalog.setAvailable(e.member.name, false); break;  // at once: no traffic to a dead node
       case T::leave:
-      case T::reap: catalog.remove(e.member.name); break;
+      case T::reap:
+        if (catalog.remove(e.member.name)) {
+          if (auto w = store->erase(store::Family::catalog, "node/" + e.member.name); !w) {
+            log->error("catalog record of {} not removed from the store: {}", e.member.name, w.error().message());
+          }
+        }
+        break;
       case T::update: break;
     }
   }
@@ -877,6 +1022,7 @@ struct Agent::Impl {
 
   void stopNow() {
     if (localServices) localServices->stop();
+    if (dissemination) dissemination->stop();
     if (members) members->shutdown();
     admin.stop();
     work.reset();

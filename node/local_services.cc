@@ -353,6 +353,14 @@ Result<void> LocalServices::setMaintenance(const std::string& serviceId, bool en
 }
 
 void LocalServices::rescan() { impl_->rescan(); }
+
+void LocalServices::ensureAbove(std::uint64_t version) {
+  if (version < impl_->record.version) return;
+  impl_->log->warn("a peer holds version {} of our catalog record (ours: {}): publishing above it", version,
+                   impl_->record.version);
+  impl_->record.version = version;
+  impl_->changed();
+}
 const catalog::NodeServices& LocalServices::current() const { return impl_->record; }
 std::uint64_t LocalServices::version() const { return impl_->record.version; }
 const std::optional<catalog::NodeServices>& LocalServices::previous() const { return impl_->previous; }

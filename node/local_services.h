@@ -53,6 +53,10 @@ class LocalServices {
   Result<void> updateTtl(const std::string& checkId, catalog::Health health, std::string output);
   Result<void> setMaintenance(const std::string& serviceId, bool enable, std::string reason);
 
+  // Another node holds a record of ours with this version (our store was lost or restored from an
+  // old copy): our next version goes above it, so that our new state wins.
+  void ensureAbove(std::uint64_t version);
+
   // Re-reads the services dir now (also done every rescanInterval).
   void rescan();
 

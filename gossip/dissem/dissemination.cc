@@ -373,7 +373,11 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
     Reader r{*resp, 0};
     auto same = r.byte();
     if (!same) return void(badPackets.inc());
-    if (*same == 1) return void(aeSame.inc());
+    if (*same == 1) {
+      aeSame.inc();
+      kinds[kind].records->confirmedAll();
+      return;
+    }
     aeDiffer.inc();
     auto n = r.varint();
     if (!n || *n > kMaxVersionsPerAnswer) return void(badPackets.inc());
@@ -389,6 +393,7 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
     for (const auto& [key, v] : theirs) {
       auto it = mine.find(key);
       if (it == mine.end() || it->second < v) pull(peer, kind, key);
+      if (it != mine.end() && it->second == v) kinds[kind].records->confirmed(key, v);
     }
     for (const auto& [key, v] : mine) {
       auto it = theirs.find(key);

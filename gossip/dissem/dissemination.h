@@ -43,6 +43,10 @@ class Records {
   virtual std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) = 0;
   // A pulled record: checked and taken if newer. false: refused or not newer (not passed on).
   virtual bool offer(const std::string& key, std::uint64_t version, std::string_view body) = 0;
+  // Anti-entropy found a peer holding the same version of key (or of everything): what was
+  // loaded from disk at start is now known to be current.
+  virtual void confirmed(const std::string& key, std::uint64_t version) { (void)key, (void)version; }
+  virtual void confirmedAll() {}
 };
 
 class Network {

@@ -119,6 +119,16 @@ void Catalog::setAvailable(const std::string& owner, bool available) {
   if (auto it = entries_.find(owner); it != entries_.end()) it->second.available = available;
 }
 
+void Catalog::confirm(const std::string& owner, std::uint64_t version) {
+  if (auto it = entries_.find(owner); it != entries_.end() && it->second.services.version == version) {
+    it->second.stale = false;
+  }
+}
+
+void Catalog::confirmAll() {
+  for (auto& [owner, e] : entries_) e.stale = false;
+}
+
 bool Catalog::remove(const std::string& owner) { return entries_.erase(owner) > 0; }
 
 std::map<std::string, std::uint64_t> Catalog::versions() const {

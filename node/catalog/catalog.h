@@ -53,6 +53,9 @@ class Catalog {
   // Returns true when it changed the catalog.
   bool apply(NodeServices n, bool stale = false);
   void setAvailable(const std::string& owner, bool available);
+  // A peer holds the same version: a stale entry (from the store) is current.
+  void confirm(const std::string& owner, std::uint64_t version);
+  void confirmAll();
   bool remove(const std::string& owner);
   // (owner, version) of every entry: what digests and anti-entropy compare.
   std::map<std::string, std::uint64_t> versions() const;
