@@ -18,6 +18,8 @@ using catalog::Health;
 constexpr std::string_view kVersionKey = "own/version";
 constexpr std::string_view kOwnKey = "own/services";
 constexpr std::string_view kApiSource = "api";
+// Services registered through the API are kept (as the JSON given) and registered again at start.
+constexpr std::string_view kApiPrefix = "api/";
 // A services file larger than this is refused (a definition is a few hundred bytes).
 constexpr std::uintmax_t kMaxFileBytes = 1 << 20;
 
@@ -286,6 +288,20 @@ void LocalServices::start() {
   Impl& m = *impl_;
   if (m.running) return;
   m.running = true;
+  std::vector<catalog::ServiceDef> api;
+  auto scanned = m.store.scan(store::Family::catalog, kApiPrefix, [&](std::string_view key, std::string_view json) {
+    const std::string id(key.substr(kApiPrefix.size()));
+    if (auto def = catalog::parseServiceJson(json, id, m.options.defaults)) {
+      api.push_back(std::move(*def));
+    } else {
+      m.log->error("service {} kept from the API no longer valid, skipped: {}", id, def.error().message());
+    }
+    return true;
+  });
+  if (!scanned) m.log->error("services registered through the API unreadable: {}", scanned.error().message());
+  if (auto r = m.replaceSource(std::string(kApiSource), std::move(api)); !r) {
+    m.log->error("services registered through the API not restored: {}", r.error().message());
+  }
   for (auto& [id, s] : m.services) {
     for (auto& c : s.checks) c->start();
   }
@@ -314,7 +330,9 @@ Result<void> LocalServices::put(const std::string& id, std::string_view json) {
     if (s.source == kApiSource && sid != id) defs.push_back(s.def);
   }
   defs.push_back(std::move(*def));
-  return impl_->replaceSource(std::string(kApiSource), std::move(defs));
+  if (auto r = impl_->replaceSource(std::string(kApiSource), std::move(defs)); !r) return r;
+  // Kept, so that a restart registers it again (sync: the caller was told it is registered).
+  return impl_->store.put(store::Family::catalog, std::string(kApiPrefix) + id, json, /*sync=*/true);
 }
 
 Result<void> LocalServices::remove(const std::string& id) {
@@ -327,7 +345,8 @@ Result<void> LocalServices::remove(const std::string& id) {
   for (const auto& [sid, s] : impl_->services) {
     if (s.source == kApiSource && sid != id) defs.push_back(s.def);
   }
-  return impl_->replaceSource(std::string(kApiSource), std::move(defs));
+  if (auto r = impl_->replaceSource(std::string(kApiSource), std::move(defs)); !r) return r;
+  return impl_->store.erase(store::Family::catalog, std::string(kApiPrefix) + id, /*sync=*/true);
 }
 
 Result<void> LocalServices::updateTtl(const std::string& checkId, Health health, std::string output) {

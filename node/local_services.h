@@ -1,7 +1,8 @@
 #pragma once
 // This node's own services (issue 5): defined by the YAML files of --services-dir (re-read
 // every 2 s: adding, changing or removing a file takes effect without a restart) and by the
-// local API; their health checks run here; their state is one versioned record.
+// local API (kept in the store and registered again at start); their health checks run here;
+// their state is one versioned record.
 //
 // Every change (a definition, a health state, maintenance) becomes a new version of the node's
 // record, written to the store (with sync) before anyone else hears of it, so the version only

@@ -165,6 +165,15 @@ TEST_F(LocalServicesTest, VersionOnlyGrowsAcrossRestarts) {
   clock_.advance(10ms);
   ASSERT_FALSE(published_.empty());
   EXPECT_GT(published_.front().version, before);
+  // The service registered through the API came back with the restart.
+  EXPECT_NE(instance("a"), nullptr);
+  ASSERT_TRUE(ls_->remove("a").ok());
+  ls_->stop();
+  open();
+  ls_->start();
+  clock_.advance(10ms);
+  EXPECT_EQ(instance("a"), nullptr);
+  EXPECT_NE(instance("web"), nullptr);
 }
 
 }  // namespace
