@@ -221,8 +221,8 @@ struct Serf::Impl : Delegate, EventDelegate, ConflictDelegate, std::enable_share
 
   void notifyMsg(std::string_view buf) override {
     if (buf.empty()) return;
-    if (static_cast<std::uint8_t>(buf[0]) >= kExtensionTypeMin) {
-      if (extensionHandler) extensionHandler(buf);
+    if (static_cast<std::uint8_t>(buf[0]) >= kExtensionTypeMin && extensionHandler) {
+      extensionHandler(buf);
       return;
     }
     const auto type = static_cast<MessageType>(static_cast<std::uint8_t>(buf[0]));

@@ -606,9 +606,18 @@ TEST(Serf, UnknownMessageTypesAreCountedAndIgnored) {
   auto& b = c.add("b");
   c.join(b, a);
   c.clock.advance(2s);
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", std::string("\x30garbage")).ok());
+  // An extension type with no handler set is unknown too.
   ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", std::string("\x63garbage")).ok());
   c.clock.advance(1s);
-  EXPECT_NE(c.registry.render().find("mesh_serf_messages_received_total{type=\"unknown\"} 1"), std::string::npos);
+  EXPECT_NE(c.registry.render().find("mesh_serf_messages_received_total{type=\"unknown\"} 2"), std::string::npos);
+  // With a handler, extension messages go to it and are not serf's to count.
+  std::vector<std::string> ext;
+  b.serf->setExtensionHandler([&](std::string_view m) { ext.emplace_back(m); });
+  ASSERT_TRUE(a.serf->memberlist().sendBestEffort("b", std::string("\x40mesh")).ok());
+  c.clock.advance(1s);
+  ASSERT_EQ(ext.size(), 1u);
+  EXPECT_EQ(ext[0], "\x40mesh");
   EXPECT_EQ(c.statusOf(b, "a"), MemberStatus::alive);
 }
 
