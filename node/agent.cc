@@ -22,6 +22,7 @@
 #include "gossip/serf/serf.h"
 
 #include <deque>
+#include <random>
 #include "node/admin/server.h"
 #include "node/keyring_file.h"
 #include "node/catalog/catalog.h"
@@ -173,6 +174,10 @@ struct Agent::Impl {
     Impl* a;
     explicit CatalogRecords(Impl* i) : a(i) {}
     std::map<std::string, std::uint64_t> versions() override { return a->catalog.versions(); }
+    std::uint64_t version(const std::string& key) override {
+      const auto* e = a->catalog.find(key);
+      return e ? e->services.version : 0;
+    }
     std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) override {
       const auto* e = a->catalog.find(key);
       if (!e) return std::nullopt;
@@ -187,7 +192,13 @@ struct Agent::Impl {
   struct MeshNetwork : dissem::Network {
     Impl* a;
     explicit MeshNetwork(Impl* i) : a(i) {}
-    std::vector<std::string> peers() override { return a->meshPeers(); }
+    std::size_t peerCount() override { return a->meshPeers().size(); }
+    std::vector<std::string> randomPeers(std::size_t k) override {
+      auto all = a->meshPeers();
+      std::shuffle(all.begin(), all.end(), a->peerRng);
+      if (all.size() > k) all.resize(k);
+      return all;
+    }
     void send(const std::string& peer, std::string packet) override {
       if (a->members) (void)a->members->sendBestEffort(peer, packet);
     }
@@ -199,6 +210,7 @@ struct Agent::Impl {
       done(Error(errc::not_found, "no member " + peer));
     }
   };
+  std::mt19937_64 peerRng{std::random_device{}()};
   CatalogRecords catalogRecords{this};
   MeshNetwork meshNetwork{this};
   std::unique_ptr<dissem::Dissemination> dissemination;
@@ -747,7 +759,7 @@ struct Agent::Impl {
     });
     loadLearnedRecords();
     auto ls = LocalServices::create(o, loop, *prober, *store, [this](const catalog::NodeServices& n) {
-      catalog.apply(n);
+      catalog.apply(n, false, wallMs());
       log->debug("own catalog version={} instances={}", n.version, n.instances.size());
       if (dissemination) dissemination->announce(kCatalogKind, n.owner, n.version);
     });
@@ -776,6 +788,10 @@ struct Agent::Impl {
   }
 
   static constexpr std::uint8_t kCatalogKind = 1;
+
+  std::int64_t wallMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(loop.wallNow().time_since_epoch()).count();
+  }
 
   std::vector<std::string> meshPeers() const {
     std::vector<std::string> out;
@@ -808,7 +824,7 @@ struct Agent::Impl {
     if (!status || *status == gossip::serf::MemberStatus::left || *status == gossip::serf::MemberStatus::leaving) {
       return false;  // left (or not known yet: anti-entropy brings it once its join is known)
     }
-    if (!catalog.apply(std::move(*rec))) return false;
+    if (!catalog.apply(std::move(*rec), false, wallMs())) return false;
     catalog.setAvailable(owner, *status != gossip::serf::MemberStatus::failed);
     if (auto w = store->put(store::Family::catalog, "node/" + owner, body); !w) {
       log->error("catalog record of {} not stored: {}", owner, w.error().message());
@@ -892,7 +908,8 @@ struct Agent::Impl {
             {"note", in.note},
             {"node_available", e.available},
             {"stale", e.stale},
-            {"version", e.services.version}};
+            {"version", e.services.version},
+            {"learned_unix_ms", e.learnedUnixMs}};
   }
 
   nlohmann::json catalogServicesJson(const std::string* only) const {

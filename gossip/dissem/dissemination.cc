@@ -63,23 +63,30 @@ struct Reader {
 
 }  // namespace
 
-std::uint64_t versionsHash(const std::map<std::string, std::uint64_t>& v) {
-  // FNV-1a over the sorted (key, version) pairs: equal maps, equal hashes, on every node.
+std::uint64_t entryHash(std::string_view key, std::uint64_t version) {
+  // FNV-1a of key, a separator and the version, then a final mix (so that XORs of entries do not
+  // cancel in simple patterns).
   std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](std::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
+  auto mix = [&](unsigned char c) {
+    h ^= c;
+    h *= 1099511628211ull;
   };
-  for (const auto& [k, ver] : v) {
-    mix(k);
-    mix(std::string_view("\0", 1));
-    mix(std::to_string(ver));
-    mix(std::string_view("\n", 1));
-  }
+  for (unsigned char c : key) mix(c);
+  mix(0);
+  for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>(version >> (8 * i)));
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
   return h;
 }
+
+std::uint64_t versionsHash(const std::map<std::string, std::uint64_t>& v) {
+  std::uint64_t h = 0;
+  for (const auto& [k, ver] : v) h ^= entryHash(k, ver);
+  return h;
+}
+
+std::uint64_t Records::hash() { return versionsHash(versions()); }
 
 std::string encodeDigests(const std::string& sender, const std::vector<Digest>& digests) {
   std::string out(1, static_cast<char>(kDigestPacketType));
@@ -205,7 +212,7 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
   }
 
   int retransmitLimit() const {
-    const double n = static_cast<double>(network.peers().size() + 1);
+    const double n = static_cast<double>(network.peerCount() + 1);
     return config.retransmitMult * std::max(1, static_cast<int>(std::ceil(std::log10(n + 1))));
   }
 
@@ -218,10 +225,7 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
 
   void gossipRound() {
     if (pending.empty()) return;
-    auto peers = network.peers();
-    if (peers.empty()) return;
-    std::shuffle(peers.begin(), peers.end(), rng);
-    if (peers.size() > static_cast<std::size_t>(config.fanout)) peers.resize(static_cast<std::size_t>(config.fanout));
+    auto peers = network.randomPeers(static_cast<std::size_t>(config.fanout));
     for (const auto& peer : peers) {
       // The freshest digests (most transmits left) first, as memberlist orders its broadcasts.
       std::vector<Pending*> order;
@@ -249,10 +253,7 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
 
   std::uint64_t held(std::uint8_t kind, const std::string& key) {
     auto k = kinds.find(kind);
-    if (k == kinds.end()) return 0;
-    auto b = k->second.records->versions();
-    auto it = b.find(key);
-    return it == b.end() ? 0 : it->second;
+    return k == kinds.end() ? 0 : k->second.records->version(key);
   }
 
   // Pulls kind/key from peer; on success the record is offered, and if taken, passed on.
@@ -336,11 +337,11 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
       return reply(out);
     }
     // versions: "same" when the hashes agree, else the whole list.
-    const auto mine = k->second.records->versions();
-    if (versionsHash(mine) == q->hash) {
+    if (k->second.records->hash() == q->hash) {
       out.push_back('\1');
       return reply(out);
     }
+    const auto mine = k->second.records->versions();
     out.push_back('\0');
     putVarint(out, mine.size());
     for (const auto& [key, v] : mine) {
@@ -351,12 +352,11 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void antiEntropy() {
-    auto peers = network.peers();
-    if (peers.empty()) return;
-    const std::string peer = peers[std::uniform_int_distribution<std::size_t>(0, peers.size() - 1)(rng)];
+    auto one = network.randomPeers(1);
+    if (one.empty()) return;
+    const std::string peer = one.front();
     for (auto& [kind, k] : kinds) {
-      const auto mine = k.records->versions();
-      Request q{Request::Op::versions, kind, {}, versionsHash(mine)};
+      Request q{Request::Op::versions, kind, {}, k.records->hash()};
       network.request(peer, encodeRequest(q), config.requestTimeout, [w = weak(), peer, kind](Result<std::string> resp) {
         auto s = w.lock();
         if (!s) return;

@@ -39,6 +39,16 @@ class Records {
  public:
   virtual ~Records() = default;
   virtual std::map<std::string, std::uint64_t> versions() = 0;
+  // The version held for one key (0: none). Override when versions() is costly (every digest
+  // received asks).
+  virtual std::uint64_t version(const std::string& key) {
+    auto v = versions();
+    auto it = v.find(key);
+    return it == v.end() ? 0 : it->second;
+  }
+  // versionsHash(versions()); override to keep it up to date incrementally (anti-entropy asks
+  // every round, and the answer must be the same function on every node).
+  virtual std::uint64_t hash();
   // The encoded record held for key, with its version.
   virtual std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) = 0;
   // A pulled record: checked and taken if newer. false: refused or not newer (not passed on).
@@ -52,7 +62,9 @@ class Records {
 class Network {
  public:
   virtual ~Network() = default;
-  virtual std::vector<std::string> peers() = 0;  // alive meshd members, not us
+  // Alive meshd members other than us: how many, and up to k of them at random.
+  virtual std::size_t peerCount() = 0;
+  virtual std::vector<std::string> randomPeers(std::size_t k) = 0;
   virtual void send(const std::string& peer, std::string packet) = 0;
   virtual void request(const std::string& peer, std::string body, Duration timeout,
                        std::function<void(Result<std::string>)> done) = 0;
@@ -111,6 +123,9 @@ struct Request {
 };
 std::string encodeRequest(const Request& r);
 Result<Request> decodeRequest(std::string_view b);
+// The hash anti-entropy compares: the XOR of entryHash over every (key, version), so that a
+// holder can keep it up to date one entry at a time.
+std::uint64_t entryHash(std::string_view key, std::uint64_t version);
 std::uint64_t versionsHash(const std::map<std::string, std::uint64_t>& v);
 
 }  // namespace mesh::dissem

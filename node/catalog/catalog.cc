@@ -99,7 +99,7 @@ Result<NodeServices> decodeNodeServices(std::string_view bytes) {
   }
 }
 
-bool Catalog::apply(NodeServices n, bool stale) {
+bool Catalog::apply(NodeServices n, bool stale, std::int64_t learnedUnixMs) {
   auto it = entries_.find(n.owner);
   if (it != entries_.end() && n.version <= it->second.services.version) {
     // The same version again refreshes a stale entry (we now know it is current).
@@ -110,6 +110,7 @@ bool Catalog::apply(NodeServices n, bool stale) {
   Entry e;
   e.services = std::move(n);
   e.stale = stale;
+  e.learnedUnixMs = learnedUnixMs;
   if (it != entries_.end()) e.available = it->second.available;
   entries_[owner] = std::move(e);
   return true;

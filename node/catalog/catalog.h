@@ -47,11 +47,12 @@ class Catalog {
     NodeServices services;
     bool available = true;  // false while SWIM holds the owner dead
     bool stale = false;     // loaded from the store at start, not refreshed since
+    std::int64_t learnedUnixMs = 0;  // when this node took this version (its wall clock)
   };
 
   // Takes the owner's record if its version is higher than the one held (or the owner is new).
   // Returns true when it changed the catalog.
-  bool apply(NodeServices n, bool stale = false);
+  bool apply(NodeServices n, bool stale = false, std::int64_t learnedUnixMs = 0);
   void setAvailable(const std::string& owner, bool available);
   // A peer holds the same version: a stale entry (from the store) is current.
   void confirm(const std::string& owner, std::uint64_t version);

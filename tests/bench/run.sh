@@ -13,3 +13,5 @@ echo "== bench_gossip_sim (1,000 nodes, virtual time)"
 "$b/bench_gossip_sim" --nodes 1000 --loss 0.1 --settle 60 --observe 40
 echo "== bench_gossip_processes (50 real meshd)"; "$b/bench_gossip_processes" --nodes 50 --repeat 3
 echo "== bench_serf_processes (50 real meshd)"; "$b/bench_serf_processes" --nodes 50 --events 30 --queries 30
+echo "== bench_catalog_processes (50 real meshd)"; "$b/bench_catalog_processes" --nodes 50 --changes 20
+echo "== bench_catalog_sim (10,000 nodes, virtual time)"; "$b/bench_catalog_sim" --nodes 10000 --instances 10 --change 0.01

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -50,7 +51,15 @@ struct SimNode : Network {
   std::string name;
   MapRecords records;
   std::unique_ptr<Dissemination> d;
-  std::vector<std::string> peers() override;
+  std::size_t peerCount() override { return peers().size(); }
+  std::vector<std::string> randomPeers(std::size_t k) override {
+    auto all = peers();
+    std::shuffle(all.begin(), all.end(), rng);
+    if (all.size() > k) all.resize(k);
+    return all;
+  }
+  std::vector<std::string> peers();
+  std::mt19937_64 rng;  // seeded per node by SimNet
   void send(const std::string& peer, std::string packet) override;
   void request(const std::string& peer, std::string body, Duration timeout,
                std::function<void(Result<std::string>)> done) override;
@@ -63,6 +72,7 @@ class SimNet {
       auto node = std::make_unique<SimNode>();
       node->net = this;
       node->name = "n" + std::to_string(i);
+      node->rng.seed(static_cast<std::uint64_t>(i) * 7919 + 1);
       Config c;
       c.self = node->name;
       node->d = std::make_unique<Dissemination>(c, clock, *node, registry);
