@@ -201,6 +201,8 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::uint8_t, Kind> kinds;
   std::map<std::pair<std::uint8_t, std::string>, Pending> pending;  // digests to pass on
   std::set<std::pair<std::uint8_t, std::string>> pulling;
+  // Pulls waiting for a free slot (at most maxConcurrentPulls run at once): key -> who told us.
+  std::map<std::pair<std::uint8_t, std::string>, std::string> wanted;
   int pullsInFlight = 0;
   bool running = false;
   EventLoop::TimerId gossipTimer = 0, aeTimer = 0;
@@ -260,7 +262,13 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
   void pull(const std::string& peer, std::uint8_t kind, const std::string& key, std::function<void()> after = nullptr) {
     auto k = kinds.find(kind);
     if (k == kinds.end()) return;
-    if (pulling.contains({kind, key}) || pullsInFlight >= config.maxConcurrentPulls) return;
+    if (pulling.contains({kind, key})) return;
+    if (pullsInFlight >= config.maxConcurrentPulls) {
+      // Not dropped: a burst of changes (many owners at once) is pulled as slots free up.
+      wanted[{kind, key}] = peer;
+      return;
+    }
+    wanted.erase({kind, key});
     pulling.insert({kind, key});
     ++pullsInFlight;
     Request q{Request::Op::get, kind, key, 0};
@@ -272,7 +280,18 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
                       --s->pullsInFlight;
                       s->takePulled(peer, kind, key, resp);
                       if (after) after();
+                      s->nextWanted();
                     });
+  }
+
+  void nextWanted() {
+    while (pullsInFlight < config.maxConcurrentPulls && !wanted.empty()) {
+      auto it = wanted.begin();
+      const auto [kind, key] = it->first;
+      const std::string peer = it->second;
+      wanted.erase(it);
+      pull(peer, kind, key);
+    }
   }
 
   void takePulled(const std::string& peer, std::uint8_t kind, const std::string& key, const Result<std::string>& resp) {

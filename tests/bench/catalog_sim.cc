@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <malloc.h>
+#include <cmath>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -197,10 +198,10 @@ int main(int argc, char** argv) {
   const double restBytes = double(sim.bytes) / n / 20.0;
 
   // 1% of the owners change.
-  std::vector<std::uint32_t> changed;
-  for (int i = 0; i < n; ++i) {
-    if (std::uniform_real_distribution<double>(0, 1)(sim.rng) < change) changed.push_back(static_cast<std::uint32_t>(i));
-  }
+  std::vector<std::uint32_t> changed(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) changed[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(i);
+  std::shuffle(changed.begin(), changed.end(), sim.rng);
+  changed.resize(std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(change * n))));
   sim.bytes = 0;
   const mesh::TimePoint start = sim.clock.now();
   for (auto o : changed) {
