@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local demo: three meshd nodes on their own loopback addresses (127.0.2.1-3 unless
 # DEMO_SUBNET says otherwise) form one gossip cluster with encryption on, each shown with
-# `meshcli status`; then one node is killed to show failure detection, and one leaves
-# gracefully; the rest stop with SIGTERM.
+# `meshcli status`; a user event and a query go to every member; a service registered on one
+# node reaches every catalog; then one node is killed to show failure detection (its instances
+# are marked at once), and one leaves gracefully; the rest stop with SIGTERM.
 # Stops by itself; exits non-zero if any step fails. Needs a build: MESH_BIN=build (default).
 #   deploy/local/demo.sh
 set -euo pipefail
@@ -37,7 +38,7 @@ for i in "${!nodes[@]}"; do
   n=$((i + 1)); name=${nodes[$i]}; addr="$subnet.$n"
   join=(); [ "$n" -gt 1 ] && join=(--join "$subnet.1:7946")
   "$meshd" --node-name "$name" --cluster demo --bind "$addr:7946" --admin "$addr:15000" \
-    --data-dir "$work/$name" --encrypt "$key" "${join[@]}" >"$work/$name.log" 2>&1 &
+    --data-dir "$work/$name" --encrypt "$key" --query-handler 'load=cat /proc/loadavg' "${join[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
   echo "  $name: pid $! gossip $addr:7946 admin $addr:15000"
 done
@@ -76,16 +77,29 @@ got_event() { curl -fsS "http://$subnet.3:15000/v1/events" | grep -q '"deploy"';
 wait_for 5 got_event || { echo "demo: the event did not arrive"; exit 1; }
 echo "  ${nodes[2]} received it:"; "$meshcli" --node "$subnet.3:15000" events
 
+step "meshcli query load   (every member answers with its --query-handler: cat /proc/loadavg)"
+"$meshcli" --node "$subnet.1:15000" query load --timeout 2s
+
+step "Register a service on ${nodes[2]} (PUT /v1/agent/services/reviews-1): every node's catalog has it"
+curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/services/reviews-1" \
+  -d '{"name": "reviews", "port": 9080, "labels": {"version": "v2"}, "checks": [{"ttl": "1h"}]}' >/dev/null
+curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/checks/reviews-1:0?status=passing" -d 'ready' >/dev/null
+reviews_seen() { "$meshcli" --node "$subnet.1:15000" service reviews 2>/dev/null | grep -q passing; }
+wait_for 10 reviews_seen || { echo "demo: the service did not reach ${nodes[0]}"; exit 1; }
+"$meshcli" --node "$subnet.1:15000" services
+"$meshcli" --node "$subnet.1:15000" service reviews
+
 step "A few of ${nodes[0]}'s metrics (GET /metrics)"
 curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^(mesh_build_info\{|mesh_gossip_members\{state="alive"\}|(mesh_node_uptime_seconds|process_resident_memory_bytes|process_cpu_seconds_total|mesh_gossip_probes_total) )'
 
-step "kill -9 ${nodes[2]}: the others detect the failure (SWIM probe, then suspicion)"
+step "kill -9 ${nodes[2]}: the others detect the failure (SWIM probe, then suspicion); its instances are marked at once"
 kill -KILL "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
 start=$SECONDS
 gamma_dead() { [ "$(state_of "$subnet.1" "${nodes[2]}")" = dead ]; }
 wait_for 30 gamma_dead || { echo "demo: the failure was not detected"; exit 1; }
 echo "  ${nodes[0]} reports ${nodes[2]} dead after about $((SECONDS - start)) s"
 "$meshcli" --node "$subnet.1:15000" members
+"$meshcli" --node "$subnet.1:15000" service reviews
 
 step "${nodes[1]} leaves gracefully (SIGTERM): the others record 'left', not 'dead'"
 kill -TERM "${pids[1]}"
