@@ -181,8 +181,11 @@ struct LocalServices::Impl {
     b.put(store::Family::catalog, kVersionKey, encodeU64(next.version));
     b.put(store::Family::catalog, kOwnKey, catalog::encode(next));
     if (auto w = store.write(b, /*sync=*/true); !w) {
-      log->error("catalog version {} not stored, not published: {}", next.version, w.error().message());
-      // Retry on the next change or rescan; the version was not used.
+      log->error("catalog version {} not stored, not published (retrying in 1 s): {}", next.version, w.error().message());
+      // The version was not used; try again (a full disk may be freed).
+      loop.runAfter(std::chrono::seconds(1), [this, a = std::weak_ptr<bool>(alive)] {
+        if (!a.expired()) changed();
+      });
       return;
     }
     record = std::move(next);
