@@ -206,7 +206,22 @@ void AsioTransport::dial(const NodeAddress& to, Duration timeout, DialCallback c
     a->socket.close(ignored);
     a->cb(Error(errc::timeout, "dial " + to.toString() + ": i/o timeout"));
   });
-  a->socket.async_connect(tcp::endpoint(fromNode(to), to.port), [a, to](const boost::system::error_code& ec) {
+  // Streams leave from the address we are bound to when it is a specific one (as UDP does), so
+  // that peers and firewalls see one address for this node; any free port.
+  const auto target = fromNode(to);
+  if (impl_->local.valid()) {
+    const auto self = fromNode(impl_->local);
+    if (!self.is_unspecified() && self.is_v4() == target.is_v4()) {
+      boost::system::error_code bec;
+      a->socket.open(target.is_v4() ? tcp::v4() : tcp::v6(), bec);
+      if (!bec) a->socket.bind(tcp::endpoint(self, 0), bec);
+      if (bec) {
+        boost::system::error_code ignored;
+        a->socket.close(ignored);
+      }
+    }
+  }
+  a->socket.async_connect(tcp::endpoint(target, to.port), [a, to](const boost::system::error_code& ec) {
     if (a->finished) return;
     a->finished = true;
     a->timer.cancel();

@@ -78,12 +78,22 @@ TEST(CatalogPartition, ChangesOnBothSidesAreEverywhereAfterItHeals) {
       ASSERT_EQ(sh("iptables -A INPUT -s " + addr(b) + " -d " + addr(a) + " -p tcp --dport 7946 -j DROP"), 0);
     }
   }
-  // Each side changes while cut off: a new service on each side, and a change to the old one.
+  // Each side sees the other fail, then changes while cut off: a new service on each side, and a
+  // change to the old one.
+  auto statusOn = [&](const MeshdNode& n, const std::string& name) {
+    auto r = n.get("/v1/members");
+    if (!r.ok()) return std::string();
+    for (const auto& m : json::parse(r->body, nullptr, false)) {
+      if (m.value("name", "") == name) return m.value("status", "");
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(eventually([&] { return statusOn(nodes[0], "p5") == "failed" && statusOn(nodes[4], "p2") == "failed"; }, 30s));
   put(nodes[1], "left-side", 2000);
   put(nodes[4], "right-side", 3000);
   put(nodes[0], "before", 1001);
-  ASSERT_TRUE(eventually([&] { return instancesOf(nodes[2]).find("left-side@p2:2000") != std::string::npos; }, 15s));
-  ASSERT_TRUE(eventually([&] { return instancesOf(nodes[5]).find("right-side@p5:3000") != std::string::npos; }, 15s));
+  ASSERT_TRUE(eventually([&] { return instancesOf(nodes[2]).find("left-side@p2:2000") != std::string::npos; }, 30s));
+  ASSERT_TRUE(eventually([&] { return instancesOf(nodes[5]).find("right-side@p5:3000") != std::string::npos; }, 30s));
   std::this_thread::sleep_for(3s);
   EXPECT_EQ(instancesOf(nodes[5]).find("left-side"), std::string::npos) << "the cut leaks";
   EXPECT_EQ(instancesOf(nodes[0]).find("right-side"), std::string::npos) << "the cut leaks";
