@@ -320,9 +320,6 @@ Result<void> validate(const ServiceDef& s, const std::string& where) {
         if (c.statusMin > c.statusMax) return fail(p + ".status", "the range is empty");
         break;
       case CheckDef::Kind::grpc:
-        // Parsed so that definitions can carry them; refused until the prober speaks the gRPC
-        // health protocol (HTTP/2), rather than silently never passing.
-        return fail(p + ".grpc", "gRPC health checks are not supported yet; use a tcp check on the same port");
       case CheckDef::Kind::tcp: {
         const std::string hostPort = c.target.substr(0, c.target.find('/'));
         if (auto hp = parseHostPort(hostPort, {.allowHostname = true}); !hp) {

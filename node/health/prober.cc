@@ -5,6 +5,7 @@
 #include "common/asio.h"
 #include "common/net_address.h"
 #include "common/subprocess.h"
+#include "node/health/grpc_probe.h"
 
 namespace mesh::health {
 namespace {
@@ -166,6 +167,7 @@ void AsioProber::probe(const CheckDef& def, std::function<void(ProbeResult)> don
       return;
     }
     case CheckDef::Kind::grpc:
+      return grpcProbe(io_, def, std::move(done));
     case CheckDef::Kind::ttl:
       break;
   }

@@ -5,6 +5,7 @@
 // HTTP: a status within the check's range passes, 429 is a warning (the service asks for less
 // traffic), anything else or no answer in time is critical. TCP: a completed connect passes.
 // exec: exit 0 passes, 1 is a warning, anything else critical (Consul's and Nagios' rule).
+// gRPC: the standard health service over h2c (grpc_probe.h): SERVING passes.
 
 #include <memory>
 

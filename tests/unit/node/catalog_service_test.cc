@@ -90,8 +90,8 @@ TEST(ServiceDefs, ErrorsNameFileLineAndField) {
   EXPECT_NE(errorOf("services:\n  - {name: a, port: 1}\n  - {name: a, port: 2}\n").find("service id 'a' is defined twice"),
             std::string::npos);
   EXPECT_NE(errorOf("service:\n  name: r\n  port: 1\n  labels: {'bad key': x}\n").find("labels.bad key"), std::string::npos);
-  EXPECT_NE(errorOf("service:\n  name: r\n  port: 1\n  checks:\n    - grpc: 127.0.0.1:9090\n")
-                .find("checks[0].grpc: gRPC health checks are not supported yet"),
+  EXPECT_EQ(errorOf("service:\n  name: r\n  port: 1\n  checks:\n    - grpc: 127.0.0.1:9090/pkg.Svc\n"), "(accepted)");
+  EXPECT_NE(errorOf("service:\n  name: r\n  port: 1\n  checks:\n    - grpc: nohost\n").find("checks[0].grpc: 'nohost'"),
             std::string::npos);
   EXPECT_NE(errorOf("servce:\n  name: r\n").find("servce: unknown field"), std::string::npos);
 }

@@ -15,7 +15,10 @@
 #include "common/metrics.h"
 #include "common/virtual_clock.h"
 #include "node/admin/server.h"
+#include "node/health/grpc_probe.h"
 #include "node/health/prober.h"
+
+#include <nghttp2/nghttp2.h>
 
 namespace mesh::health {
 namespace {
@@ -201,6 +204,147 @@ TEST_F(RealProbes, TcpAndExec) {
   auto slow = probeOnce(exec);
   EXPECT_EQ(slow.result, Health::critical);
   EXPECT_NE(slow.output.find("timed out"), std::string::npos);
+}
+
+// A minimal gRPC health server (h2c, nghttp2) for the gRPC check: answers every
+// grpc.health.v1.Health/Check with `status` (1 SERVING, 2 NOT_SERVING), or with grpc-status 12
+// (UNIMPLEMENTED) when `unimplemented`, or never when `silent`.
+class GrpcHealthServer {
+ public:
+  int status = 1;
+  bool unimplemented = false;
+  bool silent = false;
+
+  explicit GrpcHealthServer(boost::asio::io_context& io)
+      : io_(io), acceptor_(io, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    accept();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  struct Conn : std::enable_shared_from_this<Conn> {
+    explicit Conn(boost::asio::ip::tcp::socket s, GrpcHealthServer* srv) : socket(std::move(s)), server(srv) {}
+    ~Conn() {
+      if (session) nghttp2_session_del(session);
+    }
+    boost::asio::ip::tcp::socket socket;
+    GrpcHealthServer* server;
+    nghttp2_session* session = nullptr;
+    std::array<char, 4096> buf{};
+    std::string reply;
+    std::size_t sent = 0;
+
+    void start() {
+      nghttp2_session_callbacks* cbs = nullptr;
+      nghttp2_session_callbacks_new(&cbs);
+      nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, [](nghttp2_session* s, const nghttp2_frame* f, void* user) -> int {
+        auto* c = static_cast<Conn*>(user);
+        if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+          c->respond(s, f->hd.stream_id);
+        }
+        return 0;
+      });
+      nghttp2_session_server_new(&session, cbs, this);
+      nghttp2_session_callbacks_del(cbs);
+      nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
+      flush();
+      read();
+    }
+    static nghttp2_nv nv(const char* n, const char* v) {
+      return {reinterpret_cast<uint8_t*>(const_cast<char*>(n)), reinterpret_cast<uint8_t*>(const_cast<char*>(v)),
+              std::strlen(n), std::strlen(v), NGHTTP2_NV_FLAG_NONE};
+    }
+    void respond(nghttp2_session* s, int32_t stream) {
+      if (server->silent) return;
+      if (server->unimplemented) {
+        nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc"), nv("grpc-status", "12"),
+                          nv("grpc-message", "unknown service")};
+        nghttp2_submit_headers(s, NGHTTP2_FLAG_END_STREAM, stream, nullptr, h, 4, nullptr);
+        return;
+      }
+      reply = health::grpcHealthResponse(server->status);
+      sent = 0;
+      nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc")};
+      nghttp2_data_provider p{};
+      p.source.ptr = this;
+      p.read_callback = [](nghttp2_session* ss, int32_t id, uint8_t* out, size_t len, uint32_t* flags,
+                           nghttp2_data_source* src, void*) -> ssize_t {
+        auto* c = static_cast<Conn*>(src->ptr);
+        const std::size_t n = std::min(len, c->reply.size() - c->sent);
+        std::memcpy(out, c->reply.data() + c->sent, n);
+        c->sent += n;
+        if (c->sent == c->reply.size()) {
+          *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+          nghttp2_nv t[] = {nv("grpc-status", "0")};
+          nghttp2_submit_trailer(ss, id, t, 1);
+        }
+        return static_cast<ssize_t>(n);
+      };
+      nghttp2_submit_response(s, stream, h, 2, &p);
+    }
+    void flush() {
+      const uint8_t* data = nullptr;
+      std::string out;
+      ssize_t n;
+      while ((n = nghttp2_session_mem_send(session, &data)) > 0) out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+      if (out.empty()) return;
+      auto b = std::make_shared<std::string>(std::move(out));
+      boost::asio::async_write(socket, boost::asio::buffer(*b), [self = shared_from_this(), b](boost::system::error_code, std::size_t) {});
+    }
+    void read() {
+      socket.async_read_some(boost::asio::buffer(buf), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (ec) return;
+        if (nghttp2_session_mem_recv(self->session, reinterpret_cast<const uint8_t*>(self->buf.data()), n) < 0) return;
+        self->flush();
+        self->read();
+      });
+    }
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
+      if (ec) return;
+      std::make_shared<Conn>(std::move(s), this)->start();
+      accept();
+    });
+  }
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+TEST_F(RealProbes, GrpcHealth) {
+  GrpcHealthServer server(io_);
+  CheckDef g;
+  g.kind = CheckDef::Kind::grpc;
+  g.target = "127.0.0.1:" + std::to_string(server.port()) + "/reviews.Reviews";
+  g.timeout = 500ms;
+  auto serving = probeOnce(g);
+  EXPECT_EQ(serving.result, Health::passing) << serving.output;
+  EXPECT_NE(serving.output.find("SERVING"), std::string::npos) << serving.output;
+  server.status = 2;
+  auto notServing = probeOnce(g);
+  EXPECT_EQ(notServing.result, Health::critical);
+  EXPECT_NE(notServing.output.find("NOT_SERVING"), std::string::npos) << notServing.output;
+  server.unimplemented = true;
+  auto unimpl = probeOnce(g);
+  EXPECT_EQ(unimpl.result, Health::critical);
+  EXPECT_NE(unimpl.output.find("grpc-status 12 (unknown service)"), std::string::npos) << unimpl.output;
+  server.unimplemented = false;
+  server.silent = true;
+  auto silent = probeOnce(g);
+  EXPECT_EQ(silent.result, Health::critical);
+  EXPECT_NE(silent.output.find("timed out"), std::string::npos) << silent.output;
+  // An HTTP/1.1 server is not a gRPC server.
+  g.target = "127.0.0.1:" + std::to_string(port_);
+  auto http1 = probeOnce(g);
+  EXPECT_EQ(http1.result, Health::critical);
+  g.target = "127.0.0.1:" + std::to_string(closedPort_);
+  EXPECT_EQ(probeOnce(g).result, Health::critical);
+  // The framing on its own.
+  EXPECT_EQ(health::grpcHealthStatus(health::grpcHealthResponse(1)).value(), 1);
+  EXPECT_FALSE(health::grpcHealthStatus("\x00\x00\x00\x00\x05\x08").ok());
+  EXPECT_EQ(health::grpcHealthRequest("a"), std::string("\x00\x00\x00\x00\x03\x0a\x01" "a", 8));
 }
 
 // A Check with the real prober against a flapping HTTP server: with the default thresholds it
