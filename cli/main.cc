@@ -16,6 +16,7 @@
 #include "common/errc.h"
 #include "common/http/message.h"
 #include "common/version.h"
+#include "node/policy/signing.h"
 
 namespace {
 
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
   auto* tagsCmd = app.add_subcommand("tags", "Change this node's tags at run time and re-announce them (serf tags)");
   tagsCmd->add_option("--set", tagSet, "Set a tag (repeatable)")->option_text("KEY=VALUE");
   tagsCmd->add_option("--delete", tagDelete, "Remove a tag (repeatable)")->option_text("KEY");
+
+  std::string keygenOut;
+  auto* keygenCmd = app.add_subcommand("keygen", "Make an Ed25519 key pair to sign policy: NAME.key (mode 0600) and NAME.pub");
+  keygenCmd->add_option("--out", keygenOut, "Path and name of the two files, without extension")->required()->option_text("NAME");
 
   bool servicesJson = false;
   auto* servicesCmd = app.add_subcommand("services", "List the services in the catalog, with their instances by health");
@@ -190,6 +195,14 @@ int main(int argc, char** argv) {
     } else {
       std::cout << cli::formatQuery(*r);
     }
+    return 0;
+  }
+  if (keygenCmd->parsed()) {
+    auto key = policy::generateKey();
+    if (!key) return fail(key.error().message());
+    if (auto w = policy::writeKeyFiles(*key, keygenOut + ".key", keygenOut + ".pub"); !w) return fail(w.error().message());
+    std::cout << "Wrote " << keygenOut << ".key (private, mode 0600: keep it offline) and " << keygenOut
+              << ".pub (public: list it in the nodes' trusted keys)\nKey id: " << key->keyId << "\n";
     return 0;
   }
   if (servicesCmd->parsed()) {

@@ -236,6 +236,22 @@ TEST(MeshdProcess, VersionAndHelp) {
   EXPECT_EQ(cv.out.rfind("meshcli ", 0), 0u);
 }
 
+TEST(MeshcliProcess, KeygenWritesAPrivateKeyOnlyItsOwnerCanRead) {
+  TempDir tmp;
+  auto r = run({meshcliPath(), "keygen", "--out", tmp.sub("ops")}, 10s, tmp.path());
+  ASSERT_EQ(r.status.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Key id: "), std::string::npos) << r.out;
+  struct stat st{};
+  ASSERT_EQ(::stat(tmp.sub("ops.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(tmp.sub("ops.pub").c_str(), &st), 0);
+  // An existing key is never overwritten.
+  auto again = run({meshcliPath(), "keygen", "--out", tmp.sub("ops")}, 10s, tmp.path());
+  EXPECT_EQ(again.status.code, 1);
+  EXPECT_NE(again.err.find("ops.key: cannot create: File exists"), std::string::npos) << again.err;
+  EXPECT_EQ(run({meshcliPath(), "keygen"}, 10s, tmp.path()).status.code, 2);
+}
+
 TEST(MeshcliProcess, UnreachableNodeExitsOneWithAClearError) {
   TempDir tmp;
   auto r = run({meshcliPath(), "--node", "127.0.0.1:1", "status"}, 10s, tmp.path());
