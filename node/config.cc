@@ -222,6 +222,24 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"policy-trusted-key", "FILE", "Operator public key (PEM) whose policy signatures this node trusts (repeatable)", true,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "trusted key file must not be empty");
+         c.policyTrustedKeys.push_back(v);
+         return {};
+       },
+       [](NodeConfig& c) { c.policyTrustedKeys.clear(); }},
+      {"policy-threshold", "N", "How many distinct trusted keys must sign a policy document (default 1)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         int n = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+         if (ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 16) {
+           return Error(errc::invalid_argument, "'" + v + "' is not a threshold from 1 to 16");
+         }
+         c.policyThreshold = n;
+         return {};
+       },
+       nullptr},
       {"services-dir", "DIR", "Directory of service definition files (*.yaml), re-read every 2 s", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.empty()) return Error(errc::invalid_argument, "services dir must not be empty");

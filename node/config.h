@@ -42,6 +42,10 @@ struct NodeConfig {
   std::string keyringFile;
   // Service definitions (YAML files, re-read every 2 s); empty: only the local API registers.
   std::string servicesDir;
+  // Operator keys whose signatures on policy this node trusts (public key PEM files), and how
+  // many distinct ones must sign a document (TUF-style threshold).
+  std::vector<std::string> policyTrustedKeys;
+  int policyThreshold = 1;
   // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.
   std::string gossipProfile = "lan";
   struct GossipOverrides {

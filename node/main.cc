@@ -14,6 +14,7 @@
 #include "node/config.h"
 #include "node/data_dir.h"
 #include "node/keyring_file.h"
+#include "node/policy/signing.h"
 
 namespace {
 
@@ -51,6 +52,21 @@ int main(int argc, char** argv) {
   auto keyring = node::loadKeyring(cfg, warning);
   if (!keyring) return usageError(keyring.error().message());
   if (!warning.empty()) log::get("node")->warn("{}", warning);
+  // Trusted policy keys are checked now: a node that would refuse every policy must not start
+  // believing it can verify one.
+  std::string trustedIds;
+  for (const auto& path : cfg.policyTrustedKeys) {
+    auto k = policy::readPublicKeyFile(path);
+    if (!k) return usageError("policy-trusted-key " + k.error().message());
+    trustedIds += (trustedIds.empty() ? "" : ",") + k->keyId;
+  }
+  if (!cfg.policyTrustedKeys.empty() && cfg.policyThreshold > static_cast<int>(cfg.policyTrustedKeys.size())) {
+    return usageError("policy-threshold " + std::to_string(cfg.policyThreshold) + " exceeds the " +
+                      std::to_string(cfg.policyTrustedKeys.size()) + " trusted key(s)");
+  }
+  if (!trustedIds.empty()) {
+    log::get("node")->info("policy signers trusted keys={} threshold={}", trustedIds, cfg.policyThreshold);
+  }
 
   node::Agent agent(std::move(cfg), std::move(*advertise), std::move(*dataDir), std::move(*keyring),
                     metrics::Registry::global());

@@ -167,6 +167,9 @@ TEST(MeshdProcess, BadConfigExitsTwoWithOneLineNamingTheProblem) {
       {"unwritable-data-dir", "data-dir: " + unwritable + "\n", "data-dir " + unwritable + ": not writable"},
       {"missing-data-dir-parent", "data-dir: " + tmp.sub("no/such/dir") + "\n", "parent directory .* does not exist"},
       {"bad-role", "role: master\n", "key 'role' \\(line 1\\): role must be node or edge"},
+      {"missing-trusted-key", "policy-trusted-key: [" + tmp.sub("nope.pub") + "]\n", "policy-trusted-key .*nope.pub: cannot read"},
+      {"not-a-key", "policy-trusted-key: [/etc/hostname]\n", "policy-trusted-key /etc/hostname: not an Ed25519 public key"},
+      {"bad-threshold", "policy-threshold: 0\n", "key 'policy-threshold' \\(line 1\\): '0' is not a threshold from 1 to 16"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

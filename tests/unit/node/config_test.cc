@@ -79,6 +79,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "zone" ? "us-east-1a"
                         : key == "tag" ? "team=payments"
                         : key == "query-handler" ? "uptime=uptime"
+                        : key == "policy-threshold" ? "2"
                         : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
