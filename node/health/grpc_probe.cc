@@ -1,5 +1,7 @@
 #include "node/health/grpc_probe.h"
 
+#include "node/health/probe_connection.h"
+
 #include <nghttp2/nghttp2.h>
 
 #include <array>
@@ -25,49 +27,27 @@ std::string frame(const std::string& message) {
 
 struct GrpcProbe : std::enable_shared_from_this<GrpcProbe> {
   GrpcProbe(asio::io_context& io, CheckDef d, std::function<void(ProbeResult)> cb)
-      : def(std::move(d)), done(std::move(cb)), resolver(io), socket(io), timer(io) {}
+      : def(std::move(d)), conn(io, "gRPC health " + def.target, def.timeout, std::move(cb)) {}
   ~GrpcProbe() {
     if (session) nghttp2_session_del(session);
   }
 
   CheckDef def;
-  std::function<void(ProbeResult)> done;
-  tcp::resolver resolver;
-  tcp::socket socket;
-  asio::steady_timer timer;
+  ProbeConnection conn;
   nghttp2_session* session = nullptr;
   std::string host, port, service, request, body, out;
   std::size_t requestSent = 0;
   std::array<char, 8192> chunk{};
   std::string httpStatus, grpcStatus, grpcMessage;
-  bool closed = false, finished = false, writing = false;
+  bool closed = false, writing = false;
 
-  void finish(Health h, const std::string& detail) {
-    if (finished) return;
-    finished = true;
-    timer.cancel();
-    boost::system::error_code ignored;
-    socket.close(ignored);
-    resolver.cancel();
-    done(ProbeResult{h, "gRPC health " + def.target + ": " + detail});
-  }
+  void finish(Health h, const std::string& detail) { conn.finish(h, detail); }
 
   void start() {
-    auto self = shared_from_this();
-    timer.expires_after(def.timeout);
-    timer.async_wait([self](boost::system::error_code ec) {
-      if (!ec) self->finish(Health::critical, "timed out");
-    });
-    resolver.async_resolve(host, port, [self](boost::system::error_code ec, tcp::resolver::results_type results) {
-      if (self->finished) return;
-      if (ec) return self->finish(Health::critical, "cannot resolve: " + ec.message());
-      asio::async_connect(self->socket, results, [self](boost::system::error_code ec2, const tcp::endpoint&) {
-        if (self->finished) return;
-        if (ec2) return self->finish(Health::critical, ec2.message());
-        if (!self->open()) return self->finish(Health::critical, "cannot start an HTTP/2 session");
-        self->flush();
-        self->read();
-      });
+    conn.connect(shared_from_this(), host, port, [this] {
+      if (!open()) return finish(Health::critical, "cannot start an HTTP/2 session");
+      flush();
+      read();
     });
   }
 
@@ -124,7 +104,7 @@ struct GrpcProbe : std::enable_shared_from_this<GrpcProbe> {
   }
 
   void flush() {
-    if (writing || finished) return;
+    if (writing || conn.finished) return;
     const uint8_t* data = nullptr;
     ssize_t n;
     while ((n = nghttp2_session_mem_send(session, &data)) > 0) out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
@@ -134,9 +114,9 @@ struct GrpcProbe : std::enable_shared_from_this<GrpcProbe> {
     auto self = shared_from_this();
     auto buf = std::make_shared<std::string>(std::move(out));
     out.clear();
-    asio::async_write(socket, asio::buffer(*buf), [self, buf](boost::system::error_code ec, std::size_t) {
+    asio::async_write(conn.socket, asio::buffer(*buf), [self, buf](boost::system::error_code ec, std::size_t) {
       self->writing = false;
-      if (self->finished) return;
+      if (self->conn.finished) return;
       if (ec) return self->finish(Health::critical, "cannot send: " + ec.message());
       self->flush();
     });
@@ -144,8 +124,8 @@ struct GrpcProbe : std::enable_shared_from_this<GrpcProbe> {
 
   void read() {
     auto self = shared_from_this();
-    socket.async_read_some(asio::buffer(chunk), [self](boost::system::error_code ec, std::size_t n) {
-      if (self->finished) return;
+    conn.socket.async_read_some(asio::buffer(chunk), [self](boost::system::error_code ec, std::size_t n) {
+      if (self->conn.finished) return;
       if (n > 0) {
         const ssize_t rc = nghttp2_session_mem_recv(self->session, reinterpret_cast<const uint8_t*>(self->chunk.data()), n);
         if (rc < 0) return self->finish(Health::critical, std::string("not an HTTP/2 (h2c) server: ") + nghttp2_strerror(static_cast<int>(rc)));

@@ -6,6 +6,7 @@
 #include "common/net_address.h"
 #include "common/subprocess.h"
 #include "node/health/grpc_probe.h"
+#include "node/health/probe_connection.h"
 
 namespace mesh::health {
 namespace {
@@ -17,12 +18,6 @@ using asio::ip::tcp;
 constexpr std::size_t kMaxOutput = 4096;
 // The status line must come within this much of the response.
 constexpr std::size_t kMaxStatusLine = 8192;
-
-std::string seconds(Duration d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3gs", std::chrono::duration<double>(d).count());
-  return buf;
-}
 
 struct Url {
   std::string host, port, target;
@@ -47,51 +42,27 @@ std::optional<Url> parseUrl(const std::string& url) {
 // One TCP or HTTP probe: resolve, connect, (HTTP: write the request, read the status line),
 // all under one deadline.
 struct NetProbe : std::enable_shared_from_this<NetProbe> {
-  NetProbe(asio::io_context& io, CheckDef d, std::function<void(ProbeResult)> cb)
-      : def(std::move(d)), done(std::move(cb)), resolver(io), socket(io), timer(io) {}
+  NetProbe(asio::io_context& io, CheckDef d, std::string what, std::function<void(ProbeResult)> cb)
+      : def(std::move(d)), conn(io, std::move(what), def.timeout, std::move(cb)) {}
 
   CheckDef def;
-  std::function<void(ProbeResult)> done;
-  tcp::resolver resolver;
-  tcp::socket socket;
-  asio::steady_timer timer;
-  std::string what;  // "HTTP GET http://..." or "TCP connect host:port"
+  ProbeConnection conn;
   std::string request, buf;
   std::array<char, 2048> chunk{};
-  bool finished = false;
 
-  void finish(Health h, const std::string& detail) {
-    if (finished) return;
-    finished = true;
-    timer.cancel();
-    boost::system::error_code ignored;
-    socket.close(ignored);
-    resolver.cancel();
-    done(ProbeResult{h, what + ": " + detail});
-  }
+  void finish(Health h, const std::string& detail) { conn.finish(h, detail); }
 
   void start(const std::string& host, const std::string& port) {
-    auto self = shared_from_this();
-    timer.expires_after(def.timeout);
-    timer.async_wait([self](boost::system::error_code ec) {
-      if (!ec) self->finish(Health::critical, "timed out after " + seconds(self->def.timeout));
-    });
-    resolver.async_resolve(host, port, [self](boost::system::error_code ec, tcp::resolver::results_type results) {
-      if (self->finished) return;
-      if (ec) return self->finish(Health::critical, "cannot resolve: " + ec.message());
-      asio::async_connect(self->socket, results, [self](boost::system::error_code ec2, const tcp::endpoint&) {
-        if (self->finished) return;
-        if (ec2) return self->finish(Health::critical, ec2.message());
-        if (self->def.kind == CheckDef::Kind::tcp) return self->finish(Health::passing, "success");
-        self->sendRequest();
-      });
+    conn.connect(shared_from_this(), host, port, [this] {
+      if (def.kind == CheckDef::Kind::tcp) return finish(Health::passing, "success");
+      sendRequest();
     });
   }
 
   void sendRequest() {
     auto self = shared_from_this();
-    asio::async_write(socket, asio::buffer(request), [self](boost::system::error_code ec, std::size_t) {
-      if (self->finished) return;
+    asio::async_write(conn.socket, asio::buffer(request), [self](boost::system::error_code ec, std::size_t) {
+      if (self->conn.finished) return;
       if (ec) return self->finish(Health::critical, "cannot send the request: " + ec.message());
       self->readStatus();
     });
@@ -99,8 +70,8 @@ struct NetProbe : std::enable_shared_from_this<NetProbe> {
 
   void readStatus() {
     auto self = shared_from_this();
-    socket.async_read_some(asio::buffer(chunk), [self](boost::system::error_code ec, std::size_t n) {
-      if (self->finished) return;
+    conn.socket.async_read_some(asio::buffer(chunk), [self](boost::system::error_code ec, std::size_t n) {
+      if (self->conn.finished) return;
       self->buf.append(self->chunk.data(), n);
       const auto eol = self->buf.find("\r\n");
       if (eol == std::string::npos) {
@@ -128,6 +99,12 @@ struct NetProbe : std::enable_shared_from_this<NetProbe> {
 
 }  // namespace
 
+std::string probeSeconds(Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3gs", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
 AsioProber::AsioProber(asio::io_context& io) : io_(io) {}
 AsioProber::~AsioProber() = default;
 
@@ -136,8 +113,7 @@ void AsioProber::probe(const CheckDef& def, std::function<void(ProbeResult)> don
     case CheckDef::Kind::http: {
       auto url = parseUrl(def.target);
       if (!url) return done({Health::critical, "HTTP " + def.method + " " + def.target + ": not an http:// URL"});
-      auto p = std::make_shared<NetProbe>(io_, def, std::move(done));
-      p->what = "HTTP " + def.method + " " + def.target;
+      auto p = std::make_shared<NetProbe>(io_, def, "HTTP " + def.method + " " + def.target, std::move(done));
       p->request = def.method + " " + url->target + " HTTP/1.1\r\nHost: " + url->host +
                    "\r\nUser-Agent: meshd-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
       p->start(url->host, url->port);
@@ -146,8 +122,7 @@ void AsioProber::probe(const CheckDef& def, std::function<void(ProbeResult)> don
     case CheckDef::Kind::tcp: {
       auto hp = parseHostPort(def.target, {.allowHostname = true});
       if (!hp) return done({Health::critical, "TCP connect " + def.target + ": " + hp.error().message()});
-      auto p = std::make_shared<NetProbe>(io_, def, std::move(done));
-      p->what = "TCP connect " + def.target;
+      auto p = std::make_shared<NetProbe>(io_, def, "TCP connect " + def.target, std::move(done));
       p->start(hp->host, std::to_string(hp->port));
       return;
     }
@@ -158,7 +133,7 @@ void AsioProber::probe(const CheckDef& def, std::function<void(ProbeResult)> don
       o.maxOutput = kMaxOutput;
       subprocess::run(io_, std::move(o), [done = std::move(done), def](Result<subprocess::Outcome> r) {
         if (!r) return done({Health::critical, "cannot run: " + r.error().message()});
-        if (r->timedOut) return done({Health::critical, "timed out after " + seconds(def.timeout) + "; killed"});
+        if (r->timedOut) return done({Health::critical, "timed out after " + probeSeconds(def.timeout) + "; killed"});
         const Health h = r->exitCode == 0 ? Health::passing : r->exitCode == 1 ? Health::warning : Health::critical;
         std::string out = r->output;
         if (r->signal != 0) out = "killed by signal " + std::to_string(r->signal) + (out.empty() ? "" : ": " + out);

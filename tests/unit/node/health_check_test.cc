@@ -208,11 +208,12 @@ TEST_F(RealProbes, TcpAndExec) {
 
 // A minimal gRPC health server (h2c, nghttp2) for the gRPC check: answers every
 // grpc.health.v1.Health/Check with `status` (1 SERVING, 2 NOT_SERVING), or with grpc-status 12
-// (UNIMPLEMENTED) when `unimplemented`, or never when `silent`.
+// (gRPC's status for a service the server does not have) when `unknownService`, or never when
+// `silent`.
 class GrpcHealthServer {
  public:
   int status = 1;
-  bool unimplemented = false;
+  bool unknownService = false;
   bool silent = false;
 
   explicit GrpcHealthServer(boost::asio::io_context& io)
@@ -256,7 +257,7 @@ class GrpcHealthServer {
     }
     void respond(nghttp2_session* s, int32_t stream) {
       if (server->silent) return;
-      if (server->unimplemented) {
+      if (server->unknownService) {
         nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc"), nv("grpc-status", "12"),
                           nv("grpc-message", "unknown service")};
         nghttp2_submit_headers(s, NGHTTP2_FLAG_END_STREAM, stream, nullptr, h, 4, nullptr);
@@ -326,11 +327,11 @@ TEST_F(RealProbes, GrpcHealth) {
   auto notServing = probeOnce(g);
   EXPECT_EQ(notServing.result, Health::critical);
   EXPECT_NE(notServing.output.find("NOT_SERVING"), std::string::npos) << notServing.output;
-  server.unimplemented = true;
-  auto unimpl = probeOnce(g);
-  EXPECT_EQ(unimpl.result, Health::critical);
-  EXPECT_NE(unimpl.output.find("grpc-status 12 (unknown service)"), std::string::npos) << unimpl.output;
-  server.unimplemented = false;
+  server.unknownService = true;
+  auto unknown = probeOnce(g);
+  EXPECT_EQ(unknown.result, Health::critical);
+  EXPECT_NE(unknown.output.find("grpc-status 12 (unknown service)"), std::string::npos) << unknown.output;
+  server.unknownService = false;
   server.silent = true;
   auto silent = probeOnce(g);
   EXPECT_EQ(silent.result, Health::critical);
