@@ -1,13 +1,11 @@
 #include "store/serf_records.h"
 
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <kj/exception.h>
 
 #include <chrono>
 #include <cstring>
 
 #include "common/log.h"
+#include "schemas/record_io.h"
 #include "schemas/store.capnp.h"
 #include "store/errc.h"
 #include "store/store.h"
@@ -26,30 +24,12 @@ std::int64_t nowMs() {
       .count();
 }
 
-std::string toBytes(capnp::MessageBuilder& mb) {
-  auto words = capnp::messageToFlatArray(mb);
-  auto bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-}
+using schema::toBytes;
 
-// Decodes one record with capnp's bounds checks; any failure (short, misaligned, out-of-range
-// pointers, too deep) becomes an error instead of an exception.
+// Decodes one record; damage is errc::corrupt.
 template <typename Root, typename F>
-auto withReader(std::string_view bytes, const char* what, F&& f) -> decltype(f(std::declval<typename Root::Reader>())) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    return Error(errc::corrupt, std::string(what) + " record of " + std::to_string(bytes.size()) + " bytes");
-  }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  try {
-    capnp::ReaderOptions opts;
-    opts.traversalLimitInWords = kTraversalWords;
-    opts.nestingLimit = 16;
-    capnp::FlatArrayMessageReader reader(words.asPtr(), opts);
-    return f(reader.getRoot<Root>());
-  } catch (const kj::Exception& e) {
-    return Error(errc::corrupt, std::string(what) + " record does not decode: " + e.getDescription().cStr());
-  }
+auto withReader(std::string_view bytes, const char* what, F&& f) {
+  return schema::readRecord<Root>(bytes, what, make_error_code(errc::corrupt), kTraversalWords, std::forward<F>(f));
 }
 
 std::string memberKey(std::string_view name) { return std::string(kMemberPrefix) + std::string(name); }

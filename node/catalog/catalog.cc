@@ -1,14 +1,12 @@
 #include "node/catalog/catalog.h"
 
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <kj/exception.h>
 
 #include <chrono>
 #include <cstring>
 
 #include "common/errc.h"
 #include "schemas/catalog.capnp.h"
+#include "schemas/record_io.h"
 
 namespace mesh::catalog {
 namespace {
@@ -53,23 +51,12 @@ std::string encode(const NodeServices& n) {
     o.setMaintenance(in.maintenance);
     o.setNote(in.note);
   }
-  auto words = capnp::messageToFlatArray(mb);
-  auto bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  return schema::toBytes(mb);
 }
 
 Result<NodeServices> decodeNodeServices(std::string_view bytes) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    return Error(errc::malformed, "node services record of " + std::to_string(bytes.size()) + " bytes");
-  }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  try {
-    capnp::ReaderOptions opts;
-    opts.traversalLimitInWords = kTraversalWords;
-    opts.nestingLimit = 16;
-    capnp::FlatArrayMessageReader reader(words.asPtr(), opts);
-    auto r = reader.getRoot<schema::NodeServices>();
+  return schema::readRecord<schema::NodeServices>(bytes, "node services", make_error_code(errc::malformed), kTraversalWords,
+                                                  [](schema::NodeServices::Reader r) -> Result<NodeServices> {
     NodeServices n;
     n.owner = r.getOwner().cStr();
     n.version = r.getVersion();
@@ -94,9 +81,7 @@ Result<NodeServices> decodeNodeServices(std::string_view bytes) {
       n.instances.push_back(std::move(in));
     }
     return n;
-  } catch (const kj::Exception& e) {
-    return Error(errc::malformed, std::string("node services record does not decode: ") + e.getDescription().cStr());
-  }
+  });
 }
 
 bool Catalog::apply(NodeServices n, bool stale, std::int64_t learnedUnixMs) {
