@@ -3,7 +3,9 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <chrono>
 #include <ctime>
 
@@ -192,21 +194,18 @@ struct Agent::Impl {
   struct MeshNetwork : dissem::Network {
     Impl* a;
     explicit MeshNetwork(Impl* i) : a(i) {}
-    std::size_t peerCount() override { return a->meshPeers().size(); }
+    std::size_t peerCount() override { return a->meshPeers.size(); }
     std::vector<std::string> randomPeers(std::size_t k) override {
-      auto all = a->meshPeers();
-      std::shuffle(all.begin(), all.end(), a->peerRng);
-      if (all.size() > k) all.resize(k);
-      return all;
+      std::vector<std::string> out;
+      std::sample(a->meshPeers.begin(), a->meshPeers.end(), std::back_inserter(out), k, a->peerRng);
+      return out;
     }
     void send(const std::string& peer, std::string packet) override {
       if (a->members) (void)a->members->sendBestEffort(peer, packet);
     }
     void request(const std::string& peer, std::string body, Duration timeout,
                  std::function<void(Result<std::string>)> done) override {
-      for (const auto& m : a->serf->members()) {
-        if (m.name == peer) return a->members->request(m.addr, std::move(body), timeout, std::move(done));
-      }
+      if (auto m = a->serf->member(peer)) return a->members->request(m->addr, std::move(body), timeout, std::move(done));
       done(Error(errc::not_found, "no member " + peer));
     }
   };
@@ -647,6 +646,7 @@ struct Agent::Impl {
           log->info("member {} name={} addr={}", kinds[static_cast<int>(e.type)], e.member.name,
                     e.member.addr.toString());
           rememberMember(e);
+          updateMeshPeers(e.member);
           catalogMemberEvent(e);
         },
         [this](const gossip::serf::UserEventDelivery& e) {
@@ -793,15 +793,16 @@ struct Agent::Impl {
     return std::chrono::duration_cast<std::chrono::milliseconds>(loop.wallNow().time_since_epoch()).count();
   }
 
-  std::vector<std::string> meshPeers() const {
-    std::vector<std::string> out;
-    if (!serf) return out;
-    for (const auto& m : serf->members()) {
-      if (m.name != config.nodeName && m.status == gossip::serf::MemberStatus::alive && m.tags.contains("mesh")) {
-        out.push_back(m.name);
-      }
+  // Alive members with the `mesh` tag, not us: who gets the mesh's gossip. Kept up to date by
+  // member events (not rebuilt for every digest: dissemination asks on every round and pull).
+  // A member that announced its leave stays in it until its leave is final, about a second.
+  std::vector<std::string> meshPeers;
+
+  void updateMeshPeers(const gossip::serf::Member& m) {
+    std::erase(meshPeers, m.name);
+    if (m.name != config.nodeName && m.status == gossip::serf::MemberStatus::alive && m.tags.contains("mesh")) {
+      meshPeers.push_back(m.name);
     }
-    return out;
   }
 
   // A record pulled from a peer: taken if it decodes, is the owner's, is newer than ours, and
@@ -818,9 +819,7 @@ struct Agent::Impl {
       return false;
     }
     std::optional<gossip::serf::MemberStatus> status;
-    for (const auto& m : serf->members()) {
-      if (m.name == owner) status = m.status;
-    }
+    if (auto m = serf->member(owner)) status = m->status;
     if (!status || *status == gossip::serf::MemberStatus::left || *status == gossip::serf::MemberStatus::leaving) {
       return false;  // left (or not known yet: anti-entropy brings it once its join is known)
     }

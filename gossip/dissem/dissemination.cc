@@ -228,14 +228,16 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
   void gossipRound() {
     if (pending.empty()) return;
     auto peers = network.randomPeers(static_cast<std::size_t>(config.fanout));
+    // The freshest digests (most transmits left) first, as memberlist orders its broadcasts;
+    // ordered once a round (each peer's packet takes the freshest that still have transmits).
+    std::vector<Pending*> order;
+    for (auto& [k, p] : pending) order.push_back(&p);
+    std::stable_sort(order.begin(), order.end(), [](const Pending* a, const Pending* b) { return a->transmitsLeft > b->transmitsLeft; });
     for (const auto& peer : peers) {
-      // The freshest digests (most transmits left) first, as memberlist orders its broadcasts.
-      std::vector<Pending*> order;
-      for (auto& [k, p] : pending) order.push_back(&p);
-      std::sort(order.begin(), order.end(), [](const Pending* a, const Pending* b) { return a->transmitsLeft > b->transmitsLeft; });
       std::vector<Digest> batch;
       std::size_t bytes = 16 + config.self.size();
       for (Pending* p : order) {
+        if (p->transmitsLeft <= 0) continue;
         const std::size_t cost = p->digest.key.size() + 12;
         if (bytes + cost > config.maxPacketBytes || batch.size() >= kMaxDigestsPerPacket) break;
         bytes += cost;
@@ -247,9 +249,9 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
       digestsSent.inc(static_cast<double>(batch.size()));
       packetBytes.inc(static_cast<double>(packet.size()));
       network.send(peer, std::move(packet));
-      for (auto it = pending.begin(); it != pending.end();) {
-        it = it->second.transmitsLeft <= 0 ? pending.erase(it) : std::next(it);
-      }
+    }
+    for (auto it = pending.begin(); it != pending.end();) {
+      it = it->second.transmitsLeft <= 0 ? pending.erase(it) : std::next(it);
     }
   }
 

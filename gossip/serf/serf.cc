@@ -978,6 +978,12 @@ std::vector<Member> Serf::members() const {
   return out;
 }
 
+std::optional<Member> Serf::member(const std::string& name) const {
+  auto it = impl_->members.find(name);
+  if (it == impl_->members.end()) return std::nullopt;
+  return it->second.member;
+}
+
 Member Serf::localMember() const {
   auto it = impl_->members.find(impl_->config.nodeName);
   return it == impl_->members.end() ? Member{} : it->second.member;

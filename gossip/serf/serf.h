@@ -196,6 +196,8 @@ class Serf {
                     std::function<void(Result<KeyOpResult>)> done);
 
   std::vector<Member> members() const;
+  // One member by name (a map lookup: for per-message paths, where copying members() is not).
+  std::optional<Member> member(const std::string& name) const;
   Member localMember() const;
   LamportTime clock() const;
   LamportTime eventClock() const;
