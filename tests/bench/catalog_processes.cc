@@ -74,26 +74,16 @@ int main(int argc, char** argv) {
     const double t0 = wallMs();
     auto r = mesh::http::request(owner.admin(), "PUT", "/v1/agent/checks/bench-" + std::to_string(o) + ":0?status=" + status, "");
     if (!r.ok() || r->status != 200) return 1;
-    std::vector<double> got(nodes.size(), -1);
-    std::size_t have = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (have < nodes.size() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(100ms);
-      for (std::size_t i = 0; i < nodes.size(); ++i) {
-        if (got[i] >= 0) continue;
-        auto [v, at] = seen(*nodes[i], ownerName);
-        if (v > before) {
-          got[i] = at - t0;
-          ++have;
-        }
-      }
-    }
-    if (have < nodes.size()) {
+    auto got = mesh::bench::delaysUntilEveryNode(nodes, t0, 60s, [&](const mesh::testing::MeshdNode& node) {
+      auto [v, at] = seen(node, ownerName);
+      return v > before ? std::optional<double>(at) : std::nullopt;
+    });
+    if (!got) {
       ++incomplete;
       continue;
     }
     double last = 0;
-    for (double g : got) {
+    for (double g : *got) {
       perNode.push_back(g);
       last = std::max(last, g);
     }

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,29 @@ struct MeshdCluster {
     for (auto& node : nodes) node->stop(std::chrono::seconds(3));
   }
 };
+
+// Polls every node every 100 ms until stampOf(node) says when (wall clock, ms) it got
+// something; returns each node's delay after sentMs, or nothing when some node had not got it
+// within `max`.
+template <typename StampOf>
+std::optional<std::vector<double>> delaysUntilEveryNode(const std::vector<std::unique_ptr<testing::MeshdNode>>& nodes,
+                                                        double sentMs, std::chrono::milliseconds max, StampOf&& stampOf) {
+  std::vector<double> got(nodes.size(), -1);
+  std::size_t have = 0;
+  const auto deadline = std::chrono::steady_clock::now() + max;
+  while (have < nodes.size() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (got[i] >= 0) continue;
+      if (std::optional<double> at = stampOf(*nodes[i])) {
+        got[i] = *at - sentMs;
+        ++have;
+      }
+    }
+  }
+  if (have < nodes.size()) return std::nullopt;
+  return got;
+}
 
 // The p-th percentile (0-100) of sorted values, nearest rank.
 inline double percentile(const std::vector<double>& sorted, double p) {

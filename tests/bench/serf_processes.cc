@@ -62,31 +62,23 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "event %s refused: %s\n", name.c_str(), r.ok() ? r->body.c_str() : r.error().message().c_str());
       return 1;
     }
-    std::vector<double> got(nodes.size(), -1);
     // Gossip retransmits an event 4 x ceil(log10(n + 1)) times from each node; a node all of those
     // missed gets it from the next push-pull (serf replays its event buffer), up to ~a minute.
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    std::size_t have = 0;
-    while (have < nodes.size() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(100ms);
-      for (std::size_t i = 0; i < nodes.size(); ++i) {
-        if (got[i] >= 0) continue;
-        auto ev = nodes[i]->get("/v1/events");
-        if (!ev.ok()) continue;
-        for (const auto& e : json::parse(ev->body, nullptr, false)) {
-          if (e.value("name", "") == name) {
-            got[i] = e.value("received_unix_ms", 0.0) - sent;
-            ++have;
-          }
-        }
+    auto got = mesh::bench::delaysUntilEveryNode(nodes, sent, 120s, [&](const mesh::testing::MeshdNode& node) {
+      std::optional<double> at;
+      auto ev = node.get("/v1/events");
+      if (!ev.ok()) return at;
+      for (const auto& e : json::parse(ev->body, nullptr, false)) {
+        if (e.value("name", "") == name) at = e.value("received_unix_ms", 0.0);
       }
-    }
-    if (have < nodes.size()) {
+      return at;
+    });
+    if (!got) {
       ++incomplete;
       continue;
     }
     double last = 0;
-    for (double g : got) {
+    for (double g : *got) {
       perNode.push_back(g);
       last = std::max(last, g);
     }
