@@ -10,6 +10,8 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -18,6 +20,12 @@
 #include "common/result.h"
 
 namespace mesh::schema {
+
+// Wall-clock time for the "written at" fields of records (for operators; never compared).
+inline std::int64_t unixMsNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 inline std::string toBytes(capnp::MessageBuilder& mb) {
   auto words = capnp::messageToFlatArray(mb);

@@ -19,11 +19,6 @@ constexpr std::string_view kKeyringKey = "gossip";
 // Records are small; anything that asks a reader to walk more than this is damaged.
 constexpr std::uint64_t kTraversalWords = 1 << 20;
 
-std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 using schema::toBytes;
 
 // Decodes one record; damage is errc::corrupt.
@@ -42,7 +37,7 @@ std::string encodeClocks(const SerfClocks& c) {
   r.setClock(c.clock);
   r.setEventClock(c.eventClock);
   r.setQueryClock(c.queryClock);
-  r.setWrittenAtMs(nowMs());
+  r.setWrittenAtMs(schema::unixMsNow());
   return toBytes(mb);
 }
 
@@ -66,7 +61,7 @@ std::string encodeMember(const KnownMember& m) {
     tags[i].setValue(v);
     ++i;
   }
-  r.setUpdatedAtMs(nowMs());
+  r.setUpdatedAtMs(schema::unixMsNow());
   return toBytes(mb);
 }
 
@@ -97,7 +92,7 @@ std::string encodeKeyring(const std::vector<std::string>& keys) {
   for (unsigned i = 0; i < keys.size(); ++i) {
     list.set(i, kj::arrayPtr(reinterpret_cast<const kj::byte*>(keys[i].data()), keys[i].size()));
   }
-  r.setUpdatedAtMs(nowMs());
+  r.setUpdatedAtMs(schema::unixMsNow());
   return toBytes(mb);
 }
 

@@ -14,11 +14,6 @@ namespace {
 // A node's record is small (tens of instances); anything that asks for more is damaged.
 constexpr std::uint64_t kTraversalWords = 4 << 20;
 
-std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 std::string encode(const NodeServices& n) {
@@ -26,7 +21,7 @@ std::string encode(const NodeServices& n) {
   auto r = mb.initRoot<schema::NodeServices>();
   r.setOwner(n.owner);
   r.setVersion(n.version);
-  r.setChangedAtMs(nowMs());
+  r.setChangedAtMs(schema::unixMsNow());
   auto list = r.initInstances(static_cast<unsigned>(n.instances.size()));
   for (unsigned i = 0; i < n.instances.size(); ++i) {
     const Instance& in = n.instances[i];
