@@ -31,7 +31,7 @@ class StoreCategory final : public std::error_category {
   }
 };
 
-constexpr std::array kFamilies = {Family::meta, Family::serf, Family::keyring, Family::catalog};
+constexpr std::array kFamilies = {Family::meta, Family::serf, Family::keyring, Family::catalog, Family::policy};
 constexpr std::string_view kFormatKey = "format";
 
 std::string encodeVersion(std::uint32_t v) {
@@ -67,6 +67,7 @@ const char* familyName(Family f) {
     case Family::serf: return "serf";
     case Family::keyring: return "keyring";
     case Family::catalog: return "catalog";
+    case Family::policy: return "policy";
   }
   return "unknown";
 }

@@ -30,11 +30,12 @@ class Registry;
 namespace mesh::store {
 
 // Column families (their names are disk format: only append).
-enum class Family { meta, serf, keyring, catalog };
+enum class Family { meta, serf, keyring, catalog, policy };
 const char* familyName(Family f);
 
-// The format this build writes. History: 1 = first (serf snapshot, keyring; the catalog family
-// was added within format 1: a family is created when missing, and older builds ignore it).
+// The format this build writes. History: 1 = first (serf snapshot, keyring; the catalog and
+// policy families were added within format 1: a family is created when missing, and older
+// builds ignore it).
 inline constexpr std::uint32_t kFormatVersion = 1;
 
 struct Options {

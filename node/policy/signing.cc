@@ -35,13 +35,6 @@ using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
 
 const unsigned char* u8(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 
-std::string hex(std::string_view b) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) out.push_back(d[c >> 4]), out.push_back(d[c & 15]);
-  return out;
-}
-
 Result<KeyPair> fromPkey(EVP_PKEY* k) {
   KeyPair kp;
   std::size_t n = 32;
@@ -73,6 +66,13 @@ Result<std::string> readFile(const std::string& path) {
 }
 
 }  // namespace
+
+std::string hex(std::string_view b) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : b) out.push_back(d[c >> 4]), out.push_back(d[c & 15]);
+  return out;
+}
 
 std::string sha256(std::string_view data) {
   std::string out(32, '\0');

@@ -58,6 +58,7 @@ struct Envelope {
 };
 
 std::string sha256(std::string_view data);
+std::string hex(std::string_view bytes);  // lower case
 // The bytes each signer signs.
 std::string signingBytes(const Envelope& e);
 
