@@ -30,7 +30,7 @@ Result<nlohmann::json> NodeClient::call(const std::string& method, const std::st
     std::string why = body.is_object() && body.contains("error") && body["error"].is_string()
                           ? body["error"].get<std::string>()
                           : resp->body.substr(0, 200);
-    return Error(errc::unavailable, "node at " + node.toString() + " answered " +
+    return Error(resp->status == 404 ? errc::not_found : errc::unavailable, "node at " + node.toString() + " answered " +
                                         std::to_string(resp->status) + " for " + path + ": " + why);
   }
   if (body.is_discarded()) {
@@ -58,7 +58,8 @@ std::string humanDuration(double seconds) {
   return out.str();
 }
 
-// Rows as aligned columns, two spaces apart (columnize, as serf's commands print).
+}  // namespace
+
 std::string columns(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width;
   for (const auto& r : rows) {
@@ -75,8 +76,6 @@ std::string columns(const std::vector<std::vector<std::string>>& rows) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string formatStatus(const nlohmann::json& self) {
   const nlohmann::json addrs = self.value("addresses", nlohmann::json::object());

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -17,11 +18,14 @@ struct NodeClient {
   std::chrono::milliseconds timeout{5000};
 
   // GET path; the body parsed as JSON. Errors: unreachable node, non-2xx status (with the
-  // node's own error message), or a body that is not JSON.
+  // node's own error message; errc::not_found for 404), or a body that is not JSON.
   Result<nlohmann::json> getJson(const std::string& path) const;
   // Any method with a body; the answer parsed as JSON, errors as for getJson.
   Result<nlohmann::json> call(const std::string& method, const std::string& path, const std::string& body) const;
 };
+
+// Rows as aligned columns, two spaces apart (columnize, as serf's commands print).
+std::string columns(const std::vector<std::vector<std::string>>& rows);
 
 // Renders /v1/self as the two-column table `meshcli status` prints.
 std::string formatStatus(const nlohmann::json& self);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/policy.h"
 #include "common/duration.h"
 #include "common/errc.h"
 #include "common/http/message.h"
@@ -116,6 +117,8 @@ int main(int argc, char** argv) {
   auto* membersCmd = app.add_subcommand("members", "List the gossip members a node knows, in every state");
   membersCmd->add_flag("--json", membersJson, "Print the node's JSON as it is");
 
+  cli::PolicyCommands policyCommands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   if (!node) return fail("--node: " + node.error().message(), 2);
   cli::NodeClient client{*node, std::chrono::milliseconds(static_cast<long>(timeoutSeconds * 1000))};
 
+  if (policyCommands.parsed()) return policyCommands.run(client);
   if (status->parsed()) {
     auto self = client.getJson("/v1/self");
     if (!self) return fail(self.error().message());

@@ -30,6 +30,8 @@
 #include "node/catalog/catalog.h"
 #include "node/health/prober.h"
 #include "node/local_services.h"
+#include "node/policy/signing.h"
+#include "node/policy_service.h"
 #include "gossip/dissem/dissemination.h"
 #include "store/serf_records.h"
 #include "store/store.h"
@@ -136,6 +138,13 @@ std::vector<gossip::NodeAddress> resolve(const std::vector<HostPort>& join, std:
 }  // namespace
 
 struct Agent::Impl {
+  static admin::ServerOptions adminOptions() {
+    admin::ServerOptions o;
+    // A signed policy document may be up to 1 MiB, and base64 in a signed file.
+    o.maxBodyBytes = 2 * 1024 * 1024;
+    return o;
+  }
+
   Impl(NodeConfig cfg, HostPort adv, DataDir dir, std::shared_ptr<gossip::Keyring> ring, metrics::Registry& reg)
       : config(std::move(cfg)),
         advertise(std::move(adv)),
@@ -144,7 +153,7 @@ struct Agent::Impl {
         registry(reg),
         queryHandlerRuns(reg.counter("mesh_node_query_handler_runs_total", "Query handler commands started.")),
         loop(io),
-        admin(io, reg),
+        admin(io, reg, adminOptions()),
         stopTimer(io),
         log(log::get("node")),
         startedMono(loop.now()),
@@ -213,6 +222,7 @@ struct Agent::Impl {
   CatalogRecords catalogRecords{this};
   MeshNetwork meshNetwork{this};
   std::unique_ptr<dissem::Dissemination> dissemination;
+  std::unique_ptr<PolicyService> policyService;  // signed policy (issue 6)
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -578,6 +588,7 @@ struct Agent::Impl {
 
   // serf agent's query handlers: the command's output answers the query.
   void handleQuery(const gossip::serf::IncomingQuery& q) {
+    if (policyService && policyService->handleQuery(q)) return;
     auto it = config.queryHandlers.find(q.name);
     if (it == config.queryHandlers.end()) it = config.queryHandlers.find("*");
     if (it == config.queryHandlers.end()) return;  // acked (when asked), not answered
@@ -738,6 +749,21 @@ struct Agent::Impl {
 
   // ---- catalog (issue 5) ----------------------------------------------------------------------
 
+  // Signed policy: what the node held before is in force from here on, before any gossip.
+  Result<void> startPolicy() {
+    PolicyService::Deps d{loop, *store, registry, config.nodeName, {}, config.policyThreshold};
+    for (const auto& path : config.policyTrustedKeys) {
+      auto k = policy::readPublicKeyFile(path);
+      if (!k) return Error(k.error().code, "policy-trusted-key " + k.error().message());
+      d.trustedKeys.push_back(*k);
+    }
+    auto ps = PolicyService::create(std::move(d));
+    if (!ps) return ps.error();
+    policyService = std::move(*ps);
+    policyService->attach(*dissemination, admin, serf.get());
+    return {};
+  }
+
   Result<void> startCatalog() {
     prober = std::make_unique<health::AsioProber>(io);
     LocalServices::Options o;
@@ -751,6 +777,7 @@ struct Agent::Impl {
     dc.retransmitMult = members->config().retransmitMult;
     dissemination = std::make_unique<dissem::Dissemination>(dc, loop, meshNetwork, registry);
     dissemination->addKind(kCatalogKind, "catalog", catalogRecords);
+    if (auto p = startPolicy(); !p) return p;
     serf->setExtensionHandler([this](std::string_view msg) {
       if (static_cast<std::uint8_t>(msg[0]) == dissem::kDigestPacketType) dissemination->onPacket(msg);
     });

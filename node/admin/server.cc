@@ -243,6 +243,10 @@ void Server::routeAsync(const std::string& method, const std::string& path, Asyn
   impl_->routes.push_back({method, path, false, nullptr, std::move(handler)});
 }
 
+void Server::routePrefixAsync(const std::string& method, const std::string& prefix, AsyncHandler handler) {
+  impl_->routes.push_back({method, prefix, true, nullptr, std::move(handler)});
+}
+
 Result<HostPort> Server::listen(const HostPort& address) {
   boost::system::error_code ec;
   auto ip = asio::ip::make_address(address.host, ec);

@@ -54,6 +54,8 @@ class Server {
   void routePrefix(const std::string& method, const std::string& prefix, Handler handler);
   // An exact path whose handler answers later (see AsyncHandler).
   void routeAsync(const std::string& method, const std::string& path, AsyncHandler handler);
+  // A prefix whose handler answers later.
+  void routePrefixAsync(const std::string& method, const std::string& prefix, AsyncHandler handler);
 
   // Binds and starts accepting. Returns the bound address (useful with port 0).
   Result<HostPort> listen(const HostPort& address);
