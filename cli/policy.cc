@@ -269,17 +269,27 @@ struct PolicyCommands::State {
     return docs;
   }
 
-  // The version to sign: the flag, the file's, or one above what the cluster holds.
+  // The version to sign: the flag, the file's, or one above the highest any node holds (the
+  // node asks every meshd: a version just published elsewhere may not have reached it yet).
   Result<std::uint64_t> versionFor(const policy::Document& d, const NodeClient& client) const {
     if (version) return version;
     if (d.version) return d.version;
+    std::uint64_t highest = 0;
     auto cur = client.getJson(docPath(d.key()));
-    if (!cur) {
-      if (cur.error().code == errc::not_found) return std::uint64_t{1};
+    if (cur) {
+      highest = cur->value("version", std::uint64_t{0});
+    } else if (cur.error().code != errc::not_found) {
       return Error(cur.error().code, d.key() + " names no version and the cluster could not be asked for the next one (" +
                                          cur.error().message() + "); give metadata.version or --version");
     }
-    return cur->value("version", std::uint64_t{0}) + 1;
+    NodeClient patient{client.node, client.timeout + std::chrono::seconds(30)};
+    if (auto st = patient.getJson(docPath(d.key()) + "/status")) {
+      highest = std::max(highest, st->value("highestVersion", std::uint64_t{0}));
+    } else {
+      std::cerr << "meshcli: warning: could not ask the cluster for " << d.key() << "'s versions (" << st.error().message()
+                << "); using the node's\n";
+    }
+    return highest + 1;
   }
 
   Result<std::vector<policy::Signed>> signAll(const NodeClient& client) const {
