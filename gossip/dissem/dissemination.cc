@@ -378,7 +378,7 @@ struct Dissemination::Impl : std::enable_shared_from_this<Impl> {
     const std::string peer = one.front();
     for (auto& [kind, k] : kinds) {
       Request q{Request::Op::versions, kind, {}, k.records->hash()};
-      network.request(peer, encodeRequest(q), config.requestTimeout, [w = weak(), peer, kind](Result<std::string> resp) {
+      network.request(peer, encodeRequest(q), config.requestTimeout, [w = weak(), peer, kind = kind](Result<std::string> resp) {
         auto s = w.lock();
         if (!s) return;
         s->compare(peer, kind, resp);

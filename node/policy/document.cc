@@ -94,7 +94,12 @@ std::string upperSnake(std::string_view camel) {
   return out;
 }
 
-std::string formatMs(std::uint64_t ms) { return formatDuration(std::chrono::milliseconds(ms)); }
+// Durations as parsed are far below a year; anything larger (a body from elsewhere) is shown in
+// plain milliseconds rather than overflowing a nanosecond count.
+std::string formatMs(std::uint64_t ms) {
+  if (ms > std::uint64_t{1} << 40) return std::to_string(ms) + "ms";
+  return formatDuration(std::chrono::milliseconds(ms));
+}
 
 // Reading YAML into a Cap'n Proto builder, driven by the schema; every problem is collected with
 // the path and line of the node it is about.
@@ -103,7 +108,8 @@ struct Walker {
   std::vector<Problem>* problems;
   std::map<std::string, int>* lines;
 
-  static int lineOf(const YAML::Node& n) { return n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
+  int lineOffset = 0;  // lines of the file before this document
+  int lineOf(const YAML::Node& n) const { return n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 + lineOffset : 0; }
 
   void problem(const YAML::Node& n, const std::string& path, std::string message) {
     problems->push_back(Problem{source, lineOf(n), path, std::move(message)});
@@ -540,21 +546,62 @@ std::string Problem::str() const {
 
 std::string Document::key() const { return std::string(kindName(kind)) + "/" + name; }
 
+namespace {
+
+// The documents of a YAML stream, each with the line it starts on. Split here at the "---" and
+// "..." markers (which YAML only allows at the start of a line, outside any content) and each
+// loaded on its own: yaml-cpp 0.7's LoadAll never returns on some malformed streams (a lone
+// ",": jbeder/yaml-cpp#1040, fixed upstream after 0.7).
+struct RawDocument {
+  std::string text;
+  int firstLine = 0;  // 0-based line of the file where text starts
+};
+
+std::vector<RawDocument> splitDocuments(std::string_view text) {
+  std::vector<RawDocument> out(1);
+  int line = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    std::string_view l = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    auto marker = [&](std::string_view m) {
+      return l.substr(0, 3) == m && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    };
+    if (marker("---")) {
+      out.push_back(RawDocument{std::string(l.substr(3)) + "\n", line});
+    } else if (marker("...")) {
+      out.push_back(RawDocument{"", line + 1});
+    } else {
+      out.back().text.append(l);
+      out.back().text += '\n';
+    }
+    ++line;
+    if (nl == std::string_view::npos) break;
+    pos = nl + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
 ParseResult parseDocuments(std::string_view text, const std::string& source) {
   ParseResult out;
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    out.problems.push_back(Problem{source, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", "not YAML: " + e.msg});
-    return out;
+  std::vector<std::pair<YAML::Node, int>> docs;
+  for (auto& raw : splitDocuments(text)) {
+    try {
+      docs.emplace_back(YAML::Load(raw.text), raw.firstLine);
+    } catch (const YAML::Exception& e) {
+      out.problems.push_back(Problem{source, e.mark.line >= 0 ? e.mark.line + 1 + raw.firstLine : 0, "", "not YAML: " + e.msg});
+      return out;
+    }
   }
   std::map<std::string, int> lines;
   for (std::size_t d = 0; d < docs.size(); ++d) {
-    const YAML::Node& n = docs[d];
+    const YAML::Node& n = docs[d].first;
     if (n.IsNull()) continue;
     const std::size_t before = out.problems.size();
     Walker w{source, &out.problems, &lines};
+    w.lineOffset = docs[d].second;
     const std::string docLabel = docs.size() > 1 ? "document " + std::to_string(d + 1) : "";
     auto docProblem = [&](const YAML::Node& at, const std::string& path, std::string msg) {
       w.problem(at, path, std::move(msg));
@@ -565,7 +612,7 @@ ParseResult parseDocuments(std::string_view text, const std::string& source) {
     }
     Document doc;
     doc.source = source;
-    doc.line = Walker::lineOf(n);
+    doc.line = w.lineOf(n);
     for (auto it = n.begin(); it != n.end(); ++it) {
       std::string k = it->first.IsScalar() ? it->first.Scalar() : "";
       if (k != "apiVersion" && k != "kind" && k != "metadata" && k != "spec") {

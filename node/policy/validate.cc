@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <capnp/message.h>
 
+#include <cctype>
 #include <cmath>
 #include <regex>
 #include <set>
@@ -49,7 +50,26 @@ struct Checker {
     if (!validName(s)) bad(path, "'" + h + "' is not a host name");
   }
 
+  // std::regex builds an automaton whose size multiplies with nested counted repetitions
+  // ("(a{100}){100}"): a document must not be able to make a node (or meshcli) build a huge one.
   void regex(const std::string& path, const std::string& re) {
+    if (re.size() > 512) {
+      bad(path, "a regular expression of " + std::to_string(re.size()) + " characters is above the limit of 512");
+      return;
+    }
+    for (std::size_t i = re.find('{'); i != std::string::npos; i = re.find('{', i + 1)) {
+      std::size_t j = i + 1;
+      unsigned long n = 0;
+      while (j < re.size() && (std::isdigit(static_cast<unsigned char>(re[j])) || re[j] == ',')) {
+        if (re[j] != ',') n = std::min<unsigned long>(n * 10 + static_cast<unsigned long>(re[j] - '0'), 100000);
+        else n = 0;
+        if (n > 100) {
+          bad(path, "a counted repetition above {100} in '" + re + "'");
+          return;
+        }
+        ++j;
+      }
+    }
     try {
       std::regex r(re, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {

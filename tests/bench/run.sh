@@ -15,3 +15,7 @@ echo "== bench_gossip_processes (50 real meshd)"; "$b/bench_gossip_processes" --
 echo "== bench_serf_processes (50 real meshd)"; "$b/bench_serf_processes" --nodes 50 --events 30 --queries 30
 echo "== bench_catalog_processes (50 real meshd)"; "$b/bench_catalog_processes" --nodes 50 --changes 20
 echo "== bench_catalog_sim (10,000 nodes, virtual time)"; "$b/bench_catalog_sim" --nodes 10000 --instances 10 --change 0.01
+echo "== bench_policy_processes (50 real meshd)"; "$b/bench_policy_processes" --nodes 50 --publishes 20
+echo "== bench_policy_sim (10,000 nodes, virtual time)"
+"$b/bench_policy_sim" --nodes 10000 --documents 100 --loss 0
+"$b/bench_policy_sim" --nodes 10000 --documents 100 --loss 0.1
