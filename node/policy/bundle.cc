@@ -1,11 +1,12 @@
 #include "node/policy/bundle.h"
 
+#include <capnp/serialize-packed.h>
+#include <kj/io.h>
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
 #include "common/errc.h"
 #include "schemas/policy.capnp.h"
-#include "schemas/record_io.h"
 
 namespace mesh::policy {
 
@@ -47,7 +48,12 @@ std::string encodeSigned(const Signed& s) {
     sigs[i].setSignature(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(sig.data()), sig.size()));
   }
   r.setBody(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(s.body.data()), s.body.size()));
-  return schema::toBytes(mb);
+  // Packed: a body is mostly zero bytes (Cap'n Proto's word layout), and records are what pulls
+  // carry and the store keeps.
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, mb);
+  auto bytes = out.getArray();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
 Result<Signed> decodeSigned(std::string_view bytes) {
@@ -55,29 +61,44 @@ Result<Signed> decodeSigned(std::string_view bytes) {
     return Error(errc::too_large, "signed policy of " + std::to_string(bytes.size()) + " bytes is above the limit of " +
                                       std::to_string(kMaxSignedBytes));
   }
-  return schema::readRecord<schema::SignedPolicy>(
-      bytes, "signed policy", errc::malformed, kMaxSignedBytes / 8 * 2, [](schema::SignedPolicy::Reader r) -> Result<Signed> {
-        Signed s;
-        auto& e = s.envelope;
-        e.kind = r.getKind().cStr();
-        e.name = r.getName().cStr();
-        e.version = r.getVersion();
-        auto d = r.getBodyDigest();
-        e.bodyDigest.assign(reinterpret_cast<const char*>(d.begin()), d.size());
-        e.issuedAt = r.getIssuedAt();
-        e.expiresAt = r.getExpiresAt();
-        if (r.getSignerKeyIds().size() > 16 || r.getSignatures().size() > 16) {
-          return Error(errc::malformed, "signed policy with more than 16 signers");
-        }
-        for (auto id : r.getSignerKeyIds()) e.signerKeyIds.emplace_back(id.cStr());
-        for (auto sig : r.getSignatures()) {
-          auto b = sig.getSignature();
-          e.signatures.push_back(Signature{sig.getKeyId().cStr(), std::string(reinterpret_cast<const char*>(b.begin()), b.size())});
-        }
-        auto body = r.getBody();
-        s.body.assign(reinterpret_cast<const char*>(body.begin()), body.size());
-        return s;
-      });
+  if (bytes.empty()) return Error(errc::malformed, "empty signed policy record");
+  try {
+    kj::ArrayInputStream in(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+    capnp::ReaderOptions opts;
+    // Unpacked, a record is at most twice the largest body (the reader refuses bigger ones
+    // before allocating them).
+    opts.traversalLimitInWords = kMaxSignedBytes / 8 * 2;
+    opts.nestingLimit = 16;
+    Result<Signed> out = Error(errc::malformed, "signed policy record");
+    {
+      capnp::PackedMessageReader reader(in, opts);
+      auto r = reader.getRoot<schema::SignedPolicy>();
+      Signed s;
+      auto& e = s.envelope;
+      e.kind = r.getKind().cStr();
+      e.name = r.getName().cStr();
+      e.version = r.getVersion();
+      auto d = r.getBodyDigest();
+      e.bodyDigest.assign(reinterpret_cast<const char*>(d.begin()), d.size());
+      e.issuedAt = r.getIssuedAt();
+      e.expiresAt = r.getExpiresAt();
+      if (r.getSignerKeyIds().size() > 16 || r.getSignatures().size() > 16) {
+        return Error(errc::malformed, "signed policy with more than 16 signers");
+      }
+      for (auto id : r.getSignerKeyIds()) e.signerKeyIds.emplace_back(id.cStr());
+      for (auto sig : r.getSignatures()) {
+        auto b = sig.getSignature();
+        e.signatures.push_back(Signature{sig.getKeyId().cStr(), std::string(reinterpret_cast<const char*>(b.begin()), b.size())});
+      }
+      auto body = r.getBody();
+      s.body.assign(reinterpret_cast<const char*>(body.begin()), body.size());
+      out = std::move(s);
+    }
+    if (in.tryGetReadBuffer().size() != 0) return Error(errc::malformed, "signed policy record with trailing bytes");
+    return out;
+  } catch (const kj::Exception& ex) {
+    return Error(errc::malformed, std::string("signed policy record does not decode: ") + ex.getDescription().cStr());
+  }
 }
 
 std::string signedToJson(const Signed& s) {

@@ -84,6 +84,7 @@ struct PolicyStore::Impl {
 
   metrics::Counter* conflicts;
   metrics::Gauge* snapshotGauge;
+  metrics::Gauge* documentsGauge;
   metrics::Histogram* compileSeconds;
 
   Impl(store::Store& s, Options o, metrics::Registry& r) : store(s), options(std::move(o)), registry(r) {
@@ -95,6 +96,7 @@ struct PolicyStore::Impl {
     conflicts = &registry.counter("mesh_policy_conflicts_total",
                                   "Two different documents signed with the same version met here (the higher digest wins).");
     snapshotGauge = &registry.gauge("mesh_policy_snapshot_version", "Version of the policy snapshot in force on this node.");
+    documentsGauge = &registry.gauge("mesh_policy_documents", "Policy documents held (current versions).");
     compileSeconds = &registry.histogram("mesh_policy_compile_seconds", "Time to compile a policy snapshot.",
                                          metrics::latencyBuckets());
   }
@@ -231,6 +233,7 @@ struct PolicyStore::Impl {
     std::shared_ptr<const Snapshot> done = s;
     snap.store(done);
     snapshotGauge->set(static_cast<double>(s->version));
+    documentsGauge->set(static_cast<double>(s->documents.size()));
     compileSeconds->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     for (const auto& [key, why] : s->problems) log->warn("policy {} is held but refers to what is not: {}", key, why);
     for (const auto& fn : listeners) fn(done);
@@ -259,16 +262,12 @@ Result<std::unique_ptr<PolicyStore>> PolicyStore::open(store::Store& store, Opti
     return true;
   });
   if (!r) return Error(r.error().code, "policy records in the store: " + r.error().message());
-  registry.gaugeFn("mesh_policy_damaged_records", "Policy records found damaged in the store at start (skipped).", {},
-                   [damaged] { return static_cast<double>(damaged); });
+  // Gauges the registry owns (set here and at every compile), never callbacks into this object:
+  // a registry may outlive a store (tests reopen one).
+  registry.gauge("mesh_policy_damaged_records", "Policy records found damaged in the store at start (skipped).")
+      .set(static_cast<double>(damaged));
   if (loaded) impl->log->info("policy restored from the store: {} versions of {} documents", loaded, impl->docs.size());
   impl->compile();
-  auto* raw = impl.get();
-  registry.gaugeFn("mesh_policy_documents", "Policy documents held (current versions).", {},
-                   [raw] {
-                     auto s = raw->snap.load();
-                     return s ? static_cast<double>(s->documents.size()) : 0.0;
-                   });
   return std::unique_ptr<PolicyStore>(new PolicyStore(std::move(impl)));
 }
 

@@ -18,11 +18,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/metrics.h"
 #include "common/process.h"
-#include "common/virtual_clock.h"
 #include "gossip/dissem/dissemination.h"
 #include "node/catalog/catalog.h"
+#include "tests/bench/dissem_sim.h"
 
 using namespace std::chrono_literals;
 using mesh::Duration;
@@ -50,16 +49,16 @@ std::string bodyFor(std::uint32_t owner, std::uint64_t version, int instances) {
   return mesh::catalog::encode(n);
 }
 
-std::uint32_t ownerOf(const std::string& key) { return static_cast<std::uint32_t>(std::stoul(key.substr(1))); }
 
 struct Sim;
 
-struct SimNode : mesh::dissem::Records, mesh::dissem::Network {
+struct SimNode : mesh::dissem::Records {
   Sim* sim = nullptr;
   std::uint32_t id = 0;
   std::string name;
   std::vector<std::uint64_t> held;  // version by owner
   std::uint64_t h = 0;              // XOR of entryHash over held
+  std::unique_ptr<mesh::bench::SimPeers> net;
   std::unique_ptr<mesh::dissem::Dissemination> d;
 
   std::map<std::string, std::uint64_t> versions() override {
@@ -67,11 +66,11 @@ struct SimNode : mesh::dissem::Records, mesh::dissem::Network {
     for (std::uint32_t i = 0; i < held.size(); ++i) out["n" + std::to_string(i)] = held[i];
     return out;
   }
-  std::uint64_t version(const std::string& key) override { return held[ownerOf(key)]; }
+  std::uint64_t version(const std::string& key) override { return held[mesh::bench::SimFabric::idOf(key)]; }
   std::uint64_t hash() override { return h; }
   std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) override;
   bool offer(const std::string& key, std::uint64_t version, std::string_view body) override {
-    const auto o = ownerOf(key);
+    const auto o = mesh::bench::SimFabric::idOf(key);
     if (version <= held[o]) return false;
     auto rec = mesh::catalog::decodeNodeServices(body);
     if (!rec || rec->version != version) return false;
@@ -84,63 +83,17 @@ struct SimNode : mesh::dissem::Records, mesh::dissem::Network {
     held[o] = v;
     h ^= mesh::dissem::entryHash(key, v);
   }
-  std::size_t peerCount() override;
-  std::vector<std::string> randomPeers(std::size_t k) override;
-  void send(const std::string& peer, std::string packet) override;
-  void request(const std::string& peer, std::string body, Duration timeout,
-               std::function<void(Result<std::string>)> done) override;
 };
 
-struct Sim {
-  mesh::VirtualClock clock;
-  mesh::metrics::Registry registry;
+struct Sim : mesh::bench::SimFabric {
   std::vector<std::unique_ptr<SimNode>> nodes;
-  std::vector<std::string> names;
-  std::mt19937_64 rng{7};
-  double loss = 0;
   int instances = 10;
-  std::uint64_t bytes = 0;
-
-  Duration delay() { return std::chrono::microseconds(std::uniform_int_distribution<int>(200, 2000)(rng)); }
-  bool lose() { return loss > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < loss; }
 };
 
 std::optional<std::pair<std::uint64_t, std::string>> SimNode::body(const std::string& key) {
-  const auto o = ownerOf(key);
+  const auto o = mesh::bench::SimFabric::idOf(key);
   if (held[o] == 0) return std::nullopt;
   return std::pair{held[o], bodyFor(o, held[o], sim->instances)};
-}
-
-std::size_t SimNode::peerCount() { return sim->names.size() - 1; }
-
-std::vector<std::string> SimNode::randomPeers(std::size_t k) {
-  // Every other node is a member (the SWIM member list, steady).
-  std::vector<std::string> out;
-  std::uniform_int_distribution<std::size_t> pick(0, sim->names.size() - 1);
-  for (int tries = 0; out.size() < k && tries < 10 * static_cast<int>(k); ++tries) {
-    const auto i = pick(sim->rng);
-    if (i == id || std::find(out.begin(), out.end(), sim->names[i]) != out.end()) continue;
-    out.push_back(sim->names[i]);
-  }
-  return out;
-}
-
-void SimNode::send(const std::string& peer, std::string packet) {
-  sim->bytes += packet.size();
-  if (sim->lose()) return;
-  const auto to = ownerOf(peer);
-  sim->clock.runAfter(sim->delay(), [s = sim, to, packet = std::move(packet)] { s->nodes[to]->d->onPacket(packet); });
-}
-
-void SimNode::request(const std::string& peer, std::string body, Duration, std::function<void(Result<std::string>)> done) {
-  sim->bytes += body.size();
-  const auto to = ownerOf(peer);
-  sim->clock.runAfter(sim->delay(), [s = sim, to, body = std::move(body), done = std::move(done)] {
-    s->nodes[to]->d->onRequest(body, [s, done](Result<std::string> r) {
-      if (r) s->bytes += r->size();
-      s->clock.runAfter(s->delay(), [done, r] { done(r); });
-    });
-  });
 }
 
 }  // namespace
@@ -186,8 +139,10 @@ int main(int argc, char** argv) {
     node->h = initialHash;
     mesh::dissem::Config c;
     c.self = node->name;
-    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node, sim.registry);
+    node->net = std::make_unique<mesh::bench::SimPeers>(sim, node->id);
+    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node->net, sim.registry);
     node->d->addKind(1, "catalog", *node);
+    sim.endpoints.push_back(node->d.get());
     sim.nodes.push_back(std::move(node));
   }
   for (auto& node : sim.nodes) node->d->start();

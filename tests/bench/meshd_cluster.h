@@ -3,6 +3,7 @@
 // through node 1, each with its own data dir. start() returns once every node lists every other
 // alive (or fails, with why on stderr).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -91,6 +92,17 @@ std::optional<std::vector<double>> delaysUntilEveryNode(const std::vector<std::u
   }
   if (have < nodes.size()) return std::nullopt;
   return got;
+}
+
+// One round of delaysUntilEveryNode: every node's delay goes into perNode; returns the slowest
+// (when every node had it).
+inline double collectRound(const std::vector<double>& got, std::vector<double>& perNode) {
+  double last = 0;
+  for (double g : got) {
+    perNode.push_back(g);
+    last = std::max(last, g);
+  }
+  return last;
 }
 
 // The p-th percentile (0-100) of sorted values, nearest rank.

@@ -83,12 +83,7 @@ int main(int argc, char** argv) {
       ++incomplete;
       continue;
     }
-    double last = 0;
-    for (double g : *got) {
-      perNode.push_back(g);
-      last = std::max(last, g);
-    }
-    toAll.push_back(last);
+    toAll.push_back(mesh::bench::collectRound(*got, perNode));
     std::this_thread::sleep_for(500ms);
   }
   std::sort(toAll.begin(), toAll.end());

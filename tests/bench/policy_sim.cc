@@ -22,13 +22,12 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/metrics.h"
 #include "common/process.h"
-#include "common/virtual_clock.h"
 #include "gossip/dissem/dissemination.h"
 #include "node/policy/bundle.h"
 #include "node/policy/document.h"
 #include "node/policy/policy_store.h"
+#include "tests/bench/dissem_sim.h"
 
 using namespace std::chrono_literals;
 using mesh::Duration;
@@ -86,7 +85,7 @@ void sizes(const policy::KeyPair& key) {
   std::printf("1,000 routes (2 rules each, signed by 1 key):\n");
   std::printf("  YAML source           %8.1f kB (%.0f bytes a route)\n", yaml / 1e3, yaml / 1000.0);
   std::printf("  bodies (Cap'n Proto)  %8.1f kB (%.0f bytes a route)\n", bodies / 1e3, bodies / 1000.0);
-  std::printf("  signed records        %8.1f kB (%.0f bytes a route: body + envelope + 64-byte signature); what pulls carry and RocksDB holds\n",
+  std::printf("  signed records        %8.1f kB (%.0f bytes a route: the body, envelope and 64-byte signature, packed); what pulls carry and RocksDB holds\n",
               records / 1e3, records / 1000.0);
   std::printf("  gossip digests        %8.1f kB in %zu packets of <= 1,200 bytes to announce all 1,000 (each goes to 3 peers, retransmitted)\n",
               packetBytes / 1e3, packets);
@@ -102,13 +101,14 @@ struct Sim;
 
 // A node's policy as dissemination sees it: the version held per document, and the check a node
 // runs on every pulled record.
-struct SimNode : mesh::dissem::Records, mesh::dissem::Network {
+struct SimNode : mesh::dissem::Records {
   Sim* sim = nullptr;
   std::uint32_t id = 0;
   std::string name;
   std::map<std::string, std::uint64_t> held;
   std::uint64_t h = 0;
   double gotAt = -1;
+  std::unique_ptr<mesh::bench::SimPeers> net;
   std::unique_ptr<mesh::dissem::Dissemination> d;
 
   std::map<std::string, std::uint64_t> versions() override { return held; }
@@ -124,28 +124,14 @@ struct SimNode : mesh::dissem::Records, mesh::dissem::Network {
     held[key] = v;
     h ^= mesh::dissem::entryHash(key, v);
   }
-  std::size_t peerCount() override;
-  std::vector<std::string> randomPeers(std::size_t k) override;
-  void send(const std::string& peer, std::string packet) override;
-  void request(const std::string& peer, std::string body, Duration timeout,
-               std::function<void(Result<std::string>)> done) override;
 };
 
-struct Sim {
-  mesh::VirtualClock clock;
-  mesh::metrics::Registry registry;
+struct Sim : mesh::bench::SimFabric {
   std::vector<std::unique_ptr<SimNode>> nodes;
-  std::vector<std::string> names;
   std::map<std::string, std::string> records;  // key -> the signed record of its latest version
   std::vector<policy::PublicKey> trusted;
-  std::mt19937_64 rng{11};
-  double loss = 0;
-  std::uint64_t bytes = 0;
   std::uint64_t verified = 0;
   mesh::TimePoint start;
-
-  Duration delay() { return std::chrono::microseconds(std::uniform_int_distribution<int>(200, 2000)(rng)); }
-  bool lose() { return loss > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < loss; }
 };
 
 std::optional<std::pair<std::uint64_t, std::string>> SimNode::body(const std::string& key) {
@@ -164,39 +150,6 @@ bool SimNode::offer(const std::string& key, std::uint64_t version, std::string_v
   set(key, version);
   gotAt = std::chrono::duration<double>(sim->clock.now() - sim->start).count();
   return true;
-}
-
-std::size_t SimNode::peerCount() { return sim->names.size() - 1; }
-
-std::vector<std::string> SimNode::randomPeers(std::size_t k) {
-  std::vector<std::string> out;
-  std::uniform_int_distribution<std::size_t> pick(0, sim->names.size() - 1);
-  for (int tries = 0; out.size() < k && tries < 10 * static_cast<int>(k); ++tries) {
-    const auto i = pick(sim->rng);
-    if (i == id || std::find(out.begin(), out.end(), sim->names[i]) != out.end()) continue;
-    out.push_back(sim->names[i]);
-  }
-  return out;
-}
-
-std::uint32_t idOf(const std::string& name) { return static_cast<std::uint32_t>(std::stoul(name.substr(1))); }
-
-void SimNode::send(const std::string& peer, std::string packet) {
-  sim->bytes += packet.size();
-  if (sim->lose()) return;
-  const auto to = idOf(peer);
-  sim->clock.runAfter(sim->delay(), [s = sim, to, packet = std::move(packet)] { s->nodes[to]->d->onPacket(packet); });
-}
-
-void SimNode::request(const std::string& peer, std::string body, Duration, std::function<void(Result<std::string>)> done) {
-  sim->bytes += body.size();
-  const auto to = idOf(peer);
-  sim->clock.runAfter(sim->delay(), [s = sim, to, body = std::move(body), done = std::move(done)] {
-    s->nodes[to]->d->onRequest(body, [s, done](Result<std::string> r) {
-      if (r) s->bytes += r->size();
-      s->clock.runAfter(s->delay(), [done, r] { done(r); });
-    });
-  });
 }
 
 double pct(std::vector<double> v, double p) {
@@ -221,6 +174,7 @@ int main(int argc, char** argv) {
   sizes(*key);
 
   Sim sim;
+  sim.rng.seed(11);
   sim.loss = loss;
   sim.trusted = {policy::PublicKey{key->publicKey, key->keyId}};
   const auto t0 = std::chrono::steady_clock::now();
@@ -242,8 +196,10 @@ int main(int argc, char** argv) {
     node->h = initialHash;
     mesh::dissem::Config c;
     c.self = node->name;
-    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node, sim.registry);
+    node->net = std::make_unique<mesh::bench::SimPeers>(sim, node->id);
+    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node->net, sim.registry);
     node->d->addKind(2, "policy", *node);
+    sim.endpoints.push_back(node->d.get());
     sim.nodes.push_back(std::move(node));
   }
   for (auto& node : sim.nodes) node->d->start();

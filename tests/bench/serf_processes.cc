@@ -77,11 +77,7 @@ int main(int argc, char** argv) {
       ++incomplete;
       continue;
     }
-    double last = 0;
-    for (double g : *got) {
-      perNode.push_back(g);
-      last = std::max(last, g);
-    }
+    const double last = mesh::bench::collectRound(*got, perNode);
     if (last > 5000) {
       repaired.push_back(last);  // some node only got it by push-pull
     } else {

@@ -66,16 +66,7 @@ class CatalogCluster : public ::testing::Test {
     for (auto& node : nodes_) ASSERT_TRUE(node.waitReady()) << node.process().stderrText();
     // The steady state the test is about: every node knows every other (a record whose owner a
     // node has not heard of yet waits for anti-entropy, by design).
-    ASSERT_TRUE(eventually([&] {
-      for (auto& node : nodes_) {
-        auto r = node.get("/v1/members");
-        if (!r.ok()) return false;
-        int alive = 0;
-        for (const auto& m : json::parse(r->body, nullptr, false)) alive += m.value("status", "") == "alive";
-        if (alive != n) return false;
-      }
-      return true;
-    }, 30s));
+    ASSERT_TRUE(everyNodeSeesAlive(nodes_, static_cast<std::size_t>(n), 30s));
   }
 
   // Waits until every node shows the same catalog as `expected` (a view() string); returns how

@@ -36,16 +36,7 @@ class PolicyCluster : public ::testing::Test {
     }
     for (auto& node : nodes_) node.start();
     for (auto& node : nodes_) ASSERT_TRUE(node.waitReady()) << node.process().stderrText();
-    ASSERT_TRUE(eventually([&] {
-      for (auto& node : nodes_) {
-        auto r = node.get("/v1/members");
-        if (!r.ok()) return false;
-        int alive = 0;
-        for (const auto& m : json::parse(r->body, nullptr, false)) alive += m.value("status", "") == "alive";
-        if (alive != n) return false;
-      }
-      return true;
-    }, 60s));
+    ASSERT_TRUE(everyNodeSeesAlive(nodes_, static_cast<std::size_t>(n), 60s));
   }
   std::string nodeArg(int i) const { return nodes_[static_cast<std::size_t>(i)].admin().toString(); }
   RunResult cli(std::vector<std::string> args, int node = 0) {

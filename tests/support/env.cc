@@ -1,6 +1,7 @@
 #include "tests/support/env.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -84,5 +85,29 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
     std::this_thread::sleep_for(every);
   }
 }
+
+std::optional<std::string> enterPrivateNetwork() {
+  if (::unshare(CLONE_NEWNET) != 0) return std::string("unshare(CLONE_NEWNET) failed (needs root): cannot cut links");
+  if (std::system("ip link set lo up") != 0) return std::string("ip link set lo up failed in the new namespace");
+  if (std::system("iptables -L INPUT >/dev/null 2>&1") != 0) return std::string("iptables is needed (make deps installs it)");
+  return std::nullopt;
+}
+
+bool cutGossip(const std::vector<std::string>& a, const std::vector<std::string>& b, int port) {
+  for (const auto& x : a) {
+    for (const auto& y : b) {
+      for (const char* proto : {"udp", "tcp"}) {
+        for (const auto& [from, to] : {std::pair{x, y}, std::pair{y, x}}) {
+          const std::string rule = "iptables -A INPUT -s " + from + " -d " + to + " -p " + proto + " --dport " +
+                                   std::to_string(port) + " -j DROP";
+          if (std::system(rule.c_str()) != 0) return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+bool healAll() { return std::system("iptables -F INPUT") == 0; }
 
 }  // namespace mesh::testing

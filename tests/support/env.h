@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace mesh::testing {
 
@@ -53,5 +55,14 @@ class LoopbackSubnet {
 // Calls pred every `every` until it returns true or `timeout` passes. Returns pred's last value.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds every = std::chrono::milliseconds(20));
+
+// Partition tests: moves this process (and every process it starts from then on) into a network
+// namespace of its own with loopback up, so that iptables rules cut links without touching the
+// machine's. Returns why not when it cannot (it needs root, and iptables).
+std::optional<std::string> enterPrivateNetwork();
+// Drops gossip (UDP and TCP to `port`) between every address of `a` and every one of `b`, both
+// ways; healAll() removes every rule. false when iptables refused a rule.
+bool cutGossip(const std::vector<std::string>& a, const std::vector<std::string>& b, int port = 7946);
+bool healAll();
 
 }  // namespace mesh::testing

@@ -1,5 +1,6 @@
 #include "tests/support/meshd_node.h"
 
+#include <nlohmann/json.hpp>
 #include <signal.h>
 
 #include "common/http/client.h"
@@ -54,6 +55,21 @@ std::optional<ExitStatus> MeshdNode::stop(std::chrono::milliseconds timeout) {
   if (!proc_) return std::nullopt;
   proc_->signal(SIGTERM);
   return proc_->wait(timeout);
+}
+
+bool everyNodeSeesAlive(const std::vector<MeshdNode>& nodes, std::size_t expected, std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        for (const auto& node : nodes) {
+          auto r = node.get("/v1/members");
+          if (!r.ok()) return false;
+          std::size_t alive = 0;
+          for (const auto& m : nlohmann::json::parse(r->body, nullptr, false)) alive += m.value("status", "") == "alive";
+          if (alive != expected) return false;
+        }
+        return true;
+      },
+      timeout);
 }
 
 }  // namespace mesh::testing

@@ -48,4 +48,8 @@ class MeshdNode {
   std::optional<ChildProcess> proc_;
 };
 
+// Waits until every running node lists `expected` members with serf status alive (the steady
+// state most cluster tests start from).
+bool everyNodeSeesAlive(const std::vector<MeshdNode>& nodes, std::size_t expected, std::chrono::milliseconds timeout);
+
 }  // namespace mesh::testing
