@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/policy.h"
 
 namespace mesh::cli {
 namespace {
@@ -111,6 +112,52 @@ TEST(Catalog, ServicesAndInstances) {
             "NODE  ID     ADDRESS      PROTOCOL  HEALTH                       ZONE  WEIGHT  LABELS      NOTE\n"
             "a     web-1  10.0.0.1:80  http      passing                      z1    1       version=v1  -\n"
             "b     web-2  10.0.0.2:80  http      passing (node dead) (stale)  z2    2       -           -\n");
+}
+
+TEST(Policy, ListHistoryAndStatus) {
+  auto list = nlohmann::json::parse(R"({"node": "a", "snapshotVersion": 7, "threshold": 1, "trustedKeys": ["k1"],
+    "policies": [{"kind": "Route", "name": "reviews", "version": 3, "digest": "0123456789abcdef0123", "signers": ["k1"],
+                  "expiresAt": 0, "expired": false, "problem": "subset 'v2' is not defined"}]})");
+  EXPECT_EQ(formatPolicyList(list),
+            "Snapshot 7 on a; threshold 1 of trusted keys k1\n"
+            "KIND   NAME     VERSION  DIGEST            SIGNERS  EXPIRES  PROBLEM\n"
+            "Route  reviews  3        0123456789abcdef  k1       never    subset 'v2' is not defined\n");
+  EXPECT_NE(formatPolicyList(nlohmann::json::parse(R"({"policies": []})")).find("No policy documents held."), std::string::npos);
+  auto history = nlohmann::json::parse(R"({"versions": [
+    {"version": 1, "digest": "aa", "signers": ["k1", "k2"], "issuedAt": 1800000000, "expiresAt": 0, "current": false},
+    {"version": 2, "digest": "bb", "signers": ["k1"], "issuedAt": 1800000060, "expiresAt": 1800086460, "current": true}]})");
+  EXPECT_EQ(formatPolicyHistory(history),
+            "VERSION  DIGEST  SIGNERS  ISSUED                EXPIRES               \n"
+            "1        aa      k1,k2    2027-01-15T08:00:00Z  never                 \n"
+            "2        bb      k1       2027-01-15T08:01:00Z  2027-01-16T08:01:00Z  current\n");
+  auto status = nlohmann::json::parse(R"({"kind": "Route", "name": "r", "highestVersion": 2, "members": 3, "holdingHighest": 1,
+    "nodes": [{"node": "a", "version": 2, "digest": "bb"}, {"node": "b", "version": 0}], "noAnswer": ["c"]})");
+  EXPECT_EQ(formatPolicyStatus(status),
+            "NODE  VERSION    DIGEST\n"
+            "a     2          bb\n"
+            "b     none       -\n"
+            "c     no answer  -\n"
+            "1 of 3 nodes hold version 2 of Route/r\n");
+}
+
+TEST(Policy, LineDiffIsUnified) {
+  EXPECT_EQ(lineDiff("a\nb\n", "a\nb\n", "x", "y"), "");
+  std::string before, after;
+  for (int i = 1; i <= 12; ++i) {
+    before += "l" + std::to_string(i) + "\n";
+    after += (i == 6 ? std::string("changed") : "l" + std::to_string(i)) + "\n";
+  }
+  EXPECT_EQ(lineDiff(before, after, "v1", "v2"),
+            "--- v1\n+++ v2\n@@ -3,7 +3,7 @@\n l3\n l4\n l5\n-l6\n+changed\n l7\n l8\n l9\n");
+  EXPECT_EQ(lineDiff("a\n", "", "v1", "v2"), "--- v1\n+++ v2\n@@ -1,1 +1,0 @@\n-a\n");
+}
+
+TEST(Policy, ExpiryTakesDays) {
+  EXPECT_EQ(parseExpiry("30d")->count(), 30 * 86400);
+  EXPECT_EQ(parseExpiry("12h")->count(), 12 * 3600);
+  EXPECT_FALSE(parseExpiry("0d"));
+  EXPECT_FALSE(parseExpiry("soon"));
+  EXPECT_FALSE(parseExpiry("-5m"));
 }
 
 }  // namespace
