@@ -1,21 +1,16 @@
 #include "node/policy/signing.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <set>
-#include <sstream>
-#include <tuple>
 
 #include "common/errc.h"
+#include "common/files.h"
 
 namespace mesh::policy {
 namespace {
@@ -55,14 +50,6 @@ void putField(std::string& out, std::string_view f) {
   const auto n = static_cast<std::uint32_t>(f.size());
   for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   out.append(f);
-}
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(errc::io_error, path + ": cannot read: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -108,29 +95,14 @@ Result<void> writeKeyFiles(const KeyPair& key, const std::string& privatePath, c
     const long n = BIO_get_mem_data(b.get(), &data);
     return std::string(data, static_cast<std::size_t>(n));
   };
-  // O_EXCL: an existing key is never overwritten (it may be the only copy of a trusted key).
-  for (const auto& [path, text, mode] : {std::tuple{privatePath, pem(true), 0600}, std::tuple{publicPath, pem(false), 0644}}) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-      return Error(errno == EEXIST ? errc::already_exists : errc::io_error,
-                   path + ": cannot create: " + std::strerror(errno));
-    }
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) return Error(errc::io_error, path + ": cannot write: " + std::strerror(errno));
-  }
+  // Never overwritten: an existing key may be the only copy of a trusted key.
+  if (auto w = files::createNew(privatePath, pem(true), 0600); !w) return w;
+  if (auto w = files::createNew(publicPath, pem(false), 0644); !w) return w;
   return {};
 }
 
 Result<KeyPair> readPrivateKeyFile(const std::string& path) {
-  struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) return Error(errc::io_error, path + ": " + std::strerror(errno));
-  if (st.st_mode & 077) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return Error(errc::invalid_argument, path + ": private key readable by others (mode " + mode + "); chmod 600 it");
-  }
-  auto text = readFile(path);
+  auto text = files::readPrivate(path);
   if (!text) return text.error();
   Bio b(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
   Pkey k(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
@@ -153,7 +125,7 @@ Result<PublicKey> parsePublicKeyPem(std::string_view pem) {
 }
 
 Result<PublicKey> readPublicKeyFile(const std::string& path) {
-  auto text = readFile(path);
+  auto text = files::read(path);
   if (!text) return text.error();
   auto k = parsePublicKeyPem(*text);
   if (!k) return Error(k.error().code, path + ": " + k.error().message());
