@@ -3,7 +3,9 @@
 // Exit status: 0 on success; 1 when the node cannot be reached or answers with an error; 2 for
 // bad flags.
 
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "common/errc.h"
 #include "common/http/message.h"
 #include "common/version.h"
+#include "node/identity/identity.h"
 #include "node/policy/signing.h"
 
 namespace {
@@ -103,6 +106,23 @@ int main(int argc, char** argv) {
   std::string keygenOut;
   auto* keygenCmd = app.add_subcommand("keygen", "Make an Ed25519 key pair to sign policy: NAME.key (mode 0600) and NAME.pub");
   keygenCmd->add_option("--out", keygenOut, "Path and name of the two files, without extension")->required()->option_text("NAME");
+
+  std::string caTrustDomain, caOut, certCa, certNode, certOut;
+  int caDays = 3650, certDays = 365;
+  auto* caCmd = app.add_subcommand("ca", "The mesh's root certificate authority");
+  caCmd->require_subcommand(1);
+  auto* caInit = caCmd->add_subcommand("init", "Make a root CA for a trust domain: DIR/ca.crt and DIR/ca.key (mode 0600)");
+  caInit->add_option("--trust-domain", caTrustDomain, "SPIFFE trust domain (such as prod.example.com)")->required();
+  caInit->add_option("--out", caOut, "Directory to write to (created)")->required()->option_text("DIR");
+  caInit->add_option("--days", caDays, "Validity")->check(CLI::Range(1, 36500))->capture_default_str();
+  auto* certCmd = app.add_subcommand("cert", "Node certificates");
+  certCmd->require_subcommand(1);
+  auto* certIssue = certCmd->add_subcommand(
+      "issue", "Issue a node's certificate (SPIFFE ID spiffe://DOMAIN/node/NAME) and its intermediate CA, for meshd --tls-dir");
+  certIssue->add_option("--ca", certCa, "The CA directory (meshcli ca init)")->required()->option_text("DIR");
+  certIssue->add_option("--node", certNode, "Node name (its --node-name)")->required()->option_text("NAME");
+  certIssue->add_option("--out", certOut, "Directory to write to (created)")->required()->option_text("DIR");
+  certIssue->add_option("--days", certDays, "Validity (never beyond the root's)")->check(CLI::Range(1, 3650))->capture_default_str();
 
   bool servicesJson = false;
   auto* servicesCmd = app.add_subcommand("services", "List the services in the catalog, with their instances by health");
@@ -207,6 +227,23 @@ int main(int argc, char** argv) {
     if (auto w = policy::writeKeyFiles(*key, keygenOut + ".key", keygenOut + ".pub"); !w) return fail(w.error().message());
     std::cout << "Wrote " << keygenOut << ".key (private, mode 0600: keep it offline) and " << keygenOut
               << ".pub (public: list it in the nodes' trusted keys)\nKey id: " << key->keyId << "\n";
+    return 0;
+  }
+  if (caInit->parsed() || certIssue->parsed()) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto r = caInit->parsed() ? identity::initCa(caTrustDomain, caOut, caDays, now)
+                              : identity::issueNode(certCa, certNode, certOut, certDays, now);
+    if (!r) return fail(r.error().message(), r.error().code == errc::invalid_argument ? 2 : 1);
+    const std::time_t until = r->notAfter;
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d", std::gmtime(&until));
+    if (caInit->parsed()) {
+      std::cout << "Wrote " << caOut << "/ca.crt and " << caOut << "/ca.key (mode 0600: keep it offline)\nTrust domain "
+                << caTrustDomain << ", valid until " << when << "\n";
+    } else {
+      std::cout << "Wrote " << certOut << "/node.crt, node.key, node-ca.crt, node-ca.key and ca.crt\nIdentity "
+                << r->spiffeId << ", valid until " << when << "\nStart meshd with --tls-dir " << certOut << "\n";
+    }
     return 0;
   }
   if (servicesCmd->parsed()) {

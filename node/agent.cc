@@ -30,6 +30,7 @@
 #include "node/catalog/catalog.h"
 #include "node/health/prober.h"
 #include "node/local_services.h"
+#include "node/identity/identity.h"
 #include "node/policy/signing.h"
 #include "node/policy_service.h"
 #include "gossip/dissem/dissemination.h"
@@ -223,6 +224,7 @@ struct Agent::Impl {
   MeshNetwork meshNetwork{this};
   std::unique_ptr<dissem::Dissemination> dissemination;
   std::unique_ptr<PolicyService> policyService;  // signed policy (issue 6)
+  std::optional<identity::NodeIdentity> identity;  // --tls-dir (issue 7)
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -269,7 +271,17 @@ struct Agent::Impl {
           {"event_clock", serf ? serf->eventClock() : 0},
           {"query_clock", serf ? serf->queryClock() : 0},
           {"remembered_peers", rememberedPeers.size()}}},
+        {"identity", identityJson()},
     };
+  }
+
+  // The node's mTLS identity (--tls-dir), checked again here for what /v1/self shows.
+  nlohmann::json identityJson() const {
+    if (!identity) return nullptr;
+    return {{"spiffe_id", identity->spiffeId},
+            {"trust_domain", identity->trustDomain},
+            {"not_after", isoTime(std::chrono::system_clock::time_point(std::chrono::seconds(identity->notAfter)))},
+            {"tls_dir", config.tlsDir}};
   }
 
   std::map<std::string, std::string> tags() const {
@@ -1102,6 +1114,17 @@ Result<void> Agent::start() {
   auto bound = m.admin.listen(m.config.admin);
   if (!bound) return bound.error();
   m.adminBound = *bound;
+  if (!m.config.tlsDir.empty()) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(m.loop.wallNow().time_since_epoch()).count();
+    auto id = identity::loadTlsDir(m.config.tlsDir, now);
+    if (!id) {
+      m.admin.stop();
+      return Error(id.error().code, "tls-dir " + id.error().message());
+    }
+    m.identity = std::move(*id);
+    m.registry.gauge("mesh_tls_cert_expiry_timestamp_seconds", "When this node's certificate expires (Unix seconds).")
+        .set(static_cast<double>(m.identity->notAfter));
+  }
   if (auto g = m.startGossip(); !g) {
     m.admin.stop();
     return g.error();

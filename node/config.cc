@@ -240,6 +240,13 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"tls-dir", "DIR", "The node's certificate, key and trust bundle (meshcli cert issue): checked at start", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "tls dir must not be empty");
+         c.tlsDir = v;
+         return {};
+       },
+       nullptr},
       {"services-dir", "DIR", "Directory of service definition files (*.yaml), re-read every 2 s", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.empty()) return Error(errc::invalid_argument, "services dir must not be empty");

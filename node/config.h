@@ -46,6 +46,9 @@ struct NodeConfig {
   // many distinct ones must sign a document (TUF-style threshold).
   std::vector<std::string> policyTrustedKeys;
   int policyThreshold = 1;
+  // The node's mTLS identity (issue 7): node.crt, node.key, ca.crt as meshcli cert issue writes
+  // them. Empty: no identity yet (the proxy, when it lands, will need one).
+  std::string tlsDir;
   // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.
   std::string gossipProfile = "lan";
   struct GossipOverrides {

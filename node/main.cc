@@ -4,6 +4,7 @@
 // dir (one line on stderr names it); 1 when the node cannot start for another reason (an
 // address already in use, say).
 
+#include <chrono>
 #include <cstdio>
 
 #include "common/log.h"
@@ -14,6 +15,7 @@
 #include "node/config.h"
 #include "node/data_dir.h"
 #include "node/keyring_file.h"
+#include "node/identity/identity.h"
 #include "node/policy/signing.h"
 
 namespace {
@@ -52,6 +54,19 @@ int main(int argc, char** argv) {
   auto keyring = node::loadKeyring(cfg, warning);
   if (!keyring) return usageError(keyring.error().message());
   if (!warning.empty()) log::get("node")->warn("{}", warning);
+  // The node's identity is checked now: a node with a broken or expired certificate must not
+  // start (it would be refused by every peer).
+  if (!cfg.tlsDir.empty()) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto id = identity::loadTlsDir(cfg.tlsDir, now);
+    if (!id) return usageError("tls-dir " + id.error().message());
+    if (id->spiffeId != identity::nodeSpiffeId(id->trustDomain, cfg.nodeName)) {
+      return usageError("tls-dir " + cfg.tlsDir + " holds the certificate of " + id->spiffeId + ", not of this node (" +
+                        identity::nodeSpiffeId(id->trustDomain, cfg.nodeName) + ")");
+    }
+    log::get("node")->info("identity {} (trust domain {}) valid for {} more days", id->spiffeId, id->trustDomain,
+                           (id->notAfter - now) / 86400);
+  }
   // Trusted policy keys are checked now: a node that would refuse every policy must not start
   // believing it can verify one.
   std::string trustedIds;

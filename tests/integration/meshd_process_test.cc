@@ -255,6 +255,46 @@ TEST(MeshcliProcess, KeygenWritesAPrivateKeyOnlyItsOwnerCanRead) {
   EXPECT_EQ(run({meshcliPath(), "keygen"}, 10s, tmp.path()).status.code, 2);
 }
 
+TEST(MeshcliProcess, CaAndNodeCertificatesGiveMeshdItsIdentity) {
+  TempDir tmp;
+  LoopbackSubnet net;
+  auto ca = run({meshcliPath(), "ca", "init", "--trust-domain", "test.mesh", "--out", tmp.sub("ca")}, 10s, tmp.path());
+  ASSERT_EQ(ca.status.code, 0) << ca.err;
+  EXPECT_NE(ca.out.find("Trust domain test.mesh"), std::string::npos) << ca.out;
+  auto cert = run({meshcliPath(), "cert", "issue", "--ca", tmp.sub("ca"), "--node", "id-1", "--out", tmp.sub("id-1")}, 10s, tmp.path());
+  ASSERT_EQ(cert.status.code, 0) << cert.err;
+  EXPECT_NE(cert.out.find("Identity spiffe://test.mesh/node/id-1"), std::string::npos) << cert.out;
+  struct stat st{};
+  for (const char* f : {"ca/ca.key", "id-1/node.key", "id-1/node-ca.key"}) {
+    ASSERT_EQ(::stat(tmp.sub(f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
+  MeshdNode n(MeshdOptions{.name = "id-1", .address = net.address(1), .dataDir = tmp.sub("d1"), .logDir = tmp.path(),
+                           .extraArgs = {"--tls-dir", tmp.sub("id-1")}});
+  n.start();
+  ASSERT_TRUE(n.waitReady()) << n.process().stderrText();
+  auto self = nlohmann::json::parse(n.get("/v1/self")->body);
+  EXPECT_EQ(self["identity"]["spiffe_id"], "spiffe://test.mesh/node/id-1");
+  EXPECT_EQ(self["identity"]["trust_domain"], "test.mesh");
+  EXPECT_NE(n.get("/metrics")->body.find("mesh_tls_cert_expiry_timestamp_seconds"), std::string::npos);
+  n.stop();
+  // Another node's certificate, or a directory without one: meshd does not start.
+  auto wrong = run({meshdPath(), "--node-name", "id-2", "--bind", net.address(2) + ":7946", "--admin", net.address(2) + ":15000",
+                    "--data-dir", tmp.sub("d2"), "--tls-dir", tmp.sub("id-1")},
+                   10s, tmp.path());
+  EXPECT_EQ(wrong.status.code, 2);
+  EXPECT_NE(wrong.err.find("holds the certificate of spiffe://test.mesh/node/id-1, not of this node"), std::string::npos) << wrong.err;
+  auto none = run({meshdPath(), "--node-name", "id-2", "--bind", net.address(2) + ":7946", "--admin", net.address(2) + ":15000",
+                   "--data-dir", tmp.sub("d2"), "--tls-dir", tmp.sub("ca")},
+                  10s, tmp.path());
+  EXPECT_EQ(none.status.code, 2);
+  EXPECT_NE(none.err.find("node.crt: cannot read"), std::string::npos) << none.err;
+  // Issuing again into the same directory refuses and keeps the keys.
+  auto again = run({meshcliPath(), "cert", "issue", "--ca", tmp.sub("ca"), "--node", "id-1", "--out", tmp.sub("id-1")}, 10s, tmp.path());
+  EXPECT_EQ(again.status.code, 1);
+  EXPECT_NE(again.err.find("exists: remove the old files first"), std::string::npos) << again.err;
+}
+
 TEST(MeshcliProcess, UnreachableNodeExitsOneWithAClearError) {
   TempDir tmp;
   auto r = run({meshcliPath(), "--node", "127.0.0.1:1", "status"}, 10s, tmp.path());
