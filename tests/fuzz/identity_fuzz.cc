@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,9 @@ const std::string& roots() {
     if (!::mkdtemp(dir)) std::abort();
     auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!mesh::identity::initCa("fuzz.test", std::string(dir) + "/ca", 30, now)) std::abort();
-    return mesh::files::read(std::string(dir) + "/ca/ca.crt").value();
+    std::string root = mesh::files::read(std::string(dir) + "/ca/ca.crt").value();
+    std::filesystem::remove_all(dir);  // only the root certificate is needed, in memory
+    return root;
   }();
   return pem;
 }
