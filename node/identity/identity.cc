@@ -330,6 +330,18 @@ Result<NodeIdentity> loadTlsDir(const std::string& dir, std::int64_t now) {
   return out;
 }
 
+Result<std::string> spiffeIdOf(const std::string& der) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  Cert c(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!c) {
+    ERR_clear_error();
+    return Error(errc::malformed, "a certificate that does not parse");
+  }
+  auto ids = spiffeIds(c.get());
+  if (ids.size() != 1) return Error(errc::invalid_argument, "the certificate needs exactly one spiffe:// URI SAN");
+  return ids.front();
+}
+
 Result<std::vector<std::string>> pemToDer(const std::string& pem) {
   auto certs = readCerts(pem, "PEM bundle");
   if (!certs) return certs.error();

@@ -62,6 +62,9 @@ Result<NodeIdentity> loadTlsDir(const std::string& dir, std::int64_t now);
 Result<std::string> verifyPeer(const std::vector<std::string>& derChain, const std::string& rootsPem,
                                const std::string& trustDomain, std::int64_t now);
 
+// The one spiffe:// URI SAN of a certificate (DER); an error when it has none or several.
+Result<std::string> spiffeIdOf(const std::string& der);
+
 // Certificates of a PEM bundle as DER (for verifyPeer and tests).
 Result<std::vector<std::string>> pemToDer(const std::string& pem);
 
