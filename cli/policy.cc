@@ -362,7 +362,7 @@ PolicyCommands::PolicyCommands(CLI::App& app) : s_(std::make_unique<State>()) {
   addSigning(s.sign);
 
   s.publish = s.policy->add_subcommand("publish", "Validate, sign and send policy to the node; or send a signed file");
-  s.publish->add_option("files", s.files, "YAML file, or a .signed.json from policy sign")->required()->option_text("FILE");
+  s.publish->add_option("files", s.files, "YAML files, and/or .json files from policy sign (sent as signed)")->required()->option_text("FILE...");
   addSigning(s.publish);
   s.publish->add_flag("--wait", s.wait, "Wait until every meshd holds the new version, printing how many do");
   s.publish->add_option("--wait-timeout", s.waitTimeout, "How long --wait waits")->capture_default_str();
@@ -442,26 +442,32 @@ int PolicyCommands::run(const NodeClient& client) {
     return 0;
   }
   if (s.publish->parsed()) {
+    // Signed files (*.json from policy sign) are sent as they are (no key needed); YAML files are
+    // validated together and signed here.
     std::vector<policy::Signed> docs;
-    const std::string& file = s.files[0];
-    auto text = readText(file);
-    if (!text) return fail(text.error().message());
-    auto first = text->find_first_not_of(" \t\r\n");
-    if (first != std::string::npos && (text->at(first) == '{' || text->at(first) == '[') && file.ends_with(".json") &&
-        text->find("\"signatures\"") != std::string::npos) {
-      // A signed file: sent as signed (no key needed here).
+    std::vector<std::string> yamlFiles;
+    for (const auto& file : s.files) {
+      if (!file.ends_with(".json")) {
+        yamlFiles.push_back(file);
+        continue;
+      }
+      auto text = readText(file);
+      if (!text) return fail(text.error().message());
       auto j = nlohmann::json::parse(*text, nullptr, false);
-      if (j.is_discarded()) return fail(file + ": not JSON");
+      if (j.is_discarded() || !(j.is_object() || j.is_array())) return fail(file + ": not a signed policy file (JSON from meshcli policy sign)");
       std::vector<nlohmann::json> items = j.is_array() ? std::vector<nlohmann::json>(j.begin(), j.end()) : std::vector<nlohmann::json>{j};
       for (const auto& item : items) {
         auto d = policy::signedFromJson(item.dump());
         if (!d) return fail(file + ": " + d.error().message());
         docs.push_back(std::move(*d));
       }
-    } else {
-      auto signedDocs = s.signAll(client);
+    }
+    if (!yamlFiles.empty()) {
+      State yaml = s;
+      yaml.files = yamlFiles;
+      auto signedDocs = yaml.signAll(client);
       if (!signedDocs) return fail(signedDocs.error().message(), signedDocs.error().code == errc::invalid_argument ? 2 : 1);
-      docs = std::move(*signedDocs);
+      for (auto& d : *signedDocs) docs.push_back(std::move(d));
     }
     int rc = 0;
     for (const auto& d : docs) rc = std::max(rc, s.publishOne(client, d));

@@ -174,6 +174,15 @@ TEST_F(PolicyCluster, EveryRefusalThroughMeshcliKeepsThePreviousVersionOnEveryNo
   EXPECT_NE(diff.out.find("-      timeout: 2s\n+      timeout: 1s"), std::string::npos) << diff.out;
   auto st = cli({"policy", "status", key});
   EXPECT_NE(st.out.find("3 of 3 nodes hold version 4 of Route/reviews"), std::string::npos) << st.out;
+
+  // One publish of a signed file and a YAML file together.
+  writeFile(tmp_.sub("x.yaml"), routeYaml("x", "x"));
+  writeFile(tmp_.sub("y.yaml"), routeYaml("y", "y"));
+  ASSERT_EQ(cli(with({"policy", "sign", tmp_.sub("x.yaml"), "--out", tmp_.sub("x.signed.json")}, both)).status.code, 0);
+  auto multi = cli(with({"policy", "publish", tmp_.sub("x.signed.json"), tmp_.sub("y.yaml"), "--wait"}, both));
+  EXPECT_EQ(multi.status.code, 0) << multi.out << multi.err;
+  EXPECT_TRUE(allHold("Route/x", 1));
+  EXPECT_TRUE(allHold("Route/y", 1));
 }
 
 TEST_F(PolicyCluster, TwentyNodesConvergeAndNodesKilledDuringPublishesCatchUp) {
