@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "common/errc.h"
+#include "node/identity/openssl_error.h"
 #include "common/files.h"
 
 namespace mesh::identity {
@@ -37,15 +38,6 @@ struct CertStackFree {
 using CertStack = std::unique_ptr<STACK_OF(X509), CertStackFree>;
 using Names = std::unique_ptr<GENERAL_NAMES, Deleter<GENERAL_NAMES_free>>;
 
-// OpenSSL's last error as text (and the queue cleared), for messages.
-std::string sslError() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
 
 Result<Pkey> newKey() {
   Pkey k(EVP_EC_gen("P-256"));
@@ -187,6 +179,15 @@ Result<void> makeDir(const std::string& dir) {
 }
 
 }  // namespace
+
+std::string sslError() {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
 
 bool validTrustDomain(std::string_view s) {
   if (s.empty() || s.size() > 255) return false;

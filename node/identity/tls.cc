@@ -5,19 +5,11 @@
 #include <openssl/x509.h>
 
 #include "common/errc.h"
+#include "node/identity/openssl_error.h"
 
 namespace mesh::identity {
 
 namespace {
-
-std::string sslError() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
 
 // Our chain, key and roots into one context.
 Result<void> load(SSL_CTX* ctx, const NodeIdentity& id) {
