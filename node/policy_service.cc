@@ -191,7 +191,7 @@ struct PolicyService::Impl {
       if (sp != std::string::npos && v != 0) n["digest"] = payload.substr(sp + 1);
       c->nodes.push_back(std::move(n));
     };
-    cb.onDone = [c, key, kind, name, this] {
+    cb.onDone = [c, kind, name] {
       nlohmann::ordered_json j{{"kind", policy::kindName(kind)}, {"name", name}};
       std::uint64_t highest = 0;
       for (const auto& n : c->nodes) highest = std::max(highest, n["version"].get<std::uint64_t>());
@@ -208,7 +208,6 @@ struct PolicyService::Impl {
         if (!c->answered.count(e)) missing.push_back(e);
       }
       j["noAnswer"] = missing;
-      (void)this;
       c->reply(http::Response::json(200, j.dump(2) + "\n"));
     };
     auto started = serf->query(kStatusQuery, key, params, std::move(cb));
