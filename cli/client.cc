@@ -1,6 +1,8 @@
 #include "cli/client.h"
 
 #include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <algorithm>
 #include <map>
 #include <sstream>
@@ -59,6 +61,12 @@ std::string humanDuration(double seconds) {
 }
 
 }  // namespace
+
+int fail(const std::string& message, int code) {
+  std::cout << std::flush;  // what was said before the error comes before it
+  std::fprintf(stderr, "meshcli: error: %s\n", message.c_str());
+  return code;
+}
 
 std::string columns(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width;

@@ -24,6 +24,10 @@ struct NodeClient {
   Result<nlohmann::json> call(const std::string& method, const std::string& path, const std::string& body) const;
 };
 
+// Prints "meshcli: error: MESSAGE" on stderr (after what was printed on stdout) and returns
+// code: meshcli's exit status for that failure.
+int fail(const std::string& message, int code = 1);
+
 // Rows as aligned columns, two spaces apart (columnize, as serf's commands print).
 std::string columns(const std::vector<std::vector<std::string>>& rows);
 

@@ -15,6 +15,7 @@
 
 #include "cli/client.h"
 #include "cli/policy.h"
+#include "common/clock.h"
 #include "common/duration.h"
 #include "common/errc.h"
 #include "common/http/message.h"
@@ -22,15 +23,7 @@
 #include "node/identity/identity.h"
 #include "node/policy/signing.h"
 
-namespace {
-
-int fail(const std::string& message, int code = 1) {
-  std::cout << std::flush;  // what was said before the error comes before it
-  std::fprintf(stderr, "meshcli: error: %s\n", message.c_str());
-  return code;
-}
-
-}  // namespace
+using mesh::cli::fail;
 
 int main(int argc, char** argv) {
   using namespace mesh;
@@ -230,7 +223,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (caInit->parsed() || certIssue->parsed()) {
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto now = unixSeconds(SystemClock::instance().wallNow());
     auto r = caInit->parsed() ? identity::initCa(caTrustDomain, caOut, caDays, now)
                               : identity::issueNode(certCa, certNode, certOut, certDays, now);
     if (!r) return fail(r.error().message(), r.error().code == errc::invalid_argument ? 2 : 1);

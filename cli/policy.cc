@@ -11,8 +11,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/duration.h"
 #include "common/errc.h"
+#include "common/files.h"
 #include "common/http/message.h"
 #include "node/policy/bundle.h"
 #include "node/policy/document.h"
@@ -21,28 +23,18 @@ namespace mesh::cli {
 
 namespace {
 
-int fail(const std::string& message, int code = 1) {
-  std::cout << std::flush;
-  std::fprintf(stderr, "meshcli: error: %s\n", message.c_str());
-  return code;
-}
-
+// A policy file: read whole, at most 8 MiB.
 Result<std::string> readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(errc::io_error, path + ": cannot be read");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (s.str().size() > 8 * 1024 * 1024) return Error(errc::too_large, path + ": above 8 MiB");
-  return s.str();
+  auto text = files::read(path);
+  if (text && text->size() > 8 * 1024 * 1024) return Error(errc::too_large, path + ": above 8 MiB");
+  return text;
 }
 
-std::int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+std::int64_t nowSeconds() { return unixSeconds(SystemClock::instance().wallNow()); }
 
-std::string isoTime(std::int64_t unixSeconds) {
-  if (unixSeconds == 0) return "never";
-  std::time_t t = unixSeconds;
+std::string isoTime(std::int64_t seconds) {
+  if (seconds == 0) return "never";
+  std::time_t t = seconds;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];

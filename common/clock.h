@@ -15,6 +15,11 @@ using TimePoint = std::chrono::steady_clock::time_point;
 // Wall time: for timestamps people read and for expiry of signed documents.
 using WallTime = std::chrono::system_clock::time_point;
 
+// Unix seconds of a wall time (signed-document times, certificate validity).
+inline std::int64_t unixSeconds(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -1115,7 +1115,7 @@ Result<void> Agent::start() {
   if (!bound) return bound.error();
   m.adminBound = *bound;
   if (!m.config.tlsDir.empty()) {
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(m.loop.wallNow().time_since_epoch()).count();
+    const auto now = unixSeconds(m.loop.wallNow());
     auto id = identity::loadTlsDir(m.config.tlsDir, now);
     if (!id) {
       m.admin.stop();

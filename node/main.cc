@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/signals.h"
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
   // The node's identity is checked now: a node with a broken or expired certificate must not
   // start (it would be refused by every peer).
   if (!cfg.tlsDir.empty()) {
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto now = unixSeconds(SystemClock::instance().wallNow());
     auto id = identity::loadTlsDir(cfg.tlsDir, now);
     if (!id) return usageError("tls-dir " + id.error().message());
     if (id->spiffeId != identity::nodeSpiffeId(id->trustDomain, cfg.nodeName)) {

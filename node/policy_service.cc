@@ -67,7 +67,7 @@ struct PolicyService::Impl {
   std::shared_ptr<spdlog::logger> log = log::get("policy");
 
   std::int64_t nowSeconds() const {
-    return std::chrono::duration_cast<std::chrono::seconds>(deps.loop.wallNow().time_since_epoch()).count();
+    return unixSeconds(deps.loop.wallNow());
   }
 
   http::Response list() {

@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <mutex>
 #include <set>
+#include <tuple>
 
+#include "common/clock.h"
 #include "common/errc.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "schemas/record_io.h"
 #include "store/store.h"
 
 namespace mesh::policy {
@@ -19,10 +22,6 @@ namespace {
 
 // Document versions are below 2^40 so that gossip's version can carry 24 bits of the digest.
 constexpr std::uint64_t kMaxVersion = (std::uint64_t{1} << 40) - 1;
-
-std::int64_t wallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string storeKey(const Signed& s) {
   char v[24];
@@ -46,6 +45,15 @@ Refusal refusalOf(VerifyError::Reason r) {
     case VerifyError::Reason::malformed: return Refusal::malformed;
   }
   return Refusal::malformed;
+}
+
+// Fills what the snapshot compiler reads of a document, once.
+void readNames(Held& h) {
+  if (h.doc.envelope.kind == kindName(Kind::route)) {
+    h.routeSubsets = referencesOf(Kind::route, h.doc.body).subsets;
+  } else if (h.doc.envelope.kind == kindName(Kind::destinationPolicy)) {
+    std::tie(h.subsetsService, h.subsets) = subsetsOf(h.doc.body);
+  }
 }
 
 }  // namespace
@@ -89,9 +97,7 @@ struct PolicyStore::Impl {
 
   Impl(store::Store& s, Options o, metrics::Registry& r) : store(s), options(std::move(o)), registry(r) {
     if (!options.nowSeconds) {
-      options.nowSeconds = [] {
-        return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-      };
+      options.nowSeconds = [] { return unixSeconds(SystemClock::instance().wallNow()); };
     }
     conflicts = &registry.counter("mesh_policy_conflicts_total",
                                   "Two different documents signed with the same version met here (the higher digest wins).");
@@ -106,7 +112,8 @@ struct PolicyStore::Impl {
     return it == docs.end() || it->second.empty() ? nullptr : it->second.back();
   }
 
-  // Trust in force: the current MeshConfig's keys when it names some, else meshd's flags.
+  // Trust from what is held: the current MeshConfig's keys when it names some, else meshd's
+  // flags. Worked out at each compile; everything else reads the snapshot's.
   std::pair<std::vector<PublicKey>, int> trust() const {
     if (auto mc = currentOf(std::string(kindName(Kind::meshConfig))+ "/" + kMeshConfigName)) {
       auto [pems, threshold] = trustOf(mc->doc.body);
@@ -139,7 +146,11 @@ struct PolicyStore::Impl {
     if (e.version == 0 || e.version > kMaxVersion) {
       return refuse(src, Refusal::malformed, what + ": versions run from 1 to " + std::to_string(kMaxVersion));
     }
-    auto [trusted, threshold] = trust();
+    // The trust in force is the snapshot's (compiled when the MeshConfig changed), not worked out
+    // again from the MeshConfig's PEM keys for every document.
+    const auto inForce = snap.load();
+    const auto& trusted = inForce->trustedKeys;
+    const int threshold = inForce->threshold;
     if (trusted.empty()) {
       return refuse(src, Refusal::no_trusted_keys, what + ": this node trusts no signing key (start meshd with --policy-trusted-key)");
     }
@@ -175,7 +186,8 @@ struct PolicyStore::Impl {
     auto h = std::make_shared<Held>();
     h->doc = s;
     h->record = encodeSigned(s);
-    h->receivedAtMs = wallMs();
+    h->receivedAtMs = schema::unixMsNow();
+    readNames(*h);
     // MeshConfig changes trust: synced, like the keyring.
     bool sync = *kind == Kind::meshConfig;
     if (auto w = store.put(store::Family::policy, storeKey(s), h->record, sync); !w) {
@@ -206,21 +218,17 @@ struct PolicyStore::Impl {
     auto start = std::chrono::steady_clock::now();
     auto s = std::make_shared<Snapshot>();
     s->version = ++snapshotVersion;
-    s->compiledAtMs = wallMs();
+    s->compiledAtMs = schema::unixMsNow();
     std::map<std::string, std::set<std::string>> subsets;  // service -> subsets defined
     for (const auto& [key, versions] : docs) {
       if (versions.empty()) continue;
       const auto& h = versions.back();
       s->documents[key] = h;
-      if (h->doc.envelope.kind == kindName(Kind::destinationPolicy)) {
-        auto [svc, names] = subsetsOf(h->doc.body);
-        subsets[svc].insert(names.begin(), names.end());
-      }
+      if (!h->subsetsService.empty()) subsets[h->subsetsService].insert(h->subsets.begin(), h->subsets.end());
     }
     for (const auto& [key, h] : s->documents) {
-      if (h->doc.envelope.kind != kindName(Kind::route)) continue;
       std::string why;
-      for (const auto& [svc, subset] : referencesOf(Kind::route, h->doc.body).subsets) {
+      for (const auto& [svc, subset] : h->routeSubsets) {
         auto it = subsets.find(svc);
         if (it == subsets.end()) why += (why.empty() ? "" : "; ") + std::string("subset '") + subset + "' of '" + svc + "': no DestinationPolicy for '" + svc + "' is held";
         else if (!it->second.count(subset)) why += (why.empty() ? "" : "; ") + std::string("subset '") + subset + "' is not defined by the DestinationPolicy of '" + svc + "'";
@@ -257,6 +265,7 @@ Result<std::unique_ptr<PolicyStore>> PolicyStore::open(store::Store& store, Opti
     auto h = std::make_shared<Held>();
     h->record = std::string(value);
     h->doc = std::move(*s);
+    readNames(*h);
     impl->insert(std::move(h));
     ++loaded;
     return true;
@@ -302,8 +311,8 @@ void PolicyStore::onApply(std::function<void(const std::shared_ptr<const Snapsho
   impl_->listeners.push_back(std::move(fn));
 }
 
-std::vector<PublicKey> PolicyStore::trustedKeys() const { return impl_->trust().first; }
-int PolicyStore::threshold() const { return impl_->trust().second; }
+std::vector<PublicKey> PolicyStore::trustedKeys() const { return impl_->snap.load()->trustedKeys; }
+int PolicyStore::threshold() const { return impl_->snap.load()->threshold; }
 
 std::uint64_t PolicyStore::packedVersion(const Signed& doc) {
   const auto& d = doc.envelope.bodyDigest;

@@ -77,6 +77,11 @@ struct Held {
   Signed doc;
   std::string record;          // encodeSigned(doc): what is stored and served to peers
   std::int64_t receivedAtMs = 0;
+  // What the document names, read from the body once when it is taken (every snapshot compile
+  // needs it): a Route's (service, subset) pairs; a DestinationPolicy's service and subsets.
+  std::vector<std::pair<std::string, std::string>> routeSubsets;
+  std::string subsetsService;
+  std::vector<std::string> subsets;
   std::string digestHex() const { return hex(doc.envelope.bodyDigest); }
 };
 

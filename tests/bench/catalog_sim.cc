@@ -52,14 +52,12 @@ std::string bodyFor(std::uint32_t owner, std::uint64_t version, int instances) {
 
 struct Sim;
 
-struct SimNode : mesh::dissem::Records {
+struct SimNode : mesh::dissem::Records, mesh::bench::SimWiring {
   Sim* sim = nullptr;
   std::uint32_t id = 0;
   std::string name;
   std::vector<std::uint64_t> held;  // version by owner
   std::uint64_t h = 0;              // XOR of entryHash over held
-  std::unique_ptr<mesh::bench::SimPeers> net;
-  std::unique_ptr<mesh::dissem::Dissemination> d;
 
   std::map<std::string, std::uint64_t> versions() override {
     std::map<std::string, std::uint64_t> out;
@@ -137,20 +135,10 @@ int main(int argc, char** argv) {
     node->name = sim.names[static_cast<std::size_t>(i)];
     node->held.assign(static_cast<std::size_t>(n), 1);
     node->h = initialHash;
-    mesh::dissem::Config c;
-    c.self = node->name;
-    node->net = std::make_unique<mesh::bench::SimPeers>(sim, node->id);
-    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node->net, sim.registry);
-    node->d->addKind(1, "catalog", *node);
-    sim.endpoints.push_back(node->d.get());
+    node->wire(sim, node->id, 1, "catalog", *node);
     sim.nodes.push_back(std::move(node));
   }
-  for (auto& node : sim.nodes) node->d->start();
-  // At rest: anti-entropy only (hashes agree).
-  sim.clock.advance(20s);
-  sim.bytes = 0;
-  sim.clock.advance(20s);
-  const double restBytes = double(sim.bytes) / n / 20.0;
+  const double restBytes = mesh::bench::startAndMeasureRest(sim);
 
   // 1% of the owners change.
   std::vector<std::uint32_t> changed(static_cast<std::size_t>(n));

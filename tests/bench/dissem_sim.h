@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -71,5 +72,32 @@ class SimPeers : public dissem::Network {
   SimFabric& f_;
   std::uint32_t id_;
 };
+
+// One simulated node's wiring: its view of the fabric, and its Dissemination serving `records`
+// as `kind` (registered in the fabric's endpoints).
+struct SimWiring {
+  std::unique_ptr<SimPeers> net;
+  std::unique_ptr<dissem::Dissemination> d;
+
+  void wire(SimFabric& f, std::uint32_t id, std::uint8_t kind, const char* kindName, dissem::Records& records) {
+    dissem::Config c;
+    c.self = f.names[id];
+    net = std::make_unique<SimPeers>(f, id);
+    d = std::make_unique<dissem::Dissemination>(c, f.clock, *net, f.registry);
+    d->addKind(kind, kindName, records);
+    f.endpoints.push_back(d.get());
+  }
+};
+
+// Starts every node's dissemination and lets 20 s pass; then returns what a node sends per
+// second over 20 s more at rest (anti-entropy hashes only, when everyone agrees).
+inline double startAndMeasureRest(SimFabric& f) {
+  using namespace std::chrono_literals;
+  for (auto* d : f.endpoints) d->start();
+  f.clock.advance(20s);
+  f.bytes = 0;
+  f.clock.advance(20s);
+  return double(f.bytes) / double(f.endpoints.size()) / 20.0;
+}
 
 }  // namespace mesh::bench

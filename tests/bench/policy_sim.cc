@@ -101,15 +101,13 @@ struct Sim;
 
 // A node's policy as dissemination sees it: the version held per document, and the check a node
 // runs on every pulled record.
-struct SimNode : mesh::dissem::Records {
+struct SimNode : mesh::dissem::Records, mesh::bench::SimWiring {
   Sim* sim = nullptr;
   std::uint32_t id = 0;
   std::string name;
   std::map<std::string, std::uint64_t> held;
   std::uint64_t h = 0;
   double gotAt = -1;
-  std::unique_ptr<mesh::bench::SimPeers> net;
-  std::unique_ptr<mesh::dissem::Dissemination> d;
 
   std::map<std::string, std::uint64_t> versions() override { return held; }
   std::uint64_t version(const std::string& key) override {
@@ -194,19 +192,10 @@ int main(int argc, char** argv) {
     node->name = sim.names[static_cast<std::size_t>(i)];
     node->held = initial;
     node->h = initialHash;
-    mesh::dissem::Config c;
-    c.self = node->name;
-    node->net = std::make_unique<mesh::bench::SimPeers>(sim, node->id);
-    node->d = std::make_unique<mesh::dissem::Dissemination>(c, sim.clock, *node->net, sim.registry);
-    node->d->addKind(2, "policy", *node);
-    sim.endpoints.push_back(node->d.get());
+    node->wire(sim, node->id, 2, "policy", *node);
     sim.nodes.push_back(std::move(node));
   }
-  for (auto& node : sim.nodes) node->d->start();
-  sim.clock.advance(20s);
-  sim.bytes = 0;
-  sim.clock.advance(20s);
-  const double restBytes = double(sim.bytes) / n / 20.0;
+  const double restBytes = mesh::bench::startAndMeasureRest(sim);
 
   // A new version of one document, published to node 0.
   auto doc = policy::parseDocuments(routeYaml(0), "b.yaml").documents.at(0);

@@ -16,8 +16,10 @@
 namespace {
 const std::string& roots() {
   static const std::string pem = [] {
-    char dir[] = "/tmp/identity-fuzz-XXXXXX";
-    if (!::mkdtemp(dir)) std::abort();
+    // A fresh directory under $TMPDIR (mkdtemp fills in the trailing six characters).
+    std::string tmpl = (std::filesystem::temp_directory_path() / "identity-fuzz-").string() + std::string(6, 'X');
+    char* dir = ::mkdtemp(tmpl.data());
+    if (!dir) std::abort();
     auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!mesh::identity::initCa("fuzz.test", std::string(dir) + "/ca", 30, now)) std::abort();
     std::string root = mesh::files::read(std::string(dir) + "/ca/ca.crt").value();
