@@ -31,6 +31,8 @@
 #include "node/health/prober.h"
 #include "node/local_services.h"
 #include "node/identity/identity.h"
+#include "node/identity/tls.h"
+#include "node/proxy_service.h"
 #include "node/policy/signing.h"
 #include "node/policy_service.h"
 #include "gossip/dissem/dissemination.h"
@@ -225,6 +227,7 @@ struct Agent::Impl {
   std::unique_ptr<dissem::Dissemination> dissemination;
   std::unique_ptr<PolicyService> policyService;  // signed policy (issue 6)
   std::optional<identity::NodeIdentity> identity;  // --tls-dir (issue 7)
+  std::unique_ptr<ProxyService> proxyService;       // the data plane, when there is an identity
   std::unique_ptr<gossip::AsioTransport> transport;
   std::unique_ptr<gossip::serf::Serf> serf;
   gossip::Memberlist* members = nullptr;  // serf's memberlist
@@ -293,6 +296,8 @@ struct Agent::Impl {
     // Marks meshd nodes in a mixed pool: only they get the mesh's own gossip (kDigestPacketType)
     // and streams; serf and memberlist nodes never see them.
     t["mesh"] = "1";
+    // Where peers' proxies reach ours (mTLS); a node without one gets no traffic through it.
+    if (proxyService) t[proxy::kInboundTag] = proxyService->advertisedInbound();
     return t;
   }
 
@@ -761,6 +766,39 @@ struct Agent::Impl {
 
   // ---- catalog (issue 5) ----------------------------------------------------------------------
 
+  // The data plane: bound before gossip starts, so that our first announcement carries the
+  // inbound address.
+  Result<void> startProxy() {
+    auto tls = identity::MeshTls::create(*identity);
+    if (!tls) return Error(tls.error().code, "tls-dir: " + tls.error().message());
+    proxy::ProxyOptions o;
+    o.outbound = config.outbound;
+    o.inbound = config.inbound;
+    o.workers = config.workers;
+    o.accessLog = config.accessLog;
+    ProxyService::Deps d{loop, registry, config.nodeName, config.zone, advertise.host, o, *tls, catalog,
+                         [this] {
+                           std::map<std::string, proxy::MemberInfo> out;
+                           if (!serf) return out;
+                           for (const auto& m : serf->members()) {
+                             if (m.name == config.nodeName) continue;
+                             proxy::MemberInfo info;
+                             info.alive = m.status == gossip::serf::MemberStatus::alive;
+                             if (auto t = m.tags.find(proxy::kInboundTag); t != m.tags.end()) {
+                               if (auto hp = parseHostPort(t->second)) info.inbound = *hp;
+                             }
+                             out.emplace(m.name, std::move(info));
+                           }
+                           return out;
+                         },
+                         [this]() -> policy::PolicyStore* { return policyService ? &policyService->policies() : nullptr; }};
+    auto ps = ProxyService::start(std::move(d));
+    if (!ps) return ps.error();
+    proxyService = std::move(*ps);
+    proxyService->attach(admin);
+    return {};
+  }
+
   // Signed policy: what the node held before is in force from here on, before any gossip.
   Result<void> startPolicy() {
     PolicyService::Deps d{loop, *store, registry, config.nodeName, {}, config.policyThreshold};
@@ -917,7 +955,10 @@ struct Agent::Impl {
     if (e.member.name == config.nodeName) return;
     switch (e.type) {
       case T::join: catalog.setAvailable(e.member.name, true); break;
-      case T::failed: catalog.setAvailable(e.member.name, false); break;  // at once: no traffic to a dead node
+      case T::failed:
+        catalog.setAvailable(e.member.name, false);
+        if (proxyService) proxyService->changed();  // at once: no traffic to a dead node
+        break;
       case T::leave:
       case T::reap:
         if (catalog.remove(e.member.name)) {
@@ -1071,6 +1112,9 @@ struct Agent::Impl {
     if (!serf) return stopNow();
     serf->leave([this](Result<void> r) {
       if (!r) log->warn("graceful leave incomplete: {}", r.error().message());
+      // Peers have been told we leave; requests already here finish before the proxy stops.
+      if (proxyService) return proxyService->drain(std::chrono::duration_cast<std::chrono::milliseconds>(config.drainTimeout),
+                                                   [this] { stopNow(); });
       stopNow();
     });
   }
@@ -1124,6 +1168,10 @@ Result<void> Agent::start() {
     m.identity = std::move(*id);
     m.registry.gauge("mesh_tls_cert_expiry_timestamp_seconds", "When this node's certificate expires (Unix seconds).")
         .set(static_cast<double>(m.identity->notAfter));
+    if (auto p = m.startProxy(); !p) {
+      m.admin.stop();
+      return p.error();
+    }
   }
   if (auto g = m.startGossip(); !g) {
     m.admin.stop();

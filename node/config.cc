@@ -247,6 +247,51 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"outbound", "ADDR:PORT", "Proxy listener for local apps: plain HTTP/1.1 and redirected TCP (default 127.0.0.1:15001)",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {.allowPortZero = true});
+         if (!a) return a.error();
+         c.outbound = *a;
+         return {};
+       },
+       nullptr},
+      {"inbound", "ADDR:PORT", "Proxy listener for peers, mTLS only (default 0.0.0.0:15006)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto a = addressValue(v, {.allowPortZero = true});
+         if (!a) return a.error();
+         c.inbound = *a;
+         return {};
+       },
+       nullptr},
+      {"workers", "N", "Proxy worker threads, each with its own event loop (default: one per core)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         int n = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+         if (ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 256) {
+           return Error(errc::invalid_argument, "'" + v + "' is not a worker count from 1 to 256");
+         }
+         c.workers = n;
+         return {};
+       },
+       nullptr},
+      {"access-log", "stdout|stderr|FILE", "JSON access log line per proxied request (default: off)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "access log must name stdout, stderr or a file");
+         c.accessLog = v;
+         return {};
+       },
+       nullptr},
+      {"drain-timeout", "DURATION", "On stop, how long requests in flight may take to finish (default 5s)", false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         auto d = parseDuration(v);
+         if (!d || *d < Duration::zero() || *d > std::chrono::minutes(10)) {
+           return Error(errc::invalid_argument, "'" + v + "' is not a duration up to 10m");
+         }
+         c.drainTimeout = *d;
+         return {};
+       },
+       nullptr},
       {"services-dir", "DIR", "Directory of service definition files (*.yaml), re-read every 2 s", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v.empty()) return Error(errc::invalid_argument, "services dir must not be empty");

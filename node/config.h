@@ -47,8 +47,14 @@ struct NodeConfig {
   std::vector<std::string> policyTrustedKeys;
   int policyThreshold = 1;
   // The node's mTLS identity (issue 7): node.crt, node.key, ca.crt as meshcli cert issue writes
-  // them. Empty: no identity yet (the proxy, when it lands, will need one).
+  // them. Empty: no identity, and so no proxy (its inbound listener is mTLS only).
   std::string tlsDir;
+  // The proxy (issue 7), when tlsDir is set.
+  HostPort outbound{"127.0.0.1", 15001, false, true};
+  HostPort inbound{"0.0.0.0", 15006, false, true};
+  int workers = 0;         // 0: one per core
+  std::string accessLog;   // "", "stdout", "stderr" or a file
+  Duration drainTimeout = std::chrono::seconds(5);
   // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.
   std::string gossipProfile = "lan";
   struct GossipOverrides {

@@ -93,11 +93,15 @@ bool Catalog::apply(NodeServices n, bool stale, std::int64_t learnedUnixMs) {
   e.learnedUnixMs = learnedUnixMs;
   if (it != entries_.end()) e.available = it->second.available;
   entries_[owner] = std::move(e);
+  ++generation_;
   return true;
 }
 
 void Catalog::setAvailable(const std::string& owner, bool available) {
-  if (auto it = entries_.find(owner); it != entries_.end()) it->second.available = available;
+  if (auto it = entries_.find(owner); it != entries_.end() && it->second.available != available) {
+    it->second.available = available;
+    ++generation_;
+  }
 }
 
 void Catalog::confirm(const std::string& owner, std::uint64_t version) {
@@ -110,7 +114,11 @@ void Catalog::confirmAll() {
   for (auto& [owner, e] : entries_) e.stale = false;
 }
 
-bool Catalog::remove(const std::string& owner) { return entries_.erase(owner) > 0; }
+bool Catalog::remove(const std::string& owner) {
+  if (entries_.erase(owner) == 0) return false;
+  ++generation_;
+  return true;
+}
 
 std::map<std::string, std::uint64_t> Catalog::versions() const {
   std::map<std::string, std::uint64_t> out;

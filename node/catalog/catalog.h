@@ -63,9 +63,13 @@ class Catalog {
   const Entry* find(const std::string& owner) const;
   const std::map<std::string, Entry>& entries() const { return entries_; }
   std::size_t instanceCount() const;
+  // Grows with every change of what is served (instances, availability): the proxy recompiles
+  // its snapshot when it moves.
+  std::uint64_t generation() const { return generation_; }
 
  private:
   std::map<std::string, Entry> entries_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace mesh::catalog

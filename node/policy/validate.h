@@ -1,6 +1,6 @@
 #pragma once
-// Internal to mesh_policy: the bound on a policy body and the checks of each kind's fields
-// (document.h's validateBody, used for files and for bodies from the network alike).
+// The bound on a policy body, for mesh_policy (whose document.h checks each kind's fields, for
+// files and bodies from the network alike) and for the proxy, which reads the bodies in force.
 
 #include <cstdint>
 

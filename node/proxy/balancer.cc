@@ -1,0 +1,91 @@
+#include "node/proxy/balancer.h"
+
+#include <algorithm>
+
+namespace mesh::proxy {
+
+std::uint64_t hashKey(std::string_view key) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  // FNV's low bits mix poorly on short keys; a murmur3 finalizer spreads them over the ring.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+Balancer::Balancer(std::uint64_t seed) : state_(seed | 1) {}
+
+std::uint64_t Balancer::next() {
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  return state_ * 0x2545F4914F6CDD1Dull;
+}
+
+void Balancer::finished(const Endpoint& e) {
+  auto it = active_.find(e.key);
+  if (it == active_.end()) return;
+  if (--it->second == 0) active_.erase(it);
+}
+
+std::uint32_t Balancer::active(const std::string& key) const {
+  auto it = active_.find(key);
+  return it == active_.end() ? 0 : it->second;
+}
+
+std::uint32_t Balancer::weightedIndex(const EndpointSet& set) {
+  auto r = next() % set.cumulative.back();
+  return static_cast<std::uint32_t>(std::upper_bound(set.cumulative.begin(), set.cumulative.end(), r) -
+                                    set.cumulative.begin());
+}
+
+const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInput, std::string_view exclude) {
+  const EndpointSet* set = &cluster.pickSet();
+  if (set->empty()) return nullptr;
+  // A retry avoids the endpoint that just failed: in this zone if another is there, else in any.
+  if (!exclude.empty() && set->endpoints.size() == 1 && set->endpoints[0]->key == exclude && set != &cluster.all) {
+    set = &cluster.all;
+  }
+  const auto n = set->endpoints.size();
+  auto choose = [&]() -> std::uint32_t {
+    switch (cluster.lb.algorithm) {
+      case Algorithm::roundRobin: {
+        auto& pos = position_[cluster.service];
+        return set->schedule[pos++ % set->schedule.size()];
+      }
+      case Algorithm::random: return weightedIndex(*set);
+      case Algorithm::leastRequest: {
+        // Power of two choices (Mitzenmacher): two weighted random picks, the one with fewer
+        // requests in flight per unit of weight wins; ties go to the first.
+        auto a = weightedIndex(*set), b = weightedIndex(*set);
+        if (a == b && n > 1) b = (a + 1 + static_cast<std::uint32_t>(next() % (n - 1))) % n;
+        auto load = [&](std::uint32_t i) {
+          return static_cast<double>(active(set->endpoints[i]->key)) / std::max<std::uint32_t>(1, set->endpoints[i]->weight);
+        };
+        return load(b) < load(a) ? b : a;
+      }
+      case Algorithm::ringHash: {
+        if (hashInput.empty()) return weightedIndex(*set);
+        auto h = hashKey(hashInput);
+        auto it = std::lower_bound(set->ring.begin(), set->ring.end(), std::make_pair(h, std::uint32_t{0}));
+        if (it == set->ring.end()) it = set->ring.begin();
+        return it->second;
+      }
+    }
+    return 0;
+  };
+  auto i = choose();
+  if (!exclude.empty() && n > 1 && set->endpoints[i]->key == exclude) {
+    // Ring hash walks on to the next endpoint on the ring; the others take the next index.
+    i = (i + 1) % static_cast<std::uint32_t>(n);
+  }
+  return set->endpoints[i];
+}
+
+}  // namespace mesh::proxy

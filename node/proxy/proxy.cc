@@ -1,0 +1,1340 @@
+#include "node/proxy/proxy.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/asio.h"
+#include "common/json_escape.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "node/identity/identity.h"
+#include "node/identity/tls.h"
+#include "node/proxy/balancer.h"
+
+#include <boost/asio/ssl.hpp>
+
+// From <linux/netfilter_ipv4.h>, which cannot be included beside <netinet/in.h>.
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+
+namespace mesh::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+const char* directionName(Direction d) { return d == Direction::outbound ? "outbound" : "inbound"; }
+
+const char* failureName(Failure f) {
+  switch (f) {
+    case Failure::none: return "none";
+    case Failure::badRequest: return "bad_request";
+    case Failure::headerTooLarge: return "header_too_large";
+    case Failure::noRoute: return "no_route";
+    case Failure::noEndpoint: return "no_healthy_endpoint";
+    case Failure::connectFailed: return "connect_failed";
+    case Failure::upstreamReset: return "upstream_reset";
+    case Failure::upstreamTimeout: return "upstream_timeout";
+    case Failure::badResponse: return "bad_response";
+    case Failure::downstreamClosed: return "downstream_closed";
+    case Failure::requestTimeout: return "request_timeout";
+  }
+  return "?";
+}
+
+namespace {
+
+auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// A connection's input: bytes read and not yet used. Heads are parsed in place; a parsed head
+// is copied out (relocate) before the buffer is reused for the body.
+class Buffer {
+ public:
+  explicit Buffer(std::size_t capacity = 16 * 1024) : data_(capacity) {}
+  std::string_view view() const { return {data_.data() + start_, end_ - start_}; }
+  std::size_t size() const { return end_ - start_; }
+  bool empty() const { return start_ == end_; }
+  void consume(std::size_t n) {
+    start_ += n;
+    if (start_ == end_) start_ = end_ = 0;
+  }
+  // Room for at least `min` bytes (the buffer grows to hold a head up to the limit).
+  asio::mutable_buffer prepare(std::size_t min = 4096) {
+    if (data_.size() - end_ < min) {
+      if (start_ > 0) {
+        std::memmove(data_.data(), data_.data() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+      }
+      if (data_.size() - end_ < min) data_.resize(std::max(data_.size() * 2, end_ + min));
+    }
+    return asio::buffer(data_.data() + end_, data_.size() - end_);
+  }
+  void commit(std::size_t n) { end_ += n; }
+
+ private:
+  std::vector<char> data_;
+  std::size_t start_ = 0, end_ = 0;
+};
+
+using SslStream = asio::ssl::stream<tcp::socket>;
+
+// A plain or TLS byte stream: the four ends of the two hops are one or the other.
+class Stream {
+ public:
+  explicit Stream(tcp::socket s) : tcp_(std::move(s)) {}
+  Stream(tcp::socket s, asio::ssl::context& ctx) : tls_(std::make_unique<SslStream>(std::move(s), ctx)) {}
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *tcp_; }
+  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
+  SslStream* tls() { return tls_.get(); }
+
+  awaitable<std::size_t> read(asio::mutable_buffer b, error_code& ec) {
+    if (tls_) co_return co_await tls_->async_read_some(b, tok(ec));
+    co_return co_await tcp_->async_read_some(b, tok(ec));
+  }
+  template <typename Buffers>
+  awaitable<void> write(const Buffers& b, error_code& ec) {
+    if (tls_) co_await asio::async_write(*tls_, b, tok(ec));
+    else co_await asio::async_write(*tcp_, b, tok(ec));
+  }
+  void close() {
+    error_code ec;
+    socket().close(ec);
+  }
+  void shutdownSend() {
+    error_code ec;
+    socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+  bool isOpen() { return socket().is_open(); }
+
+ private:
+  std::optional<tcp::socket> tcp_;
+  std::unique_ptr<SslStream> tls_;
+};
+
+// An upstream connection: to a peer's inbound listener (TLS) or to a local app (plain).
+struct Upstream {
+  Upstream(tcp::socket s) : stream(std::move(s)) {}
+  Upstream(tcp::socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx) {}
+  Stream stream;
+  Buffer buf{8 * 1024};
+  std::string key;
+  Clock::time_point idleSince;
+  bool reused = false;
+};
+
+// Metrics of one (direction, service): looked up once per request in a per-worker table, the
+// series themselves are the registry's (atomics shared by the workers).
+struct ServiceSeries {
+  metrics::Counter* byClass[6] = {};  // 1xx..5xx, and [0] for requests with no response
+  metrics::Histogram* duration = nullptr;
+  metrics::Histogram* upstream = nullptr;
+};
+
+struct Shared;
+
+struct Conn;
+
+struct Worker {
+  Worker(Shared& shared, int index);
+  Shared& impl;
+  int index;
+  std::thread thread;
+  std::optional<tcp::acceptor> outbound, inbound;
+  std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
+  Balancer balancer;
+  std::shared_ptr<const Snapshot> snap;
+  std::uint64_t snapVersion = ~0ull;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
+  std::unordered_set<Conn*> conns;
+  std::unordered_map<std::string, ServiceSeries> series;
+  bool draining = false;
+  // Last, so destroyed first: the handlers it still holds (suspended connections) are
+  // destroyed while the tables they deregister from are alive.
+  asio::io_context io{1};
+
+  const Snapshot& snapshot();
+  ServiceSeries& seriesFor(Direction d, const std::string& service);
+  std::unique_ptr<Upstream> take(const std::string& key);
+  void giveBack(std::unique_ptr<Upstream> up);
+  void sweepPool(bool all);
+  void startDrain();
+};
+
+struct Shared {
+  ProxyOptions opt;
+  std::shared_ptr<const identity::MeshTls> tls;
+  std::vector<std::shared_ptr<Filter>> filters;
+  metrics::Registry& registry;
+  std::shared_ptr<spdlog::logger> log = log::get("proxy");
+  std::vector<std::unique_ptr<Worker>> workers;
+  HostPort outboundBound, inboundBound;
+
+  mutable std::mutex snapMu;
+  std::shared_ptr<const Snapshot> snap;
+  std::atomic<std::uint64_t> published{0};
+
+  std::atomic<std::int64_t> openConns{0};
+  std::atomic<std::int64_t> upstreamOpen[2] = {0, 0};
+  std::atomic<std::int64_t> upstreamIdle{0};
+
+  metrics::Gauge* activeOut;
+  metrics::Gauge* activeIn;
+  metrics::Counter* acceptedOut;
+  metrics::Counter* acceptedIn;
+  metrics::Counter* handshakeServerOk;
+  metrics::Counter* handshakeServerFail;
+  metrics::Counter* handshakeClientOk;
+  metrics::Counter* handshakeClientFail;
+  metrics::Counter* connectOk[2];
+  metrics::Counter* connectFail[2];
+  metrics::Counter* retries[2];
+
+  std::mutex accessMu;
+  std::FILE* access = nullptr;
+  bool ownsAccess = false;
+
+  Shared(ProxyOptions o, metrics::Registry& r) : opt(std::move(o)), registry(r) {}
+  ~Shared() {
+    if (access && ownsAccess) std::fclose(access);
+  }
+
+  metrics::Counter& errors(Direction d, Failure f) {
+    return registry.counter("mesh_proxy_errors_total", "Requests the proxy failed or refused, by cause.",
+                            {{"direction", directionName(d)}, {"cause", failureName(f)}});
+  }
+};
+
+Worker::Worker(Shared& i, int idx) : impl(i), index(idx), balancer(0x9E3779B97F4A7C15ull * (idx + 1) ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+
+const Snapshot& Worker::snapshot() {
+  auto v = impl.published.load(std::memory_order_acquire);
+  if (v != snapVersion) {
+    std::lock_guard lock(impl.snapMu);
+    snap = impl.snap;
+    snapVersion = v;
+    // Endpoints gone from the mesh (a dead node, a removed instance) lose their idle
+    // connections at once.
+    for (auto it = pool.begin(); it != pool.end();) {
+      bool known = it->first.starts_with("local:");
+      if (!known) {
+        for (const auto& [name, c] : snap->clusters) {
+          for (const auto& e : c->endpoints) known = known || e.key == it->first;
+          if (known) break;
+        }
+      }
+      if (!known) {
+        impl.upstreamIdle -= static_cast<std::int64_t>(it->second.size());
+        impl.upstreamOpen[0] -= static_cast<std::int64_t>(it->second.size());
+        it = pool.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return *snap;
+}
+
+ServiceSeries& Worker::seriesFor(Direction d, const std::string& service) {
+  std::string key;
+  key.reserve(service.size() + 2);
+  key.push_back(d == Direction::outbound ? 'o' : 'i');
+  key.append(service);
+  auto it = series.find(key);
+  if (it != series.end()) return it->second;
+  ServiceSeries s;
+  static const char* kClasses[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  const std::string svc = service.empty() ? "unknown" : service;
+  for (int c = 0; c < 6; ++c) {
+    s.byClass[c] = &impl.registry.counter("mesh_proxy_requests_total", "Requests by direction, service and response class.",
+                                          {{"direction", directionName(d)}, {"service", svc}, {"class", kClasses[c]}});
+  }
+  s.duration = &impl.registry.histogram("mesh_proxy_request_duration_seconds",
+                                        "Downstream latency: the request head read to the response's last byte.",
+                                        metrics::latencyBuckets(), {{"direction", directionName(d)}, {"service", svc}});
+  s.upstream = &impl.registry.histogram("mesh_proxy_upstream_duration_seconds",
+                                        "Upstream latency: the request sent to the response head received.",
+                                        metrics::latencyBuckets(), {{"direction", directionName(d)}, {"service", svc}});
+  return series.emplace(std::move(key), s).first->second;
+}
+
+std::unique_ptr<Upstream> Worker::take(const std::string& key) {
+  auto it = pool.find(key);
+  if (it == pool.end()) return nullptr;
+  auto now = Clock::now();
+  while (!it->second.empty()) {
+    auto up = std::move(it->second.back());
+    it->second.pop_back();
+    --impl.upstreamIdle;
+    if (now - up->idleSince < impl.opt.poolIdleTimeout && up->stream.isOpen()) {
+      up->reused = true;
+      return up;
+    }
+    --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
+  }
+  return nullptr;
+}
+
+void Worker::giveBack(std::unique_ptr<Upstream> up) {
+  auto& v = pool[up->key];
+  if (draining || v.size() >= impl.opt.maxIdlePerEndpoint || !up->buf.empty()) {
+    --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
+    return;
+  }
+  up->idleSince = Clock::now();
+  ++impl.upstreamIdle;
+  v.push_back(std::move(up));
+}
+
+void Worker::sweepPool(bool all) {
+  auto now = Clock::now();
+  for (auto& [key, v] : pool) {
+    std::erase_if(v, [&](const std::unique_ptr<Upstream>& up) {
+      bool drop = all || now - up->idleSince >= impl.opt.poolIdleTimeout;
+      if (drop) {
+        --impl.upstreamIdle;
+        --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
+      }
+      return drop;
+    });
+  }
+}
+
+// One downstream connection and what its timeouts may have to close.
+struct Conn : std::enable_shared_from_this<Conn> {
+  Conn(Worker& w, Direction d, Stream s) : worker(w), direction(d), down(std::move(s)), timer(w.io) {
+    worker.conns.insert(this);
+    ++worker.impl.openConns;
+    (d == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->inc();
+  }
+  ~Conn() {
+    worker.conns.erase(this);
+    --worker.impl.openConns;
+    (direction == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->dec();
+  }
+  Worker& worker;
+  Direction direction;
+  Stream down;
+  Buffer buf;
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point armed = Clock::time_point::max();
+  bool timedOut = false;    // the downstream timed out: the connection is closed
+  bool upstreamOnly = false;  // a timeout now ends only the upstream attempt (connect, response head)
+  bool upTimedOut = false;
+  bool closed = false;
+  bool idle = false;  // waiting for a request with nothing buffered: a drain closes it
+  Stream* up = nullptr;
+  std::string peerIdentity, sourceAddress, sni;
+  std::string head;  // the current request head, copied out of buf
+
+  void setDeadline(Clock::time_point t) {
+    deadline = t;
+    if (t < armed) timer.cancel();  // the watchdog re-arms for the earlier time
+  }
+  void after(std::chrono::milliseconds d) { setDeadline(Clock::now() + d); }
+  void closeAll() {
+    closed = true;
+    down.close();
+    if (up) up->close();
+    timer.cancel();
+  }
+};
+
+awaitable<void> watchdog(std::shared_ptr<Conn> c) {
+  while (!c->closed) {
+    c->armed = c->deadline;
+    c->timer.expires_at(c->deadline);
+    error_code ec;
+    co_await c->timer.async_wait(tok(ec));
+    if (c->closed) break;
+    if (Clock::now() >= c->deadline) {
+      if (c->upstreamOnly && c->up) {
+        c->upTimedOut = true;
+        c->up->close();
+        c->deadline = Clock::time_point::max();
+        continue;
+      }
+      c->timedOut = true;
+      c->down.close();
+      if (c->up) c->up->close();
+      break;
+    }
+  }
+}
+
+// Rebases a head's views from one copy of its bytes to another.
+void relocate(h1::Head& h, const char* from, const char* to) {
+  auto mv = [&](std::string_view& v) {
+    if (v.data() >= from && v.data() < from + h.headBytes) v = {to + (v.data() - from), v.size()};
+  };
+  mv(h.method);
+  mv(h.target);
+  mv(h.reason);
+  mv(h.host);
+  mv(h.path);
+  mv(h.requestId);
+  for (auto& f : h.headers) {
+    mv(f.name);
+    mv(f.value);
+  }
+}
+
+std::string serviceOf(std::string_view host) {
+  // "reviews", "reviews:9080", "reviews.mesh", "Reviews.mesh:80" all name reviews.
+  if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']') == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  std::string s(host);
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s.size() > 5 && s.ends_with(".mesh")) s.resize(s.size() - 5);
+  return s;
+}
+
+int classOf(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
+
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
+std::string newRequestId(Worker& w) {
+  // 128 random bits as a UUID v4 (the x-request-id Envoy and nginx generate look the same).
+  static thread_local std::uint64_t s = 0x853c49e6748fea9bull ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
+                                        (static_cast<std::uint64_t>(w.index) << 32);
+  auto next = [&] {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  };
+  std::uint64_t a = next(), b = next();
+  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000;
+  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
+  char out[37];
+  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
+  return out;
+}
+
+// Copies one direction of a tunnel until EOF or error, then half-closes the other side.
+awaitable<void> pump(Stream& from, Stream& to, std::shared_ptr<Conn> c, std::uint64_t& bytes) {
+  std::vector<char> b(16 * 1024);
+  for (;;) {
+    error_code ec;
+    auto n = co_await from.read(asio::buffer(b), ec);
+    if (n > 0) {
+      c->after(c->worker.impl.opt.idleTimeout);
+      error_code wec;
+      co_await to.write(asio::buffer(b.data(), n), wec);
+      if (wec) break;
+      bytes += n;
+    }
+    if (ec) break;
+  }
+  to.shutdownSend();
+}
+
+// Both directions of a tunnel (WebSocket after 101, raw TCP); `pending` holds bytes already
+// read from the downstream that belong to the upstream.
+awaitable<void> tunnel(std::shared_ptr<Conn> c, Stream& up, std::string_view pendingDown, std::string_view pendingUp,
+                       std::uint64_t& sent, std::uint64_t& received) {
+  error_code ec;
+  if (!pendingDown.empty()) co_await up.write(asio::buffer(pendingDown.data(), pendingDown.size()), ec);
+  if (!ec && !pendingUp.empty()) co_await c->down.write(asio::buffer(pendingUp.data(), pendingUp.size()), ec);
+  if (ec) co_return;
+  c->after(c->worker.impl.opt.idleTimeout);
+  // The other direction runs beside this one; when both have ended the connection closes.
+  auto ex = co_await asio::this_coro::executor;
+  auto done = std::make_shared<asio::steady_timer>(ex, Clock::time_point::max());
+  auto remaining = std::make_shared<int>(2);
+  auto finish = [done, remaining] {
+    if (--*remaining == 0) done->cancel();
+  };
+  asio::co_spawn(ex, pump(up, c->down, c, received), [finish](std::exception_ptr) { finish(); });
+  co_await pump(c->down, up, c, sent);
+  finish();
+  if (*remaining > 0) {
+    co_await done->async_wait(tok(ec));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP/1.1 relay: one downstream connection, requests in turn (pipelined ones too).
+
+namespace {
+
+struct Target {
+  // Outbound: a cluster and the endpoint picked; inbound: the local app.
+  const Cluster* cluster = nullptr;
+  const Endpoint* endpoint = nullptr;
+  const LocalTarget* local = nullptr;
+};
+
+awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec) {
+  auto& impl = w.impl;
+  const int dir = t.endpoint ? 0 : 1;
+  const HostPort& to = t.endpoint ? t.endpoint->inbound : t.local->address;
+  tcp::endpoint ep(asio::ip::make_address(to.host, ec), to.port);
+  if (ec) co_return nullptr;
+  tcp::socket s(w.io);
+  auto saved = c.deadline;
+  c.after(impl.opt.connectTimeout);
+  std::unique_ptr<Upstream> up;
+  if (t.endpoint) {
+    up = std::make_unique<Upstream>(std::move(s), *w.clientCtx);
+    up->key = t.endpoint->key;
+  } else {
+    up = std::make_unique<Upstream>(std::move(s));
+    up->key = "local:" + to.toString();
+  }
+  c.up = &up->stream;
+  c.upstreamOnly = true;
+  c.upTimedOut = false;
+  co_await up->stream.socket().async_connect(ep, tok(ec));
+  if (!ec) {
+    up->stream.socket().set_option(tcp::no_delay(true), ec);
+    ec = {};
+  }
+  if (!ec && t.endpoint) {
+    // SNI names the instance to the peer's inbound listener; the peer must prove it is the
+    // node the catalog says runs it.
+    SSL_set_tlsext_host_name(up->stream.ssl(), t.endpoint->instanceId.c_str());
+    co_await up->stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
+    if (!ec) {
+      auto id = impl.tls->peerIdentity(up->stream.ssl());
+      if (!id || *id != identity::nodeSpiffeId(impl.tls->trustDomain(), t.endpoint->node)) {
+        impl.log->warn("peer {} at {} presented {}, not its own identity", t.endpoint->node, to.toString(),
+                       id ? *id : id.error().message());
+        ec = asio::error::access_denied;
+      }
+    }
+    (ec ? impl.handshakeClientFail : impl.handshakeClientOk)->inc();
+  }
+  c.up = nullptr;
+  c.upstreamOnly = false;
+  if (c.upTimedOut) {
+    // The connect timeout fired: the downstream is still good; only this attempt failed.
+    c.upTimedOut = false;
+    ec = asio::error::timed_out;
+  }
+  c.setDeadline(saved);
+  if (ec) {
+    impl.connectFail[dir]->inc();
+    co_return nullptr;
+  }
+  impl.connectOk[dir]->inc();
+  ++impl.upstreamOpen[dir];
+  co_return up;
+}
+
+class Relay {
+ public:
+  Relay(std::shared_ptr<Conn> c) : c_(std::move(c)), w_(c_->worker), impl_(w_.impl) {}
+
+  awaitable<void> run() {
+    for (;;) {
+      h1::Head req;
+      bool keep = co_await one(req);
+      if (!keep || c_->closed) break;
+    }
+  }
+
+ private:
+  // Reads more downstream bytes; false on EOF, error or timeout.
+  awaitable<bool> readDown() {
+    error_code ec;
+    auto n = co_await c_->down.read(c_->buf.prepare(), ec);
+    c_->buf.commit(n);
+    co_return n > 0 || !ec;
+  }
+
+  awaitable<bool> writeDown(std::string_view bytes, RequestContext& ctx) {
+    error_code ec;
+    co_await c_->down.write(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec && ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
+    co_return !ec;
+  }
+
+  // A response the proxy makes itself; the connection stays only when the request had no
+  // body left unread.
+  awaitable<bool> answer(RequestContext& ctx, const h1::Head& req, int status, std::string body, Failure f) {
+    ctx.status = status;
+    ctx.failure = f;
+    const bool keep = req.keepAlive && req.framing == h1::Framing::none && !w_.draining;
+    std::vector<h1::Header> extra;
+    if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
+    auto bytes = h1::simpleResponse(status, body + "\n", keep, extra);
+    ctx.responseBytes = bytes.size();
+    bool ok = co_await writeDown(bytes, ctx);
+    co_return keep && ok;
+  }
+
+  void logPhase(RequestContext& ctx) {
+    ctx.end = Clock::now();
+    for (auto& f : impl_.filters) f->onLog(ctx);
+    auto& s = w_.seriesFor(ctx.direction, ctx.service);
+    s.byClass[classOf(ctx.status)]->inc();
+    s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
+    if (ctx.upstreamHead > ctx.upstreamStart) {
+      s.upstream->observe(std::chrono::duration<double>(ctx.upstreamHead - ctx.upstreamStart).count());
+    }
+    if (ctx.failure != Failure::none) impl_.errors(ctx.direction, ctx.failure).inc();
+    if (impl_.access) accessLog(ctx);
+  }
+
+  void accessLog(const RequestContext& ctx) {
+    auto us = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+    const auto* r = ctx.request;
+    auto field = [&](std::string_view name) -> std::string_view {
+      if (!r) return {};
+      auto v = r->find(name);
+      return v ? *v : std::string_view{};
+    };
+    std::string line;
+    line.reserve(512);
+    auto str = [&](const char* key, std::string_view v) {
+      line.append(line.empty() ? "{\"" : ",\"").append(key).append("\":\"");
+      appendJsonEscaped(line, v);
+      line.push_back('"');
+    };
+    auto num = [&](const char* key, long long v) { line.append(",\"").append(key).append("\":").append(std::to_string(v)); };
+    str("time", isoNow());
+    str("direction", directionName(ctx.direction));
+    str("method", r ? r->method : "");
+    str("path", r ? r->path : "");
+    str("authority", r ? r->host : "");
+    str("service", ctx.service);
+    num("status", ctx.status);
+    str("error", ctx.failure == Failure::none ? "" : failureName(ctx.failure));
+    str("upstream", ctx.endpoint ? std::string_view(ctx.endpoint->key) : std::string_view{});
+    num("attempts", ctx.attempts);
+    num("request_bytes", static_cast<long long>(ctx.requestBytes));
+    num("response_bytes", static_cast<long long>(ctx.responseBytes));
+    num("duration_us", us(ctx.end - ctx.start));
+    num("upstream_us", ctx.upstreamHead > ctx.upstreamStart ? us(ctx.upstreamHead - ctx.upstreamStart) : 0);
+    str("request_id", ctx.requestId);
+    str("traceparent", field("traceparent"));
+    str("b3_trace_id", field("x-b3-traceid"));
+    str("peer", ctx.peerIdentity);
+    str("source", ctx.sourceAddress);
+    line.append("}\n");
+    std::lock_guard lock(impl_.accessMu);
+    std::fwrite(line.data(), 1, line.size(), impl_.access);
+    std::fflush(impl_.access);
+  }
+
+  static std::string isoNow() {
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[64];
+    std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    return out;
+  }
+
+  // Relays a body of the given framing from `in` (its buffer first) to `out`. Returns false
+  // when either side failed (ctx.failure says which).
+  awaitable<bool> relayBody(Stream& in, Buffer& inBuf, Stream& out, const h1::Head& head, bool fromDown,
+                            RequestContext& ctx, std::uint64_t& counted) {
+    std::uint64_t left = head.framing == h1::Framing::length ? head.contentLength : 0;
+    h1::ChunkedScanner scanner;
+    for (;;) {
+      if (!inBuf.empty()) {
+        std::size_t take = 0;
+        bool done = false;
+        auto view = inBuf.view();
+        switch (head.framing) {
+          case h1::Framing::length:
+            take = static_cast<std::size_t>(std::min<std::uint64_t>(left, view.size()));
+            left -= take;
+            done = left == 0;
+            break;
+          case h1::Framing::chunked: {
+            auto s = scanner.feed(view);
+            if (s.error) {
+              ctx.failure = fromDown ? Failure::badRequest : Failure::badResponse;
+              co_return false;
+            }
+            take = s.used;
+            done = s.done;
+            break;
+          }
+          case h1::Framing::untilClose: take = view.size(); break;
+          default: co_return true;
+        }
+        error_code ec;
+        co_await out.write(asio::buffer(view.data(), take), ec);
+        if (ec) {
+          ctx.failure = fromDown ? Failure::upstreamReset : Failure::downstreamClosed;
+          co_return false;
+        }
+        inBuf.consume(take);
+        counted += take;
+        if (done) co_return true;
+      } else if (head.framing == h1::Framing::length && left == 0) {
+        co_return true;
+      }
+      c_->after(impl_.opt.bodyTimeout);
+      error_code ec;
+      auto n = co_await in.read(inBuf.prepare(), ec);
+      inBuf.commit(n);
+      if (n == 0 && ec) {
+        if (head.framing == h1::Framing::untilClose && !fromDown && !c_->timedOut) co_return true;
+        ctx.failure = c_->timedOut ? (fromDown ? Failure::requestTimeout : Failure::upstreamTimeout)
+                                   : (fromDown ? Failure::downstreamClosed : Failure::upstreamReset);
+        co_return false;
+      }
+    }
+  }
+
+  // Picks the target of this attempt. Outbound: an endpoint of the cluster; inbound: the local app.
+  Target pickTarget(const Cluster* cluster, const LocalTarget* local, RequestContext& ctx, const h1::Head& req,
+                    const std::string& exclude) {
+    Target t;
+    if (local) {
+      t.local = local;
+      return t;
+    }
+    std::string_view hashInput;
+    if (cluster->lb.algorithm == Algorithm::ringHash) {
+      if (cluster->lb.hashSource) {
+        hashInput = ctx.sourceAddress;
+      } else if (!cluster->lb.hashHeader.empty()) {
+        if (auto v = req.find(cluster->lb.hashHeader)) hashInput = *v;
+      }
+    }
+    t.cluster = cluster;
+    t.endpoint = w_.balancer.pick(*cluster, hashInput, exclude);
+    return t;
+  }
+
+  // One request: its phases, start to log. Returns whether the connection goes on.
+  awaitable<bool> one(h1::Head& req) {
+    // Request head.
+    c_->idle = c_->buf.empty();
+    c_->after(c_->buf.empty() ? impl_.opt.idleTimeout : impl_.opt.requestHeadTimeout);
+    h1::ParseResult pr;
+    for (;;) {
+      if (!c_->buf.empty()) {
+        pr = h1::parseRequest(c_->buf.view(), impl_.opt.limits, req);
+        if (pr.state != h1::Parse::incomplete) break;
+      }
+      if (w_.draining && c_->buf.empty()) co_return false;
+      if (!co_await readDown()) {
+        // A head cut short by a timeout is counted; a client closing between requests is normal.
+        if (!c_->buf.empty() && c_->timedOut) impl_.errors(c_->direction, Failure::requestTimeout).inc();
+        co_return false;
+      }
+      if (c_->idle) {
+        c_->idle = false;
+        c_->after(impl_.opt.requestHeadTimeout);
+      }
+    }
+    c_->idle = false;
+    RequestContext ctx;
+    ctx.direction = c_->direction;
+    ctx.start = Clock::now();
+    ctx.peerIdentity = c_->peerIdentity;
+    ctx.sourceAddress = c_->sourceAddress;
+    if (pr.state == h1::Parse::error) {
+      // Nothing after a refused head can be trusted to be framed right: answer and close.
+      ctx.status = pr.status;
+      ctx.failure = pr.status == 431 ? Failure::headerTooLarge : Failure::badRequest;
+      auto bytes = h1::simpleResponse(pr.status, std::string(pr.reason) + "\n", false, {{"x-mesh-error", failureName(ctx.failure)}});
+      ctx.responseBytes = bytes.size();
+      co_await writeDown(bytes, ctx);
+      logPhase(ctx);
+      co_return false;
+    }
+    // The head leaves the buffer (which the body reuses) for the request's own copy.
+    c_->head.assign(c_->buf.view().substr(0, req.headBytes));
+    relocate(req, c_->buf.view().data(), c_->head.data());
+    c_->buf.consume(req.headBytes);
+    ctx.request = &req;
+    bool keep = co_await phases(req, ctx);
+    logPhase(ctx);
+    pin_.reset();
+    co_return keep && !w_.draining;
+  }
+
+  awaitable<bool> phases(h1::Head& req, RequestContext& ctx) {
+    // Request filter phase: the request id first, so that every later phase can log it.
+    if (!req.requestId.empty()) {
+      ctx.requestId.assign(req.requestId);
+    } else {
+      ctx.requestId = newRequestId(w_);
+      ctx.upstreamHeaders.push_back({"x-request-id", ctx.requestId});
+    }
+    for (auto& f : impl_.filters) {
+      f->onRequest(ctx);
+      if (ctx.reply.status) co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
+    }
+    // Route phase.
+    const Snapshot& snap = w_.snapshot();
+    pin_ = w_.snap;  // the request keeps its snapshot, whatever is published meanwhile
+    const Cluster* cluster = nullptr;
+    const LocalTarget* local = nullptr;
+    if (c_->direction == Direction::outbound) {
+      ctx.service = serviceOf(req.host);
+      cluster = snap.find(ctx.service);
+      if (!cluster) {
+        std::string name = ctx.service;
+        ctx.service.clear();  // one metrics series for every unknown name, not one each
+        co_return co_await answer(ctx, req, 503, "no service '" + name + "' in the mesh catalog", Failure::noRoute);
+      }
+    } else {
+      auto it = snap.local.find(c_->sni);
+      if (it == snap.local.end()) {
+        co_return co_await answer(ctx, req, 503, "no instance '" + c_->sni + "' on this node", Failure::noRoute);
+      }
+      local = &it->second;
+      ctx.service = local->service;
+      // The app learns who called, as Envoy tells it (x-forwarded-client-cert); a value the
+      // caller sent is never passed on.
+      ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc_ = "URI=" + c_->peerIdentity});
+    }
+    ctx.cluster = cluster;
+    const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
+    std::string exclude;
+    std::unique_ptr<Upstream> up;
+    h1::Head resp;
+    for (int attempt = 0;; ++attempt) {
+      // Upstream select phase.
+      Target t = pickTarget(cluster, local, ctx, req, exclude);
+      if (!t.local && !t.endpoint) {
+        co_return co_await answer(ctx, req, 503, "no healthy endpoint of service '" + ctx.service + "'", Failure::noEndpoint);
+      }
+      ctx.endpoint = t.endpoint;
+      ++ctx.attempts;
+      const std::string& key = t.endpoint ? t.endpoint->key : localKey(*t.local);
+      up = w_.take(key);
+      if (!up) {
+        error_code ec;
+        up = co_await connectUpstream(w_, *c_, t, ec);
+        if (!up) {
+          if (c_->closed) co_return false;
+          exclude = key;
+          if (attempt + 1 < impl_.opt.connectAttempts && t.endpoint) {
+            impl_.retries[0]->inc();
+            continue;
+          }
+          co_return co_await answer(ctx, req, 503, "could not connect to an endpoint of '" + ctx.service + "'",
+                                         Failure::connectFailed);
+        }
+      }
+      // Upstream request phase.
+      if (t.endpoint) w_.balancer.started(*t.endpoint);
+      auto result = co_await attemptOn(*up, req, ctx, resp);
+      if (t.endpoint) w_.balancer.finished(*t.endpoint);
+      if (result == Attempt::ok) break;
+      --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
+      const bool reused = up->reused;
+      up.reset();
+      if (result == Attempt::retry && reused && replayable && attempt + 1 < impl_.opt.connectAttempts) {
+        // A pooled connection the upstream had closed: the request never reached it.
+        impl_.retries[c_->direction == Direction::outbound ? 0 : 1]->inc();
+        ctx.failure = Failure::none;
+        continue;
+      }
+      if (c_->closed || ctx.failure == Failure::downstreamClosed) co_return false;
+      int status = ctx.failure == Failure::upstreamTimeout ? 504 : 502;
+      Failure f = ctx.failure == Failure::none ? Failure::upstreamReset : ctx.failure;
+      if (ctx.status) co_return false;  // a response had begun: nothing to do but close
+      co_return co_await answer(ctx, req, status,
+                                     std::string(f == Failure::upstreamTimeout ? "upstream timed out" : "upstream failed") +
+                                         " (" + failureName(f) + ")",
+                                     f);
+    }
+    // Response relayed; the upstream connection goes back to the pool if both ends allow it.
+    const bool downKeep = req.keepAlive && resp.keepAlive && !w_.draining && ctx.failure == Failure::none;
+    if (up && resp.keepAlive && resp.framing != h1::Framing::untilClose && resp.framing != h1::Framing::tunnel &&
+        ctx.failure == Failure::none) {
+      w_.giveBack(std::move(up));
+    } else if (up) {
+      --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
+    }
+    co_return downKeep;
+  }
+
+  std::string localKey(const LocalTarget& t) { return "local:" + t.address.toString(); }
+
+  enum class Attempt { ok, retry, failed };
+
+  // Sends the request on `up` and relays the response. `retry`: failed before any response
+  // byte came back, on a connection that may have been closed by the upstream meanwhile.
+  awaitable<Attempt> attemptOn(Upstream& up, h1::Head& req, RequestContext& ctx, h1::Head& resp) {
+    c_->up = &up.stream;
+    struct Clear {
+      Conn* c;
+      ~Clear() { c->up = nullptr; }
+    } clear{c_.get()};
+    upHead_.clear();
+    h1::writeRequest(req, req.path, ctx.upstreamHeaders, true, upHead_);
+    ctx.upstreamStart = Clock::now();
+    error_code ec;
+    const bool expectContinue = req.framing != h1::Framing::none && req.find("expect") != nullptr;
+    if (req.framing == h1::Framing::none || expectContinue) {
+      co_await up.stream.write(asio::buffer(upHead_), ec);
+      if (ec) co_return Attempt::retry;
+    } else {
+      co_await up.stream.write(asio::buffer(upHead_), ec);
+      if (ec) co_return Attempt::retry;
+      if (!co_await relayBody(c_->down, c_->buf, up.stream, req, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+    }
+    bool bodySent = !expectContinue;
+    // Response head (1xx interim responses are passed on as they come). A timeout here ends the
+    // attempt, not the downstream connection: the client gets a 504.
+    c_->after(impl_.opt.upstreamTimeout);
+    c_->upstreamOnly = true;
+    c_->upTimedOut = false;
+    struct UpOnly {
+      Conn* c;
+      ~UpOnly() { c->upstreamOnly = false; }
+    } upOnly{c_.get()};
+    bool any = false;
+    for (;;) {
+      auto pr = h1::parseResponse(up.buf.view(), impl_.opt.limits, req.method, resp);
+      if (pr.state == h1::Parse::error) {
+        ctx.failure = Failure::badResponse;
+        co_return Attempt::failed;
+      }
+      if (pr.state == h1::Parse::complete) {
+        if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+          auto interim = up.buf.view().substr(0, resp.headBytes);
+          co_await c_->down.write(asio::buffer(interim.data(), interim.size()), ec);
+          up.buf.consume(resp.headBytes);
+          if (ec) {
+            ctx.failure = Failure::downstreamClosed;
+            co_return Attempt::failed;
+          }
+          if (!bodySent && resp.status == 100) {
+            if (!co_await relayBody(c_->down, c_->buf, up.stream, req, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+            bodySent = true;
+            c_->after(impl_.opt.upstreamTimeout);
+          }
+          continue;
+        }
+        break;
+      }
+      auto n = co_await up.stream.read(up.buf.prepare(), ec);
+      up.buf.commit(n);
+      any = any || n > 0;
+      if (n == 0 && ec) {
+        if (c_->upTimedOut || c_->timedOut) {
+          ctx.failure = Failure::upstreamTimeout;
+          co_return Attempt::failed;
+        }
+        ctx.failure = Failure::upstreamReset;
+        co_return any ? Attempt::failed : Attempt::retry;
+      }
+    }
+    c_->upstreamOnly = false;
+    ctx.upstreamHead = Clock::now();
+    ctx.status = resp.status;
+    // Response filter phase.
+    for (auto& f : impl_.filters) f->onResponse(ctx, resp);
+    const bool keep = req.keepAlive && resp.keepAlive && !w_.draining && bodySent;
+    downHead_.clear();
+    h1::writeResponse(resp, ctx.downstreamHeaders, keep, downHead_);
+    up.buf.consume(resp.headBytes);
+    co_await c_->down.write(asio::buffer(downHead_), ec);
+    if (ec) {
+      ctx.failure = Failure::downstreamClosed;
+      co_return Attempt::failed;
+    }
+    ctx.responseBytes += downHead_.size();
+    if (resp.framing == h1::Framing::tunnel) {
+      // WebSocket (101) or CONNECT: from now on, bytes both ways until either side closes.
+      auto pending = c_->buf.view();
+      auto pendingUp = up.buf.view();
+      co_await tunnel(c_, up.stream, pending, pendingUp, ctx.requestBytes, ctx.responseBytes);
+      c_->buf.consume(pending.size());
+      resp.keepAlive = false;
+      req.keepAlive = false;
+      co_return Attempt::ok;
+    }
+    if (!co_await relayBody(up.stream, up.buf, c_->down, resp, false, ctx, ctx.responseBytes)) co_return Attempt::failed;
+    if (!bodySent) {
+      // The upstream answered without asking for the body (Expect: 100-continue refused):
+      // the body is still on the downstream connection, which therefore closes.
+      req.keepAlive = false;
+    }
+    c_->after(impl_.opt.idleTimeout);
+    co_return Attempt::ok;
+  }
+
+  std::shared_ptr<Conn> c_;
+  Worker& w_;
+  Shared& impl_;
+  std::string upHead_, downHead_, xfcc_;
+  std::shared_ptr<const Snapshot> pin_;
+};
+
+// Original destination of a connection iptables redirected (REDIRECT keeps it in conntrack).
+std::optional<tcp::endpoint> originalDestination(tcp::socket& s) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockopt(s.native_handle(), SOL_IP, SO_ORIGINAL_DST, &addr, &len) != 0) return std::nullopt;
+  error_code ec;
+  auto local = s.local_endpoint(ec);
+  tcp::endpoint orig(asio::ip::address_v4(ntohl(addr.sin_addr.s_addr)), ntohs(addr.sin_port));
+  if (ec || orig == local) return std::nullopt;
+  return orig;
+}
+
+awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
+  auto& w = c->worker;
+  if (auto orig = originalDestination(c->down.socket())) {
+    // Redirected by iptables: the original address names the service (an instance's
+    // address:port from the catalog). A TCP service is spliced; HTTP ones are parsed.
+    auto key = orig->address().to_string() + ":" + std::to_string(orig->port());
+    const auto& snap = w.snapshot();
+    const Cluster* found = nullptr;
+    auto it = snap.byAddress.find(key);
+    if (it != snap.byAddress.end()) found = snap.find(it->second);
+    if (found && found->protocol == catalog::Protocol::tcp) {
+      RequestContext ctx;
+      ctx.direction = Direction::outbound;
+      ctx.start = Clock::now();
+      ctx.service = found->service;
+      ctx.cluster = found;
+      auto pin = w.snap;
+      std::string exclude;
+      for (int attempt = 0; attempt < w.impl.opt.connectAttempts; ++attempt) {
+        const Endpoint* e = w.balancer.pick(*found, c->sourceAddress, exclude);
+        if (!e) break;
+        Target t;
+        t.cluster = found;
+        t.endpoint = e;
+        ctx.endpoint = e;
+        ++ctx.attempts;
+        error_code ec;
+        auto up = co_await connectUpstream(w, *c, t, ec);
+        if (!up) {
+          exclude = e->key;
+          continue;
+        }
+        ctx.status = 200;
+        w.balancer.started(*e);
+        c->up = &up->stream;
+        co_await tunnel(c, up->stream, {}, {}, ctx.requestBytes, ctx.responseBytes);
+        c->up = nullptr;
+        w.balancer.finished(*e);
+        --w.impl.upstreamOpen[0];
+        break;
+      }
+      if (ctx.status == 0) ctx.failure = ctx.attempts ? Failure::connectFailed : Failure::noEndpoint;
+      ctx.end = Clock::now();
+      auto& s = w.seriesFor(Direction::outbound, ctx.service);
+      s.byClass[ctx.status ? 2 : 0]->inc();
+      s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
+      if (ctx.failure != Failure::none) w.impl.errors(Direction::outbound, ctx.failure).inc();
+      co_return;
+    }
+  }
+  Relay r(c);
+  co_await r.run();
+}
+
+awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
+  auto& w = c->worker;
+  auto& impl = w.impl;
+  c->after(impl.opt.handshakeTimeout);
+  error_code ec;
+  co_await c->down.tls()->async_handshake(asio::ssl::stream_base::server, tok(ec));
+  if (ec) {
+    impl.handshakeServerFail->inc();
+    impl.log->debug("inbound TLS handshake from {} failed: {}", c->sourceAddress, ec.message());
+    co_return;
+  }
+  auto id = impl.tls->peerIdentity(c->down.ssl());
+  if (!id) {
+    impl.handshakeServerFail->inc();
+    impl.log->warn("inbound connection from {} refused: {}", c->sourceAddress, id.error().message());
+    co_return;
+  }
+  impl.handshakeServerOk->inc();
+  c->peerIdentity = std::move(*id);
+  if (const char* sni = SSL_get_servername(c->down.ssl(), TLSEXT_NAMETYPE_host_name)) c->sni = sni;
+  const auto& snap = w.snapshot();
+  auto it = snap.local.find(c->sni);
+  if (it != snap.local.end() && it->second.protocol == catalog::Protocol::tcp) {
+    RequestContext ctx;
+    ctx.direction = Direction::inbound;
+    ctx.start = Clock::now();
+    ctx.service = it->second.service;
+    Target t;
+    t.local = &it->second;
+    auto pin = w.snap;
+    auto up = co_await connectUpstream(w, *c, t, ec);
+    if (up) {
+      ctx.status = 200;
+      c->up = &up->stream;
+      co_await tunnel(c, up->stream, {}, {}, ctx.requestBytes, ctx.responseBytes);
+      c->up = nullptr;
+      --impl.upstreamOpen[1];
+    } else {
+      ctx.failure = Failure::connectFailed;
+      impl.errors(Direction::inbound, ctx.failure).inc();
+    }
+    ctx.end = Clock::now();
+    auto& s = w.seriesFor(Direction::inbound, ctx.service);
+    s.byClass[ctx.status ? 2 : 0]->inc();
+    s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
+    co_return;
+  }
+  Relay r(c);
+  co_await r.run();
+}
+
+awaitable<void> acceptLoop(Worker& w, tcp::acceptor& acc, Direction d) {
+  for (;;) {
+    error_code ec;
+    tcp::socket s = co_await acc.async_accept(tok(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+      // Out of descriptors and the like: back off briefly rather than spin.
+      w.impl.log->warn("{} accept failed: {}", directionName(d), ec.message());
+      asio::steady_timer t(w.io, std::chrono::milliseconds(50));
+      co_await t.async_wait(tok(ec));
+      continue;
+    }
+    if (w.draining) continue;
+    s.set_option(tcp::no_delay(true), ec);
+    auto remote = s.remote_endpoint(ec);
+    std::shared_ptr<Conn> c;
+    if (d == Direction::outbound) {
+      w.impl.acceptedOut->inc();
+      c = std::make_shared<Conn>(w, d, Stream(std::move(s)));
+    } else {
+      w.impl.acceptedIn->inc();
+      c = std::make_shared<Conn>(w, d, Stream(std::move(s), *w.serverCtx));
+    }
+    if (!ec) c->sourceAddress = remote.address().to_string();
+    asio::co_spawn(w.io, watchdog(c), asio::detached);
+    auto serve = d == Direction::outbound ? serveOutbound(c) : serveInbound(c);
+    asio::co_spawn(w.io, std::move(serve), [c, &w](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          w.impl.log->error("{} connection ended by an exception: {}", directionName(c->direction), x.what());
+        }
+      }
+      c->closeAll();
+    });
+  }
+}
+
+Result<tcp::acceptor> listenOn(asio::io_context& io, const HostPort& at) {
+  error_code ec;
+  auto addr = asio::ip::make_address(at.host, ec);
+  if (ec) return Error(errc::invalid_argument, "not an IP address: " + at.host);
+  tcp::endpoint ep(addr, at.port);
+  tcp::acceptor acc(io);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    // Every worker binds the same port; the kernel spreads new connections across them.
+    int one = 1;
+    if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      ec = error_code(errno, boost::system::system_category());
+    }
+  }
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(4096, ec);
+  if (ec) return Error(errc::io_error, "cannot listen on " + at.toString() + ": " + ec.message());
+  return acc;
+}
+
+awaitable<void> poolSweeper(Worker& w) {
+  asio::steady_timer t(w.io);
+  while (!w.draining) {
+    t.expires_after(std::chrono::seconds(5));
+    error_code ec;
+    co_await t.async_wait(tok(ec));
+    w.sweepPool(false);
+  }
+}
+
+}  // namespace
+
+void Worker::startDrain() {
+  draining = true;
+  error_code ec;
+  if (outbound) outbound->close(ec);
+  if (inbound) inbound->close(ec);
+  sweepPool(true);
+  for (auto* c : conns) {
+    if (c->idle) c->closeAll();
+  }
+}
+
+struct Proxy::Impl : Shared {
+  using Shared::Shared;
+};
+
+Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_ptr<const identity::MeshTls> tls,
+                                            std::shared_ptr<const Snapshot> initial,
+                                            std::vector<std::shared_ptr<Filter>> filters, metrics::Registry& registry) {
+  if (!tls) return Error(errc::invalid_argument, "the proxy needs the node's TLS identity (--tls-dir)");
+  std::unique_ptr<Proxy> p(new Proxy());
+  auto impl = std::make_shared<Proxy::Impl>(std::move(options), registry);
+  auto& o = impl->opt;
+  impl->tls = std::move(tls);
+  impl->filters = std::move(filters);
+  impl->snap = initial ? std::move(initial) : std::make_shared<Snapshot>();
+  impl->published = 1;
+  auto& r = registry;
+  impl->activeOut = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.", {{"listener", "outbound"}});
+  impl->activeIn = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.", {{"listener", "inbound"}});
+  impl->acceptedOut = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.", {{"listener", "outbound"}});
+  impl->acceptedIn = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.", {{"listener", "inbound"}});
+  const char* hs = "mTLS handshakes between proxies, by side and result.";
+  impl->handshakeServerOk = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "server"}, {"result", "ok"}});
+  impl->handshakeServerFail = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "server"}, {"result", "refused"}});
+  impl->handshakeClientOk = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "client"}, {"result", "ok"}});
+  impl->handshakeClientFail = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "client"}, {"result", "refused"}});
+  for (int d = 0; d < 2; ++d) {
+    const char* dir = d == 0 ? "outbound" : "inbound";
+    impl->connectOk[d] = &r.counter("mesh_proxy_upstream_connects_total", "Upstream connection attempts, by result.",
+                                    {{"direction", dir}, {"result", "ok"}});
+    impl->connectFail[d] = &r.counter("mesh_proxy_upstream_connects_total", "Upstream connection attempts, by result.",
+                                      {{"direction", dir}, {"result", "failed"}});
+    impl->retries[d] = &r.counter("mesh_proxy_upstream_retries_total",
+                                  "Requests tried again on another connection or endpoint (failed connects, closed pooled connections).",
+                                  {{"direction", dir}});
+    auto* open = &impl->upstreamOpen[d];
+    r.gaugeFn("mesh_proxy_upstream_connections", "Upstream connections open (in use or pooled).", {{"direction", dir}},
+              [open] { return static_cast<double>(open->load()); });
+  }
+  {
+    auto* idle = &impl->upstreamIdle;
+    r.gaugeFn("mesh_proxy_upstream_connections_idle", "Upstream connections idle in the pools.", {},
+              [idle] { return static_cast<double>(idle->load()); });
+    std::weak_ptr<Proxy::Impl> weak = impl;
+    r.gaugeFn("mesh_proxy_snapshot_version", "Version of the snapshot the proxy routes by.", {}, [weak] {
+      auto i = weak.lock();
+      if (!i) return 0.0;
+      std::lock_guard lock(i->snapMu);
+      return static_cast<double>(i->snap->version);
+    });
+  }
+  if (o.accessLog == "stdout") {
+    impl->access = stdout;
+  } else if (o.accessLog == "stderr") {
+    impl->access = stderr;
+  } else if (!o.accessLog.empty()) {
+    impl->access = std::fopen(o.accessLog.c_str(), "a");
+    if (!impl->access) return Error(errc::io_error, "cannot open the access log " + o.accessLog + ": " + std::strerror(errno));
+    impl->ownsAccess = true;
+  }
+  int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  HostPort outAt = o.outbound, inAt = o.inbound;
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>(*impl, i);
+    // Both contexts are the identity's, shared by reference (asio frees what it wraps).
+    SSL_CTX_up_ref(impl->tls->server());
+    w->serverCtx = std::make_unique<asio::ssl::context>(impl->tls->server());
+    SSL_CTX_up_ref(impl->tls->client());
+    w->clientCtx = std::make_unique<asio::ssl::context>(impl->tls->client());
+    auto out = listenOn(w->io, outAt);
+    if (!out) return Error(out.error().code, "--outbound: " + out.error().message());
+    auto in = listenOn(w->io, inAt);
+    if (!in) return Error(in.error().code, "--inbound: " + in.error().message());
+    // Port 0 means any: the first worker's choice is every other worker's.
+    outAt.port = out->local_endpoint().port();
+    inAt.port = in->local_endpoint().port();
+    w->outbound.emplace(std::move(*out));
+    w->inbound.emplace(std::move(*in));
+    impl->workers.push_back(std::move(w));
+  }
+  impl->outboundBound = outAt;
+  impl->inboundBound = inAt;
+  for (auto& w : impl->workers) {
+    auto* wp = w.get();
+    asio::co_spawn(w->io, acceptLoop(*wp, *wp->outbound, Direction::outbound), asio::detached);
+    asio::co_spawn(w->io, acceptLoop(*wp, *wp->inbound, Direction::inbound), asio::detached);
+    asio::co_spawn(w->io, poolSweeper(*wp), asio::detached);
+    w->thread = std::thread([wp] {
+      auto guard = asio::make_work_guard(wp->io);
+      wp->io.run();
+    });
+  }
+  impl->log->info("proxy listening outbound={} inbound={} workers={}", outAt.toString(), inAt.toString(), n);
+  p->impl_ = impl;
+  return p;
+}
+
+Proxy::~Proxy() { stop(); }
+
+void Proxy::publish(std::shared_ptr<const Snapshot> snapshot) {
+  if (!impl_ || !snapshot) return;
+  std::lock_guard lock(impl_->snapMu);
+  impl_->snap = std::move(snapshot);
+  impl_->published.fetch_add(1, std::memory_order_release);
+}
+
+std::shared_ptr<const Snapshot> Proxy::snapshot() const {
+  std::lock_guard lock(impl_->snapMu);
+  return impl_->snap;
+}
+
+void Proxy::beginDrain() {
+  if (!impl_) return;
+  for (auto& w : impl_->workers) asio::post(w->io, [wp = w.get()] { wp->startDrain(); });
+}
+
+void Proxy::drain(std::chrono::milliseconds timeout) {
+  if (!impl_) return;
+  beginDrain();
+  auto until = Clock::now() + timeout;
+  while (impl_->openConns.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (impl_->openConns.load() > 0) impl_->log->warn("drain timed out with {} connections open", impl_->openConns.load());
+  stop();
+}
+
+void Proxy::stop() {
+  if (!impl_) return;
+  for (auto& w : impl_->workers) {
+    asio::post(w->io, [wp = w.get()] {
+      wp->startDrain();
+      for (auto* c : std::vector<Conn*>(wp->conns.begin(), wp->conns.end())) c->closeAll();
+      wp->io.stop();
+    });
+  }
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+    // Sockets go before the io_context they belong to.
+    w->pool.clear();
+    w->outbound.reset();
+    w->inbound.reset();
+  }
+  impl_->workers.clear();
+  impl_.reset();
+}
+
+HostPort Proxy::outboundAddress() const { return impl_->outboundBound; }
+HostPort Proxy::inboundAddress() const { return impl_->inboundBound; }
+std::size_t Proxy::openConnections() const {
+  if (!impl_) return 0;
+  return static_cast<std::size_t>(std::max<std::int64_t>(0, impl_->openConns.load()));
+}
+
+}  // namespace mesh::proxy

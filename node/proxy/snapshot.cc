@@ -1,0 +1,191 @@
+#include "node/proxy/snapshot.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "node/policy/document.h"
+#include "node/policy/validate.h"
+#include "node/policy/policy_store.h"
+#include "node/proxy/balancer.h"
+#include "schemas/policy.capnp.h"
+#include "schemas/record_io.h"
+
+namespace mesh::proxy {
+
+const char* algorithmName(Algorithm a) {
+  switch (a) {
+    case Algorithm::roundRobin: return "round_robin";
+    case Algorithm::leastRequest: return "least_request";
+    case Algorithm::random: return "random";
+    case Algorithm::ringHash: return "ring_hash";
+  }
+  return "?";
+}
+
+const Cluster* Snapshot::find(std::string_view service) const {
+  auto it = clusters.find(std::string(service));
+  return it == clusters.end() ? nullptr : it->second.get();
+}
+
+namespace {
+
+// One round-robin cycle is at most this many picks; heavier weights are scaled down to fit
+// (their ratios kept to within one pick in kMaxSchedule).
+constexpr std::uint64_t kMaxSchedule = 4096;
+// Ring points per unit of weight (Envoy's default ring holds 1024 points at least; with weights
+// of 1 and a few endpoints this gives each about 1/n of the keys to within a few percent).
+constexpr std::uint64_t kRingPointsPerWeight = 160;
+constexpr std::uint64_t kMaxRing = 1 << 16;
+
+std::vector<std::uint32_t> smoothSchedule(const std::vector<const Endpoint*>& eps) {
+  std::uint64_t total = 0;
+  for (auto* e : eps) total += e->weight;
+  double scale = total > kMaxSchedule ? static_cast<double>(kMaxSchedule) / static_cast<double>(total) : 1.0;
+  std::vector<std::int64_t> weight(eps.size()), current(eps.size(), 0);
+  std::int64_t sum = 0;
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    weight[i] = std::max<std::int64_t>(1, static_cast<std::int64_t>(eps[i]->weight * scale));
+    sum += weight[i];
+  }
+  // nginx's smooth weighted round robin: each step every endpoint gains its weight, the one
+  // with the most is picked and loses the total. Weights 5,1,1 give a a b a c a a, not a a a a a b c.
+  std::vector<std::uint32_t> out;
+  out.reserve(static_cast<std::size_t>(sum));
+  for (std::int64_t step = 0; step < sum; ++step) {
+    std::size_t best = 0;
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+      current[i] += weight[i];
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= sum;
+    out.push_back(static_cast<std::uint32_t>(best));
+  }
+  return out;
+}
+
+LoadBalancing loadBalancingOf(const policy::Snapshot* snap, const std::string& service) {
+  LoadBalancing lb;
+  if (!snap) return lb;
+  // The DestinationPolicy for a service may have any name: look for the one naming it.
+  for (const auto& [key, held] : snap->documents) {
+    if (held->doc.envelope.kind != policy::kindName(policy::Kind::destinationPolicy)) continue;
+    if (held->subsetsService != service) continue;
+    (void)schema::readRecord<schema::DestinationPolicy>(
+        held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
+        [&](schema::DestinationPolicy::Reader d) -> Result<void> {
+          if (!d.hasTrafficPolicy() || !d.getTrafficPolicy().hasLoadBalancer()) return {};
+          auto l = d.getTrafficPolicy().getLoadBalancer();
+          switch (l.getAlgorithm()) {
+            case schema::LoadBalancer::Algorithm::ROUND_ROBIN: lb.algorithm = Algorithm::roundRobin; break;
+            case schema::LoadBalancer::Algorithm::LEAST_REQUEST: lb.algorithm = Algorithm::leastRequest; break;
+            case schema::LoadBalancer::Algorithm::RANDOM: lb.algorithm = Algorithm::random; break;
+            case schema::LoadBalancer::Algorithm::RING_HASH: lb.algorithm = Algorithm::ringHash; break;
+          }
+          lb.hashHeader = l.getHashHeader().cStr();
+          std::transform(lb.hashHeader.begin(), lb.hashHeader.end(), lb.hashHeader.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+          lb.hashSource = l.getHashSource();
+          lb.sameZone = l.getLocalityPreference() == schema::LoadBalancer::LocalityPreference::SAME_ZONE;
+          return {};
+        });
+    break;
+  }
+  return lb;
+}
+
+}  // namespace
+
+EndpointSet makeSet(const std::vector<const Endpoint*>& endpoints, Algorithm algorithm) {
+  EndpointSet set;
+  set.endpoints = endpoints;
+  if (endpoints.empty()) return set;
+  std::uint64_t run = 0;
+  for (auto* e : endpoints) set.cumulative.push_back(run += std::max<std::uint32_t>(1, e->weight));
+  switch (algorithm) {
+    case Algorithm::roundRobin: set.schedule = smoothSchedule(endpoints); break;
+    case Algorithm::ringHash: {
+      std::uint64_t total = run * kRingPointsPerWeight;
+      double scale = total > kMaxRing ? static_cast<double>(kMaxRing) / static_cast<double>(total) : 1.0;
+      for (std::uint32_t i = 0; i < endpoints.size(); ++i) {
+        auto points = std::max<std::uint64_t>(
+            1, static_cast<std::uint64_t>(std::max<std::uint32_t>(1, endpoints[i]->weight) * kRingPointsPerWeight * scale));
+        for (std::uint64_t p = 0; p < points; ++p) {
+          set.ring.emplace_back(hashKey(endpoints[i]->key + "#" + std::to_string(p)), i);
+        }
+      }
+      std::sort(set.ring.begin(), set.ring.end());
+      break;
+    }
+    case Algorithm::leastRequest:
+    case Algorithm::random: break;
+  }
+  return set;
+}
+
+std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = in.version;
+  snap->zone = in.zone;
+  snap->policyVersion = in.policy ? in.policy->version : 0;
+  std::map<std::string, std::vector<Endpoint>> byService;
+  std::map<std::string, catalog::Protocol> protocols;
+  for (const auto& [owner, entry] : in.catalog->entries()) {
+    const bool self = owner == in.nodeName;
+    std::optional<HostPort> inbound;
+    if (self) {
+      inbound = in.ownInbound;
+    } else if (in.members) {
+      auto m = in.members->find(owner);
+      if (m != in.members->end() && m->second.alive) inbound = m->second.inbound;
+    }
+    for (const auto& inst : entry.services.instances) {
+      snap->byAddress.emplace(inst.address + ":" + std::to_string(inst.port), inst.name);
+      const bool healthy = (inst.health == catalog::Health::passing || inst.health == catalog::Health::warning) &&
+                           !inst.maintenance;
+      if (self) {
+        // Ours are delivered by the inbound listener whatever their health: a peer that picked
+        // one did so from its own view, and the app answers for itself.
+        auto target = parseHostPort(inst.address + ":" + std::to_string(inst.port));
+        if (!target && inst.address.find(':') != std::string::npos) {
+          target = parseHostPort("[" + inst.address + "]:" + std::to_string(inst.port));
+        }
+        if (target) snap->local.emplace(inst.id, LocalTarget{inst.id, inst.name, *target, inst.protocol});
+      }
+      if (!healthy || !entry.available || !inbound) continue;
+      protocols.emplace(inst.name, inst.protocol);
+      Endpoint e;
+      e.node = owner;
+      e.instanceId = inst.id;
+      e.inbound = *inbound;
+      e.zone = inst.zone;
+      e.weight = std::max<std::uint32_t>(1, inst.weight);
+      e.labels = inst.labels;
+      e.key = owner + "/" + inst.id;
+      byService[inst.name].push_back(std::move(e));
+    }
+  }
+  // A service every instance of which is unhealthy still has a cluster (with no endpoints):
+  // the caller learns "no healthy endpoint" (503), not "no such service".
+  for (const auto& [owner, entry] : in.catalog->entries()) {
+    for (const auto& inst : entry.services.instances) byService.try_emplace(inst.name);
+  }
+  for (auto& [service, endpoints] : byService) {
+    auto c = std::make_shared<Cluster>();
+    c->service = service;
+    if (auto p = protocols.find(service); p != protocols.end()) c->protocol = p->second;
+    c->lb = loadBalancingOf(in.policy, service);
+    std::sort(endpoints.begin(), endpoints.end(), [](const Endpoint& a, const Endpoint& b) { return a.key < b.key; });
+    c->endpoints = std::move(endpoints);
+    std::vector<const Endpoint*> all, local;
+    for (const auto& e : c->endpoints) {
+      all.push_back(&e);
+      if (e.zone == in.zone) local.push_back(&e);
+    }
+    c->all = makeSet(all, c->lb.algorithm);
+    if (c->lb.sameZone && !local.empty() && local.size() < all.size()) c->local = makeSet(local, c->lb.algorithm);
+    snap->clusters.emplace(service, std::move(c));
+  }
+  return snap;
+}
+
+}  // namespace mesh::proxy

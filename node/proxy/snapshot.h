@@ -1,0 +1,120 @@
+#pragma once
+// What the proxy's workers route by: an immutable snapshot of the mesh (issue 7), compiled on
+// the control thread from the catalog (healthy instances of live nodes), the members' inbound
+// addresses (serf tag "inbound") and the policy in force (a DestinationPolicy's load balancer),
+// then published to the workers by an atomic swap. A request keeps the snapshot it began with,
+// so a change never disturbs a request in flight.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/net_address.h"
+#include "node/catalog/catalog.h"
+
+namespace mesh::policy {
+struct Snapshot;
+}
+
+namespace mesh::proxy {
+
+enum class Algorithm { roundRobin, leastRequest, random, ringHash };
+const char* algorithmName(Algorithm a);
+
+struct LoadBalancing {
+  Algorithm algorithm = Algorithm::roundRobin;
+  std::string hashHeader;  // ring hash: the request header whose value is hashed
+  bool hashSource = false; // ring hash: hash the client's address instead
+  bool sameZone = true;    // prefer endpoints in this node's zone while any is healthy
+};
+
+// One healthy instance of a service, reached through its node's inbound listener.
+struct Endpoint {
+  std::string node;        // the owner node
+  std::string instanceId;  // names the instance to the owner's inbound listener (TLS SNI)
+  HostPort inbound;        // the owner's inbound (mTLS) listener
+  std::string zone;
+  std::uint32_t weight = 1;
+  std::map<std::string, std::string> labels;
+  std::string key;         // "node/instance": per-endpoint state (active requests) is kept by it
+};
+
+// The endpoints a load balancer picks from, with what each algorithm precomputes, so that a
+// pick on the request path reads only immutable data plus a per-worker counter.
+struct EndpointSet {
+  std::vector<const Endpoint*> endpoints;
+  // Smooth weighted round robin (as nginx's), unrolled: indexes into endpoints, one cycle of
+  // sum(weights) picks (capped; weights are scaled down proportionally beyond the cap).
+  std::vector<std::uint32_t> schedule;
+  // Weighted random and power-of-two-choices: cumulative weights.
+  std::vector<std::uint64_t> cumulative;
+  // Ring hash (consistent hashing, ketama-style): sorted (point, endpoint index).
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ring;
+  bool empty() const { return endpoints.empty(); }
+};
+
+// Holds pointers into itself (the sets point at endpoints): built in place, never copied.
+struct Cluster {
+  Cluster() = default;
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  std::string service;
+  catalog::Protocol protocol = catalog::Protocol::http;
+  LoadBalancing lb;
+  std::vector<Endpoint> endpoints;  // healthy, sorted by key
+  EndpointSet all;
+  EndpointSet local;  // those in this node's zone (empty when none, or locality is off)
+  // Which set a pick uses: this zone's while it has any, else every zone's (spill-over).
+  const EndpointSet& pickSet() const { return local.empty() ? all : local; }
+};
+
+// An instance running on this node: where the inbound listener delivers what peers send it.
+struct LocalTarget {
+  std::string id, service;
+  HostPort address;
+  catalog::Protocol protocol = catalog::Protocol::http;
+};
+
+struct Snapshot {
+  std::uint64_t version = 0;
+  std::uint64_t policyVersion = 0;
+  std::string zone;
+  std::unordered_map<std::string, std::shared_ptr<const Cluster>> clusters;  // by service name
+  std::unordered_map<std::string, LocalTarget> local;                        // by instance id
+  // "ip:port" of every instance -> its service: what a connection redirected by iptables was
+  // meant for (SO_ORIGINAL_DST).
+  std::unordered_map<std::string, std::string> byAddress;
+  const Cluster* find(std::string_view service) const;
+};
+
+// What the compiler needs to know of a member beyond the catalog.
+struct MemberInfo {
+  bool alive = false;
+  std::optional<HostPort> inbound;  // from its "inbound" tag; none: it runs no proxy
+};
+
+struct CompileInput {
+  std::uint64_t version = 0;
+  std::string nodeName, zone;
+  const catalog::Catalog* catalog = nullptr;
+  const std::map<std::string, MemberInfo>* members = nullptr;  // by node name (not ours)
+  std::optional<HostPort> ownInbound;                           // our inbound, as advertised
+  const policy::Snapshot* policy = nullptr;                     // may be null
+};
+
+// Healthy means: the owner is alive (SWIM) and runs a proxy, the instance is passing or
+// warning and not in maintenance.
+std::shared_ptr<const Snapshot> compile(const CompileInput& in);
+
+// The serf tag that carries a node's inbound listener ("10.0.0.5:15006").
+inline constexpr const char* kInboundTag = "inbound";
+
+// Exposed for tests: the precomputation of one endpoint set.
+EndpointSet makeSet(const std::vector<const Endpoint*>& endpoints, Algorithm algorithm);
+
+}  // namespace mesh::proxy

@@ -1,0 +1,162 @@
+#include "node/proxy_service.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "node/admin/server.h"
+#include "node/catalog/catalog.h"
+#include "node/policy/policy_store.h"
+
+namespace mesh::node {
+
+struct ProxyService::Impl {
+  Deps d;
+  std::unique_ptr<proxy::Proxy> proxy;
+  std::shared_ptr<spdlog::logger> log = log::get("proxy");
+  std::string inboundTag;
+  std::uint64_t version = 0;
+  // What the last compile saw.
+  std::uint64_t catalogGeneration = ~0ull, policyVersion = ~0ull;
+  std::string membersFingerprint;
+  bool stopped = false;
+  metrics::Counter* compiles = nullptr;
+
+  explicit Impl(Deps deps) : d(std::move(deps)) {}
+
+  // Members' liveness and inbound addresses, as one string to compare.
+  static std::string fingerprint(const std::map<std::string, proxy::MemberInfo>& m) {
+    std::string f;
+    for (const auto& [name, info] : m) {
+      f += name;
+      f += info.alive ? '+' : '-';
+      if (info.inbound) f += info.inbound->toString();
+      f += ';';
+    }
+    return f;
+  }
+
+  void compile(bool force) {
+    if (stopped || !proxy) return;
+    auto members = d.members();
+    auto fp = fingerprint(members);
+    auto* store = d.policies();
+    std::shared_ptr<const policy::Snapshot> pol = store ? store->snapshot() : nullptr;
+    const std::uint64_t pv = pol ? pol->version : 0;
+    if (!force && d.catalog.generation() == catalogGeneration && pv == policyVersion && fp == membersFingerprint) return;
+    catalogGeneration = d.catalog.generation();
+    policyVersion = pv;
+    membersFingerprint = std::move(fp);
+    proxy::CompileInput in;
+    in.version = ++version;
+    in.nodeName = d.nodeName;
+    in.zone = d.zone;
+    in.catalog = &d.catalog;
+    in.members = &members;
+    if (auto own = parseHostPort(inboundTag)) in.ownInbound = *own;
+    in.policy = pol.get();
+    proxy->publish(proxy::compile(in));
+    compiles->inc();
+  }
+
+  TimePoint drainUntil;
+  std::function<void()> drainDone;
+
+  void drainCheck() {
+    if (proxy->openConnections() > 0 && d.loop.now() < drainUntil) {
+      d.loop.runAfter(std::chrono::milliseconds(20), [this] { drainCheck(); });
+      return;
+    }
+    if (proxy->openConnections() > 0) log->warn("drain timed out; cutting {} connections", proxy->openConnections());
+    proxy->stop();
+    log->info("proxy stopped");
+    if (auto cb = std::move(drainDone)) cb();
+  }
+
+  void poll() {
+    d.loop.runAfter(kPoll, [this] {
+      if (stopped) return;
+      compile(false);
+      poll();
+    });
+  }
+
+  nlohmann::json snapshotJson() const {
+    auto s = proxy ? proxy->snapshot() : nullptr;
+    if (!s) return nullptr;
+    nlohmann::json clusters = nlohmann::json::object();
+    for (const auto& [name, c] : s->clusters) {
+      nlohmann::json eps = nlohmann::json::array();
+      for (const auto& e : c->endpoints) {
+        eps.push_back({{"node", e.node}, {"instance", e.instanceId}, {"via", e.inbound.toString()}, {"zone", e.zone},
+                       {"weight", e.weight}, {"labels", e.labels}, {"same_zone", e.zone == s->zone}});
+      }
+      clusters[name] = {{"protocol", catalog::protocolName(c->protocol)},
+                        {"load_balancer", proxy::algorithmName(c->lb.algorithm)},
+                        {"hash_header", c->lb.hashHeader},
+                        {"hash_source", c->lb.hashSource},
+                        {"same_zone_first", c->lb.sameZone},
+                        {"endpoints", eps}};
+    }
+    nlohmann::json local = nlohmann::json::object();
+    for (const auto& [id, t] : s->local) {
+      local[id] = {{"service", t.service}, {"address", t.address.toString()}, {"protocol", catalog::protocolName(t.protocol)}};
+    }
+    return {{"version", s->version},
+            {"policy_version", s->policyVersion},
+            {"zone", s->zone},
+            {"outbound", proxy->outboundAddress().toString()},
+            {"inbound", proxy->inboundAddress().toString()},
+            {"inbound_advertised", inboundTag},
+            {"open_connections", proxy->openConnections()},
+            {"clusters", clusters},
+            {"local", local}};
+  }
+};
+
+ProxyService::ProxyService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ProxyService::~ProxyService() {
+  impl_->stopped = true;
+  if (impl_->proxy) impl_->proxy->stop();
+}
+
+Result<std::unique_ptr<ProxyService>> ProxyService::start(Deps deps) {
+  auto impl = std::make_unique<Impl>(std::move(deps));
+  auto& d = impl->d;
+  d.options.nodeName = d.nodeName;
+  auto p = proxy::Proxy::start(d.options, d.tls, nullptr, {}, d.registry);
+  if (!p) return p.error();
+  impl->proxy = std::move(*p);
+  auto in = impl->proxy->inboundAddress();
+  if (in.isUnspecified()) in.host = d.advertiseHost;
+  impl->inboundTag = in.toString();
+  impl->compiles = &d.registry.counter("mesh_proxy_snapshot_compiles_total",
+                                       "Snapshots compiled and published to the proxy's workers.");
+  impl->compile(true);
+  impl->poll();
+  return std::unique_ptr<ProxyService>(new ProxyService(std::move(impl)));
+}
+
+std::string ProxyService::advertisedInbound() const { return impl_->inboundTag; }
+
+void ProxyService::attach(admin::Server& admin) {
+  admin.route("GET", "/v1/proxy", [this](const http::Request&) {
+    return http::Response::json(200, impl_->snapshotJson().dump(2) + "\n");
+  });
+}
+
+void ProxyService::changed() { impl_->compile(false); }
+
+void ProxyService::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
+  auto& m = *impl_;
+  if (m.stopped || !m.proxy) return done();
+  m.stopped = true;
+  m.proxy->beginDrain();
+  m.log->info("proxy draining connections={} timeout_ms={}", m.proxy->openConnections(), timeout.count());
+  m.drainUntil = m.d.loop.now() + timeout;
+  m.drainDone = std::move(done);
+  m.drainCheck();
+}
+
+}  // namespace mesh::node
