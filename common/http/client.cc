@@ -179,7 +179,8 @@ Result<Response> request(const HostPort& to, std::string_view method, std::strin
   std::string req;
   req.reserve(128 + body.size());
   req.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
-  req.append("Host: ").append(to.toString()).append("\r\n");
+  // A Host among the extra headers (a proxy's clients name the service there) replaces ours.
+  if (!findHeader(options.headers, "host")) req.append("Host: ").append(to.toString()).append("\r\n");
   req.append("Connection: close\r\n");
   for (const auto& [k, v] : options.headers) req.append(k).append(": ").append(v).append("\r\n");
   if (!body.empty() || method == "POST" || method == "PUT") {

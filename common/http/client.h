@@ -16,7 +16,7 @@ namespace mesh::http {
 struct ClientOptions {
   std::chrono::milliseconds timeout{5000};  // whole exchange, connect to last byte
   std::size_t maxResponseBytes = 64u << 20;  // larger responses fail with errc::too_large
-  Headers headers;                           // extra request headers
+  Headers headers;                           // extra request headers (a Host here replaces the default)
 };
 
 // Sends one request and reads the whole response. Errors: errc::unavailable (cannot connect),

@@ -652,6 +652,7 @@ class Relay {
   // when either side failed (ctx.failure says which).
   awaitable<bool> relayBody(Stream& in, Buffer& inBuf, Stream& out, const h1::Head& head, bool fromDown,
                             RequestContext& ctx, std::uint64_t& counted) {
+    if (head.framing == h1::Framing::none || head.framing == h1::Framing::tunnel) co_return true;
     std::uint64_t left = head.framing == h1::Framing::length ? head.contentLength : 0;
     h1::ChunkedScanner scanner;
     for (;;) {
@@ -846,6 +847,11 @@ class Relay {
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
       const bool reused = up->reused;
       up.reset();
+      if (result == Attempt::elsewhere && attempt + 1 < impl_.opt.connectAttempts) {
+        impl_.retries[0]->inc();
+        exclude = key;
+        continue;
+      }
       if (result == Attempt::retry && reused && replayable && attempt + 1 < impl_.opt.connectAttempts) {
         // A pooled connection the upstream had closed: the request never reached it.
         impl_.retries[c_->direction == Direction::outbound ? 0 : 1]->inc();
@@ -853,6 +859,9 @@ class Relay {
         continue;
       }
       if (c_->closed || ctx.failure == Failure::downstreamClosed) co_return false;
+      if (result == Attempt::elsewhere) {
+        co_return co_await answer(ctx, req, 503, "no endpoint of '" + ctx.service + "' still runs it", Failure::noEndpoint);
+      }
       int status = ctx.failure == Failure::upstreamTimeout ? 504 : 502;
       Failure f = ctx.failure == Failure::none ? Failure::upstreamReset : ctx.failure;
       if (ctx.status) co_return false;  // a response had begun: nothing to do but close
@@ -874,7 +883,9 @@ class Relay {
 
   std::string localKey(const LocalTarget& t) { return "local:" + t.address.toString(); }
 
-  enum class Attempt { ok, retry, failed };
+  // retry: on a new connection; elsewhere: on another endpoint (the peer no longer runs the
+  // instance: nothing reached an app, so any request may go again).
+  enum class Attempt { ok, retry, elsewhere, failed };
 
   // Sends the request on `up` and relays the response. `retry`: failed before any response
   // byte came back, on a connection that may have been closed by the upstream meanwhile.
@@ -945,6 +956,9 @@ class Relay {
       }
     }
     c_->upstreamOnly = false;
+    if (c_->direction == Direction::outbound && resp.status == 503 && req.framing == h1::Framing::none) {
+      if (auto v = resp.find("x-mesh-error"); v && *v == failureName(Failure::noRoute)) co_return Attempt::elsewhere;
+    }
     ctx.upstreamHead = Clock::now();
     ctx.status = resp.status;
     // Response filter phase.

@@ -1,0 +1,155 @@
+#pragma once
+// Shared by the data-plane integration tests: meshd nodes with identities from the real
+// meshcli (one trust domain), each on its own loopback address with its outbound listener on
+// ADDR:15001 and inbound on ADDR:15006; real upstream servers (mesh_test_upstream) registered
+// through each node's services directory; the load client (mesh_test_load).
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/http/client.h"
+#include "tests/support/child_process.h"
+#include "tests/support/env.h"
+#include "tests/support/meshd_node.h"
+
+namespace mesh::testing {
+
+inline std::string upstreamPath() { return MESH_TEST_UPSTREAM_PATH; }
+inline std::string loadPath() { return MESH_TEST_LOAD_PATH; }
+
+class ProxyCluster {
+ public:
+  ProxyCluster() { std::filesystem::create_directories(tmp.sub("ca")); }
+
+  // meshcli ca init (once) and cert issue for node `name`; returns the tls dir.
+  std::string issue(const std::string& name, const std::string& ca = "ca", const std::string& td = "test.mesh") {
+    if (!std::filesystem::exists(tmp.sub(ca + "/ca.crt"))) {
+      std::filesystem::remove_all(tmp.sub(ca));
+      auto r = cli({"ca", "init", "--trust-domain", td, "--out", tmp.sub(ca)});
+      if (r.status.code != 0) throw std::runtime_error("ca init: " + r.err);
+    }
+    const std::string dir = tmp.sub(name + "-" + ca + "-tls");
+    auto r = cli({"cert", "issue", "--ca", tmp.sub(ca), "--node", name, "--out", dir});
+    if (r.status.code != 0) throw std::runtime_error("cert issue: " + r.err);
+    return dir;
+  }
+
+  RunResult cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+    std::vector<std::string> argv{meshcliPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, timeout, tmp.path());
+  }
+
+  std::string address(int i) const { return net.address(i); }
+  std::string name(int i) const { return "p" + std::to_string(i); }
+  std::string servicesDir(int i) const { return tmp.sub("svc" + std::to_string(i)); }
+  HostPort outbound(int i) const { return HostPort{address(i), 15001, false, true}; }
+  HostPort inbound(int i) const { return HostPort{address(i), 15006, false, true}; }
+  MeshdNode& node(int i) { return nodes.at(static_cast<std::size_t>(i - 1)); }
+
+  // Starts nodes 1..n (node i joins node 1).
+  void start(int n, const std::vector<std::string>& extra = {}) {
+    for (int i = 1; i <= n; ++i) {
+      std::filesystem::create_directories(servicesDir(i));
+      std::vector<std::string> args = {"--tls-dir",  issue(name(i)),         "--outbound", outbound(i).toString(),
+                                       "--inbound",  inbound(i).toString(),  "--workers",  "1",
+                                       "--services-dir", servicesDir(i),     "--gossip-profile", "local"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      if (i > 1) args.insert(args.end(), {"--join", address(1) + ":7946"});
+      nodes.emplace_back(MeshdOptions{.name = name(i), .address = address(i), .dataDir = tmp.sub("d" + std::to_string(i)),
+                                      .logDir = tmp.path(), .extraArgs = args});
+    }
+    for (auto& node : nodes) node.start();
+    for (auto& node : nodes) {
+      if (!node.waitReady()) throw std::runtime_error(node.options().name + " not ready: " + node.process().stderrText());
+    }
+    if (!everyNodeSeesAlive(nodes, static_cast<std::size_t>(n), std::chrono::seconds(30))) {
+      throw std::runtime_error("the nodes did not all see each other");
+    }
+  }
+
+  // A real upstream on node i's address; `args` as mesh_test_upstream takes them.
+  ChildProcess& upstream(int i, std::uint16_t port, const std::string& upstreamName, std::vector<std::string> args = {}) {
+    std::vector<std::string> argv{upstreamPath(), "--listen", address(i) + ":" + std::to_string(port), "--name", upstreamName};
+    argv.insert(argv.end(), args.begin(), args.end());
+    upstreams.push_back(ChildProcess::start(argv, tmp.path(), "upstream-" + upstreamName));
+    auto& p = upstreams.back();
+    eventually([&] { return p.stdoutText().find("ready") != std::string::npos; }, std::chrono::seconds(10));
+    return p;
+  }
+
+  // Registers a service instance on node i (its services directory; the node re-reads it).
+  void service(int i, const std::string& id, const std::string& serviceName, std::uint16_t port,
+               const std::string& protocol = "http", const std::string& extra = "") {
+    std::ofstream(servicesDir(i) + "/" + id + ".yaml")
+        << "service:\n  id: " << id << "\n  name: " << serviceName << "\n  address: " << address(i) << "\n  port: " << port
+        << "\n  protocol: " << protocol << "\n" << extra << "  checks:\n    - tcp: " << address(i) << ":" << port
+        << "\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
+  }
+  void removeService(int i, const std::string& id) { std::filesystem::remove(servicesDir(i) + "/" + id + ".yaml"); }
+
+  // The endpoints node i's proxy routes `service` to ("node/instance"), from GET /v1/proxy.
+  std::vector<std::string> endpoints(int i, const std::string& serviceName) {
+    std::vector<std::string> out;
+    auto r = node(i).get("/v1/proxy");
+    if (!r.ok() || r->status != 200) return out;
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.contains("clusters") || !j["clusters"].contains(serviceName)) return out;
+    for (const auto& e : j["clusters"][serviceName]["endpoints"]) out.push_back(e.value("node", "") + "/" + e.value("instance", ""));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  bool waitEndpoints(int i, const std::string& serviceName, std::size_t count,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    return eventually([&] { return endpoints(i, serviceName).size() == count; }, timeout, std::chrono::milliseconds(50));
+  }
+
+  // One request through node i's outbound listener.
+  Result<http::Response> request(int i, const std::string& host, const std::string& method, const std::string& target,
+                                 const std::string& body = {}, http::Headers headers = {}) {
+    http::ClientOptions o;
+    o.headers = std::move(headers);
+    o.headers.emplace_back("Host", host);
+    return http::request(outbound(i), method, target, body, o);
+  }
+
+  // mesh_test_load through node i's outbound listener; its JSON.
+  nlohmann::json load(int i, const std::string& host, const std::vector<std::string>& args) {
+    std::vector<std::string> argv{loadPath(), "--target", outbound(i).toString(), "--host", host};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, std::chrono::seconds(120), tmp.path());
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded()) throw std::runtime_error("mesh_test_load: " + r.out + r.err);
+    return j;
+  }
+
+  // A counter's value from node i's /metrics (the sum over series whose labels include all of
+  // `labels`, written as in the exposition: direction="outbound").
+  double metric(int i, const std::string& metricName, const std::vector<std::string>& labels = {}) {
+    auto r = node(i).get("/metrics");
+    if (!r.ok()) return -1;
+    double sum = 0;
+    std::istringstream in(r->body);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.starts_with(metricName + "{") && !line.starts_with(metricName + " ")) continue;
+      bool all = true;
+      for (const auto& l : labels) all = all && line.find(l) != std::string::npos;
+      if (!all) continue;
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return sum;
+  }
+
+  LoopbackSubnet net;
+  TempDir tmp{"mesh-proxy"};
+  std::vector<MeshdNode> nodes;
+  std::vector<ChildProcess> upstreams;
+};
+
+}  // namespace mesh::testing

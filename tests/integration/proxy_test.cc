@@ -1,0 +1,340 @@
+// The data plane through real processes (issue 7): a client -> meshd A (outbound) -> mTLS ->
+// meshd B (inbound) -> a real upstream server.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "node/identity/identity.h"
+#include "tests/integration/proxy_cluster.h"
+
+namespace mesh::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+// A blocking TCP connection for raw bytes (requests the HTTP client would never send).
+class RawConn {
+ public:
+  explicit RawConn(const HostPort& to, const std::string& from = {}) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (!from.empty()) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from.c_str(), &src.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src);
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(to.port);
+    ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawConn() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  void send(const std::string& s) { (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
+  // Reads until `until` appears, the peer closes, or 5 s pass.
+  std::string readUntil(const std::string& until) {
+    std::string out;
+    char b[16384];
+    while (out.find(until) == std::string::npos) {
+      auto n = ::recv(fd_, b, sizeof b, 0);
+      if (n <= 0) break;
+      out.append(b, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+  std::string readAll() { return readUntil("\x01\x02never"); }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+void writeFileText(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+int statusOf(const std::string& raw) { return raw.size() > 12 ? std::atoi(raw.c_str() + 9) : 0; }
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  ProxyCluster c;
+};
+
+TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
+  c.start(2);
+  c.upstream(2, 9080, "reviews-b");
+  c.service(2, "reviews-1", "reviews", 9080);
+  ASSERT_TRUE(c.waitEndpoints(1, "reviews", 1)) << c.node(1).get("/v1/proxy")->body;
+
+  // GET by service name, and by name.mesh with a port; the upstream sees who called (the
+  // calling node's SPIFFE ID), a generated request id and the trace headers as sent.
+  auto r = c.request(1, "reviews", "GET", "/hello", {}, {{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+                                                      {"x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"}});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "reviews-b\n");
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-forwarded-client-cert").value_or(""), "URI=spiffe://test.mesh/node/p1");
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-request-id").value_or("").size(), 36u);
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-traceparent").value_or(""), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-b3-traceid").value_or(""), "80f198ee56343ba864fe8b2a57d3eff7");
+  r = c.request(1, "reviews.mesh:80", "GET", "/", {}, {{"x-request-id", "given-id-1"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-request-id").value_or(""), "given-id-1");
+
+  // Bodies both ways: Content-Length and chunked requests; a chunked response with trailers
+  // (what gRPC-style trailers look like in HTTP/1.1) arrives intact.
+  r = c.request(1, "reviews", "POST", "/echo", std::string(100000, 'z'));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body.size(), 100000u);
+  {
+    RawConn raw(c.outbound(1));
+    raw.send("POST /echo HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n");
+    auto got = raw.readUntil("0\r\n\r\n");
+    EXPECT_EQ(statusOf(got), 200) << got;
+    EXPECT_NE(got.find("4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n"), std::string::npos) << got;
+    raw.send("GET /chunked HTTP/1.1\r\nHost: reviews\r\n\r\n");
+    got = raw.readUntil("grpc-status: 0\r\n\r\n");
+    EXPECT_NE(got.find("5\r\nhello\r\n7\r\n, world\r\n0\r\ngrpc-status: 0\r\n\r\n"), std::string::npos) << got;
+    // HEAD: a length but no body; the connection stays usable.
+    raw.send("HEAD / HTTP/1.1\r\nHost: reviews\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: reviews\r\n\r\n");
+    got = raw.readUntil("204 No Content");
+    EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
+    EXPECT_NE(got.find("HTTP/1.1 204"), std::string::npos) << got;
+  }
+
+  // Keep-alive: 500 requests over one client connection, all answered.
+  auto j = c.load(1, "reviews", {"--connections", "1", "--requests", "500"});
+  EXPECT_EQ(j["status"].value("200", 0), 500) << j.dump();
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+
+  // An unknown service: 503 with a body that says so, counted.
+  r = c.request(1, "ratings", "GET", "/");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "no service 'ratings' in the mesh catalog\n");
+  EXPECT_GE(c.metric(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"no_route\""}), 1);
+
+  // Metrics on both sides: requests by service and class, handshakes, latency histograms.
+  EXPECT_GE(c.metric(1, "mesh_proxy_requests_total", {"direction=\"outbound\"", "service=\"reviews\"", "class=\"2xx\""}), 505);
+  EXPECT_GE(c.metric(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "service=\"reviews\"", "class=\"2xx\""}), 505);
+  EXPECT_GE(c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"ok\""}), 1);
+  EXPECT_GE(c.metric(1, "mesh_proxy_request_duration_seconds_count", {"service=\"reviews\""}), 505);
+  EXPECT_GE(c.metric(1, "mesh_proxy_upstream_duration_seconds_count", {"service=\"reviews\""}), 505);
+  // Pooled: far fewer upstream connections than requests.
+  EXPECT_LE(c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""}), 10);
+}
+
+// RFC 6455 client frame: FIN + opcode, masked payload.
+std::string wsFrame(int opcode, const std::string& payload) {
+  std::string f;
+  f.push_back(static_cast<char>(0x80 | opcode));
+  f.push_back(static_cast<char>(0x80 | payload.size()));
+  const char mask[4] = {0x11, 0x22, 0x33, 0x44};
+  f.append(mask, 4);
+  for (std::size_t i = 0; i < payload.size(); ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+  return f;
+}
+
+TEST_F(ProxyTest, WebSocketUpgradePassesThroughBothProxies) {
+  c.start(2);
+  c.upstream(2, 9081, "ws-b");
+  c.service(2, "chat-1", "chat", 9081);
+  ASSERT_TRUE(c.waitEndpoints(1, "chat", 1));
+  RawConn raw(c.outbound(1));
+  ASSERT_TRUE(raw.ok());
+  raw.send("GET /socket HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  auto head = raw.readUntil("\r\n\r\n");
+  EXPECT_EQ(statusOf(head), 101) << head;
+  // RFC 6455 section 1.3's example key and accept value.
+  EXPECT_NE(head.find("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), std::string::npos) << head;
+  for (const std::string msg : {"hello", "through two proxies"}) {
+    raw.send(wsFrame(1, msg));
+    auto echo = raw.readUntil(msg);
+    ASSERT_GE(echo.size(), 2 + msg.size());
+    EXPECT_EQ(static_cast<unsigned char>(echo[0]), 0x81);
+    EXPECT_EQ(echo.substr(2), msg);
+  }
+  raw.send(wsFrame(8, ""));
+  auto closing = raw.readAll();
+  EXPECT_EQ(static_cast<unsigned char>(closing[0]), 0x88);
+}
+
+TEST_F(ProxyTest, RequestsThatCouldSmuggleOrOverflowAreRefused) {
+  c.start(2);
+  c.upstream(2, 9082, "strict-b");
+  c.service(2, "strict-1", "strict", 9082);
+  ASSERT_TRUE(c.waitEndpoints(1, "strict", 1));
+  struct Case {
+    const char* what;
+    std::string request;
+    int status;
+  };
+  const std::string big(40 * 1024, 'a');
+  const std::vector<Case> cases = {
+      {"both Content-Length and Transfer-Encoding",
+       "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"two different Content-Length values", "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400},
+      {"a Content-Length that is not a number", "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: +5\r\n\r\nhello", 400},
+      {"Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"a coding other than chunked", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      {"obsolete line folding", "GET / HTTP/1.1\r\nHost: strict\r\nX-A: one\r\n two\r\n\r\n", 400},
+      {"a space before the colon", "GET / HTTP/1.1\r\nHost: strict\r\nContent-Length : 0\r\n\r\n", 400},
+      {"no Host", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"two Hosts", "GET / HTTP/1.1\r\nHost: strict\r\nHost: other\r\n\r\n", 400},
+      {"a header block over 32 KiB", "GET / HTTP/1.1\r\nHost: strict\r\nX-Big: " + big + "\r\n\r\n", 431},
+      {"more than 100 fields", [] {
+         std::string r = "GET / HTTP/1.1\r\nHost: strict\r\n";
+         for (int i = 0; i < 120; ++i) r += "X-F" + std::to_string(i) + ": v\r\n";
+         return r + "\r\n";
+       }(), 431},
+      {"bad chunk framing", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0},
+  };
+  for (const auto& k : cases) {
+    RawConn raw(c.outbound(1));
+    ASSERT_TRUE(raw.ok());
+    raw.send(k.request);
+    auto got = raw.readAll();  // the proxy closes after refusing
+    if (k.status) {
+      EXPECT_EQ(statusOf(got), k.status) << k.what << ": " << got;
+    } else {
+      // The head was fine and went on; the body's framing was not: the exchange is cut, and
+      // never answered with a 200.
+      EXPECT_NE(statusOf(got), 200) << k.what << ": " << got;
+    }
+  }
+  EXPECT_GE(c.metric(1, "mesh_proxy_errors_total", {"cause=\"bad_request\""}), 8);
+  EXPECT_GE(c.metric(1, "mesh_proxy_errors_total", {"cause=\"header_too_large\""}), 2);
+  // The upstream never saw any of them: its proxy counted no request.
+  EXPECT_LE(c.metric(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "class=\"2xx\""}), 1);
+}
+
+// A TLS client of our own for the inbound listener: with or without a certificate.
+struct TlsProbe {
+  // Returns "" when the handshake and one request/response completed, else what failed.
+  static std::string tryRequest(const HostPort& to, const std::string& certDir, const std::string& sni) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);  // we test the server's check, not ours
+    if (!certDir.empty()) {
+      SSL_CTX_use_certificate_chain_file(ctx, (certDir + "/node.crt").c_str());
+      SSL_CTX_use_PrivateKey_file(ctx, (certDir + "/node.key").c_str(), SSL_FILETYPE_PEM);
+    }
+    RawConn raw(to);
+    std::string result;
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, raw.fd());
+    SSL_set_tlsext_host_name(ssl, sni.c_str());
+    if (SSL_connect(ssl) != 1) {
+      result = "handshake failed";
+    } else {
+      std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+      SSL_write(ssl, req.data(), static_cast<int>(req.size()));
+      char buf[4096];
+      int n = SSL_read(ssl, buf, sizeof buf);  // TLS 1.3: a refused client certificate shows here
+      if (n <= 0) result = "no response";
+      else if (std::string(buf, static_cast<std::size_t>(n)).find("HTTP/1.1 200") == std::string::npos) result = "not 200";
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return result;
+  }
+};
+
+TEST_F(ProxyTest, PeersWithoutAValidCertificateGetNothing) {
+  c.start(2);
+  c.upstream(2, 9083, "secret-b");
+  c.service(2, "secret-1", "secret", 9083);
+  ASSERT_TRUE(c.waitEndpoints(1, "secret", 1));
+  // Our own node's certificate works (the check is not refusing everything).
+  EXPECT_EQ(TlsProbe::tryRequest(c.inbound(2), c.tmp.sub("p1-ca-tls"), "secret-1"), "");
+  // No certificate; a certificate of another trust domain; an expired one (from a CA whose clock
+  // says two years ago, valid for one day).
+  EXPECT_NE(TlsProbe::tryRequest(c.inbound(2), "", "secret-1"), "");
+  auto otherDir = c.issue("intruder", "other-ca", "other.mesh");
+  EXPECT_NE(TlsProbe::tryRequest(c.inbound(2), otherDir, "secret-1"), "");
+  const auto twoYearsAgo = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch() - std::chrono::hours(24 * 730))
+                               .count();
+  auto expired = identity::issueNode(c.tmp.sub("ca"), "old", c.tmp.sub("old-tls"), 1, twoYearsAgo);
+  ASSERT_TRUE(expired.ok()) << expired.error().message();
+  EXPECT_NE(TlsProbe::tryRequest(c.inbound(2), c.tmp.sub("old-tls"), "secret-1"), "");
+  EXPECT_GE(c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"refused\""}), 3);
+  // Plain HTTP to the inbound port gets no answer either.
+  RawConn plain(c.inbound(2));
+  plain.send("GET / HTTP/1.1\r\nHost: secret\r\n\r\n");
+  EXPECT_EQ(plain.readAll().find("HTTP/1.1"), std::string::npos);
+}
+
+std::string destinationPolicy(const std::string& service, const std::string& lb) {
+  return "kind: DestinationPolicy\nmetadata: {name: " + service + "}\nspec:\n  service: " + service +
+         "\n  trafficPolicy:\n    loadBalancer: " + lb + "\n";
+}
+
+TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
+  ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
+  c.start(4, {"--policy-trusted-key", c.tmp.sub("op.pub")});
+  for (int i = 2; i <= 4; ++i) {
+    // Node 4's upstream is slow: least request must notice.
+    std::vector<std::string> args;
+    if (i == 4) args = {"--delay-ms", "100"};
+    c.upstream(i, 9090, "lb-" + std::to_string(i), args);
+    // Node 2's instance weighs 2: it gets twice the share.
+    c.service(i, "lb-" + std::to_string(i), "lb", 9090, "http", i == 2 ? "  weight: 2\n" : "");
+  }
+  ASSERT_TRUE(c.waitEndpoints(1, "lb", 3));
+  // Round robin (the default), weighted: 400 requests on one worker give exactly 200/100/100.
+  auto j = c.load(1, "lb", {"--connections", "4", "--requests", "400"});
+  EXPECT_EQ(j["upstreams"].value("lb-2", 0), 200) << j.dump();
+  EXPECT_EQ(j["upstreams"].value("lb-3", 0), 100) << j.dump();
+  EXPECT_EQ(j["upstreams"].value("lb-4", 0), 100) << j.dump();
+
+  auto publish = [&](const std::string& lb, const std::string& expect) {
+    writeFileText(c.tmp.sub("dp.yaml"), destinationPolicy("lb", lb));
+    auto r = c.cli({"policy", "publish", c.tmp.sub("dp.yaml"), "--key", c.tmp.sub("op.key"), "--node",
+                    c.node(1).admin().toString(), "--wait"});
+    ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+    ASSERT_TRUE(eventually([&] { return c.node(1).get("/v1/proxy")->body.find(expect) != std::string::npos; }, 10s));
+  };
+
+  // Ring hash on a header: one user always lands on one upstream; users spread over all three.
+  publish("{algorithm: RING_HASH, hashHeader: x-user}", "\"ring_hash\"");
+  std::map<std::string, int> usersPer;
+  for (int u = 0; u < 30; ++u) {
+    auto one = c.load(1, "lb", {"--connections", "2", "--requests", "10", "--header", "x-user: user-" + std::to_string(u)});
+    ASSERT_EQ(one["upstreams"].size(), 1u) << "user " << u << ": " << one.dump();
+    ++usersPer[one["upstreams"].begin().key()];
+  }
+  EXPECT_EQ(usersPer.size(), 3u);
+  // Weighted: node 2's twice as many points on the ring show.
+  EXPECT_GT(usersPer["lb-2"], usersPer["lb-3"]);
+
+  // Random, weighted 2:1:1: 800 requests within five standard deviations of 400/200/200.
+  publish("{algorithm: RANDOM}", "\"random\"");
+  j = c.load(1, "lb", {"--connections", "8", "--requests", "800"});
+  EXPECT_NEAR(j["upstreams"].value("lb-2", 0), 400, 71) << j.dump();
+  EXPECT_NEAR(j["upstreams"].value("lb-3", 0), 200, 61) << j.dump();
+  EXPECT_NEAR(j["upstreams"].value("lb-4", 0), 200, 61) << j.dump();
+
+  // Least request (power of two choices): the slow upstream, busy with what it has, gets far
+  // less than the quarter round robin would give it.
+  publish("{algorithm: LEAST_REQUEST}", "\"least_request\"");
+  j = c.load(1, "lb", {"--connections", "16", "--duration", "3"});
+  const int total = j["requests"].get<int>();
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_LT(j["upstreams"].value("lb-4", 0), total / 10) << j.dump();
+}
+
+}  // namespace
+}  // namespace mesh::testing
