@@ -837,6 +837,7 @@ struct Agent::Impl {
     loadLearnedRecords();
     auto ls = LocalServices::create(o, loop, *prober, *store, [this](const catalog::NodeServices& n) {
       catalog.apply(n, false, wallMs());
+      if (proxyService) proxyService->changed();
       log->debug("own catalog version={} instances={}", n.version, n.instances.size());
       if (dissemination) dissemination->announce(kCatalogKind, n.owner, n.version);
     });
@@ -902,6 +903,7 @@ struct Agent::Impl {
     }
     if (!catalog.apply(std::move(*rec), false, wallMs())) return false;
     catalog.setAvailable(owner, *status != gossip::serf::MemberStatus::failed);
+    if (proxyService) proxyService->changed();
     if (auto w = store->put(store::Family::catalog, "node/" + owner, body); !w) {
       log->error("catalog record of {} not stored: {}", owner, w.error().message());
     }

@@ -146,6 +146,12 @@ class ProxyCluster {
     return sum;
   }
 
+  // Metrics are counted when a request's logging phase runs, just after its response is
+  // written: a test reading them right after a response waits a little.
+  bool metricAtLeast(int i, const std::string& metricName, const std::vector<std::string>& labels, double min) {
+    return eventually([&] { return metric(i, metricName, labels) >= min; }, std::chrono::seconds(5), std::chrono::milliseconds(20));
+  }
+
   LoopbackSubnet net;
   TempDir tmp{"mesh-proxy"};
   std::vector<MeshdNode> nodes;
