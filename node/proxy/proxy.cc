@@ -845,16 +845,19 @@ class Relay {
       if (t.endpoint) w_.balancer.finished(*t.endpoint);
       if (result == Attempt::ok) break;
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
-      const bool reused = up->reused;
       up.reset();
       if (result == Attempt::elsewhere && attempt + 1 < impl_.opt.connectAttempts) {
         impl_.retries[0]->inc();
         exclude = key;
         continue;
       }
-      if (result == Attempt::retry && reused && replayable && attempt + 1 < impl_.opt.connectAttempts) {
-        // A pooled connection the upstream had closed: the request never reached it.
+      if (result == Attempt::retry && replayable && attempt + 1 < impl_.opt.connectAttempts) {
+        // Closed before any byte of a response: a pooled connection the upstream had closed
+        // meanwhile (the request never reached it), or a node that just died. An idempotent
+        // request with no body goes again, to another endpoint when there is one (the other
+        // pooled connections to a node that died are dead too).
         impl_.retries[c_->direction == Direction::outbound ? 0 : 1]->inc();
+        exclude = key;
         ctx.failure = Failure::none;
         continue;
       }
