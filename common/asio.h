@@ -5,4 +5,11 @@
 
 #include <utility>
 
+// Boost 1.74 enables co_await under clang only with <experimental/coroutine> (libc++'s, before
+// clang 14); with libstdc++, clang 14 has C++20's <coroutine>, which asio uses once told. (The
+// fuzz and sanitizer builds use clang; the proxy's connections are coroutines.)
+#if defined(__clang__) && !defined(BOOST_ASIO_HAS_CO_AWAIT) && defined(__cpp_impl_coroutine) && __has_include(<coroutine>)
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#endif
+
 #include <boost/asio.hpp>

@@ -146,15 +146,20 @@ ParseResult parseRequest(std::string_view buf, const Limits& limits, Head& head)
   // Absolute form (a client configured with the proxy as its HTTP proxy): the authority names
   // the service and wins over Host (RFC 9112 section 3.2.2).
   head.path = head.target;
+  head.absoluteForm = false;
   if (head.target.size() > 7 && ieq(head.target.substr(0, 7), "http://")) {
+    head.absoluteForm = true;
     auto rest = head.target.substr(7);
     auto slash = rest.find('/');
     head.host = rest.substr(0, slash);
     head.path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    if (head.host.empty()) return fail(400, "empty authority");
   } else if (head.method == "CONNECT") {
     head.host = head.target;
   } else {
-    if (head.minorVersion == 1 && f.hosts != 1) return fail(400, f.hosts ? "Host repeated" : "Host missing");
+    // Two Hosts are two answers to "which service": refused in HTTP/1.0 as well.
+    if (f.hosts > 1) return fail(400, "Host repeated");
+    if (head.minorVersion == 1 && f.hosts == 0) return fail(400, "Host missing");
     if (head.target.empty() || (head.target[0] != '/' && head.target != "*")) return fail(400, "invalid request target");
   }
   if (head.host.empty() && head.minorVersion == 1) return fail(400, "empty Host");
@@ -304,6 +309,7 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
 namespace {
 
 void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out) {
+  if (head.absoluteForm) out.append("Host: ").append(head.host).append("\r\n");
   // Fields named in Connection are hop-by-hop too (RFC 9110 section 7.6.1).
   std::string_view named[8];
   std::size_t nNamed = 0;
@@ -329,7 +335,7 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
     } else if (nNamed && isNamed(h.name)) {
       continue;
     }
-    bool replaced = false;
+    bool replaced = head.absoluteForm && ieq(h.name, "host");
     for (const auto& x : extra) replaced = replaced || ieq(x.name, h.name);
     if (replaced) continue;
     out.append(h.name).append(": ").append(h.value).append("\r\n");

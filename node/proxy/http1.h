@@ -49,6 +49,7 @@ struct Head {
   bool upgrade = false;         // Connection: upgrade with an Upgrade field (WebSocket)
   std::string_view host;        // requests: Host (or the authority of an absolute target)
   std::string_view path;        // requests: target as sent on (origin form)
+  bool absoluteForm = false;    // requests: "GET http://host/path": Host comes from the target
   std::string_view requestId;   // x-request-id, if present
 
   const std::string_view* find(std::string_view name) const;
@@ -88,8 +89,8 @@ class ChunkedScanner {
   std::size_t overhead_ = 0;  // extension and trailer bytes so far
 };
 
-// Appends the head to send on: request line (always HTTP/1.1) or status line, the fields less
-// the hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading,
+// Appends the head to send on: request line (always HTTP/1.1) or status line, Host from the
+// target when it came in absolute form (RFC 9112 section 3.2.2), the fields less the hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading,
 // and those Connection names), then `extra` fields, then Connection: close when !keepAlive
 // (or "upgrade" when upgrading).
 void writeRequest(const Head& head, std::string_view target, const std::vector<Header>& extra, bool keepAlive,

@@ -56,6 +56,36 @@ namespace {
 
 auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
+// ALPN between proxies says what a connection carries: HTTP/1.1 requests for the instance, or
+// (mesh-tcp/1) a byte tunnel to it: a TCP service, a CONNECT. The inbound side splices a tunnel
+// whatever the instance's protocol.
+constexpr unsigned char kAlpnHttp[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char kAlpnTunnel[] = {10, 'm', 'e', 's', 'h', '-', 't', 'c', 'p', '/', '1'};
+constexpr std::string_view kTunnelProtocol = "mesh-tcp/1";
+
+int selectAlpn(SSL*, const unsigned char** out, unsigned char* outLen, const unsigned char* in, unsigned int inLen, void*) {
+  const unsigned char* chosen = nullptr;
+  for (unsigned int i = 0; i < inLen;) {
+    const unsigned len = in[i];
+    if (i + 1 + len > inLen) break;
+    std::string_view p(reinterpret_cast<const char*>(in + i + 1), len);
+    if (p == kTunnelProtocol) chosen = in + i;
+    if (p == "http/1.1" && !chosen) chosen = in + i;
+    i += 1 + len;
+  }
+  if (!chosen) return SSL_TLSEXT_ERR_NOACK;
+  *out = chosen + 1;
+  *outLen = chosen[0];
+  return SSL_TLSEXT_ERR_OK;
+}
+
+std::string_view alpnOf(SSL* ssl) {
+  const unsigned char* p = nullptr;
+  unsigned len = 0;
+  SSL_get0_alpn_selected(ssl, &p, &len);
+  return p ? std::string_view(reinterpret_cast<const char*>(p), len) : std::string_view{};
+}
+
 // A connection's input: bytes read and not yet used. Heads are parsed in place; a parsed head
 // is copied out (relocate) before the buffer is reused for the body.
 class Buffer {
@@ -336,6 +366,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool idle = false;  // waiting for a request with nothing buffered: a drain closes it
   Stream* up = nullptr;
   std::string peerIdentity, sourceAddress, sni;
+  std::string redirectedTo;  // outbound, redirected by iptables: the original destination's service
   std::string head;  // the current request head, copied out of buf
 
   void setDeadline(Clock::time_point t) {
@@ -483,7 +514,8 @@ struct Target {
   const LocalTarget* local = nullptr;
 };
 
-awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec) {
+awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec,
+                                                     bool tunnel = false) {
   auto& impl = w.impl;
   const int dir = t.endpoint ? 0 : 1;
   const HostPort& to = t.endpoint ? t.endpoint->inbound : t.local->address;
@@ -498,7 +530,7 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
     up->key = t.endpoint->key;
   } else {
     up = std::make_unique<Upstream>(std::move(s));
-    up->key = "local:" + to.toString();
+    up->key = t.local->poolKey;
   }
   c.up = &up->stream;
   c.upstreamOnly = true;
@@ -512,6 +544,8 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
     // SNI names the instance to the peer's inbound listener; the peer must prove it is the
     // node the catalog says runs it.
     SSL_set_tlsext_host_name(up->stream.ssl(), t.endpoint->instanceId.c_str());
+    if (tunnel) SSL_set_alpn_protos(up->stream.ssl(), kAlpnTunnel, sizeof kAlpnTunnel);
+    else SSL_set_alpn_protos(up->stream.ssl(), kAlpnHttp, sizeof kAlpnHttp);
     co_await up->stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
     if (!ec) {
       auto id = impl.tls->peerIdentity(up->stream.ssl());
@@ -794,6 +828,12 @@ class Relay {
     if (c_->direction == Direction::outbound) {
       ctx.service = serviceOf(req.host);
       cluster = snap.find(ctx.service);
+      if (!cluster && !c_->redirectedTo.empty()) {
+        // Redirected by iptables with a Host that names no service (the app dialed an
+        // address): the original destination's service.
+        ctx.service = c_->redirectedTo;
+        cluster = snap.find(ctx.service);
+      }
       if (!cluster) {
         std::string name = ctx.service;
         ctx.service.clear();  // one metrics series for every unknown name, not one each
@@ -808,9 +848,14 @@ class Relay {
       ctx.service = local->service;
       // The app learns who called, as Envoy tells it (x-forwarded-client-cert); a value the
       // caller sent is never passed on.
-      ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc_ = "URI=" + c_->peerIdentity});
+      if (xfcc_.empty()) xfcc_ = "URI=" + c_->peerIdentity;
+      ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc_});
     }
     ctx.cluster = cluster;
+    if (cluster && req.method == "CONNECT") co_return co_await connect(req, ctx, *cluster);
+    // HTTP/1.0 may come without Host (routed by the original destination); what we send on is
+    // HTTP/1.1, which must have one.
+    if (req.host.empty()) ctx.upstreamHeaders.push_back({"Host", ctx.service});
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
     std::string exclude;
     std::unique_ptr<Upstream> up;
@@ -823,7 +868,7 @@ class Relay {
       }
       ctx.endpoint = t.endpoint;
       ++ctx.attempts;
-      const std::string& key = t.endpoint ? t.endpoint->key : localKey(*t.local);
+      const std::string& key = t.endpoint ? t.endpoint->key : t.local->poolKey;
       up = w_.take(key);
       if (!up) {
         error_code ec;
@@ -884,7 +929,41 @@ class Relay {
     co_return downKeep;
   }
 
-  std::string localKey(const LocalTarget& t) { return "local:" + t.address.toString(); }
+  // CONNECT service[:port]: a byte tunnel to one of its instances (a tunnel over mTLS to its
+  // node, which splices it to the instance). The connection is the tunnel's from here on.
+  awaitable<bool> connect(const h1::Head& req, RequestContext& ctx, const Cluster& cluster) {
+    std::string exclude;
+    for (int attempt = 0; attempt < impl_.opt.connectAttempts; ++attempt) {
+      Target t = pickTarget(&cluster, nullptr, ctx, req, exclude);
+      if (!t.endpoint) break;
+      ctx.endpoint = t.endpoint;
+      ++ctx.attempts;
+      error_code ec;
+      auto up = co_await connectUpstream(w_, *c_, t, ec, /*tunnel=*/true);
+      if (!up) {
+        if (c_->closed) co_return false;
+        exclude = t.endpoint->key;
+        continue;
+      }
+      ctx.status = 200;
+      static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
+      if (!co_await writeDown(kEstablished, ctx)) co_return false;
+      ctx.responseBytes += kEstablished.size();
+      w_.balancer.started(*t.endpoint);
+      c_->up = &up->stream;
+      auto pending = c_->buf.view();
+      co_await tunnel(c_, up->stream, pending, {}, ctx.requestBytes, ctx.responseBytes);
+      c_->buf.consume(pending.size());
+      c_->up = nullptr;
+      w_.balancer.finished(*t.endpoint);
+      --impl_.upstreamOpen[0];
+      co_return false;
+    }
+    co_return co_await answer(ctx, req, 503,
+                              ctx.attempts ? "could not connect to an endpoint of '" + ctx.service + "'"
+                                           : "no healthy endpoint of service '" + ctx.service + "'",
+                              ctx.attempts ? Failure::connectFailed : Failure::noEndpoint);
+  }
 
   // retry: on a new connection; elsewhere: on another endpoint (the peer no longer runs the
   // instance: nothing reached an app, so any request may go again).
@@ -1024,7 +1103,10 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
     const auto& snap = w.snapshot();
     const Cluster* found = nullptr;
     auto it = snap.byAddress.find(key);
-    if (it != snap.byAddress.end()) found = snap.find(it->second);
+    if (it != snap.byAddress.end()) {
+      found = snap.find(it->second);
+      c->redirectedTo = it->second;
+    }
     if (found && found->protocol == catalog::Protocol::tcp) {
       RequestContext ctx;
       ctx.direction = Direction::outbound;
@@ -1042,7 +1124,7 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
         ctx.endpoint = e;
         ++ctx.attempts;
         error_code ec;
-        auto up = co_await connectUpstream(w, *c, t, ec);
+        auto up = co_await connectUpstream(w, *c, t, ec, /*tunnel=*/true);
         if (!up) {
           exclude = e->key;
           continue;
@@ -1091,7 +1173,7 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
   if (const char* sni = SSL_get_servername(c->down.ssl(), TLSEXT_NAMETYPE_host_name)) c->sni = sni;
   const auto& snap = w.snapshot();
   auto it = snap.local.find(c->sni);
-  if (it != snap.local.end() && it->second.protocol == catalog::Protocol::tcp) {
+  if (it != snap.local.end() && (it->second.protocol == catalog::Protocol::tcp || alpnOf(c->down.ssl()) == kTunnelProtocol)) {
     RequestContext ctx;
     ctx.direction = Direction::inbound;
     ctx.start = Clock::now();
@@ -1262,6 +1344,7 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
     if (!impl->access) return Error(errc::io_error, "cannot open the access log " + o.accessLog + ": " + std::strerror(errno));
     impl->ownsAccess = true;
   }
+  SSL_CTX_set_alpn_select_cb(impl->tls->server(), selectAlpn, nullptr);
   int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   HostPort outAt = o.outbound, inAt = o.inbound;
   for (int i = 0; i < n; ++i) {

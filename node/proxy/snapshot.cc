@@ -149,7 +149,9 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
         if (!target && inst.address.find(':') != std::string::npos) {
           target = parseHostPort("[" + inst.address + "]:" + std::to_string(inst.port));
         }
-        if (target) snap->local.emplace(inst.id, LocalTarget{inst.id, inst.name, *target, inst.protocol});
+        if (target) {
+          snap->local.emplace(inst.id, LocalTarget{inst.id, inst.name, *target, "local:" + target->toString(), inst.protocol});
+        }
       }
       if (!healthy || !entry.available || !inbound) continue;
       protocols.emplace(inst.name, inst.protocol);

@@ -77,6 +77,7 @@ struct Cluster {
 struct LocalTarget {
   std::string id, service;
   HostPort address;
+  std::string poolKey;  // "local:ADDR:PORT": its pooled connections' key
   catalog::Protocol protocol = catalog::Protocol::http;
 };
 

@@ -30,9 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     writeRequest(head, head.path, {{"x-request-id", "fuzz"}}, head.keepAlive, out);
     Head again;
     auto r2 = parseRequest(out, limits, again);
-    // What we send on is a valid head (within the limits, with the request id added) whenever
-    // it still fits.
-    if (out.size() + 64 < limits.maxHeadBytes && head.headers.size() + 2 < limits.maxHeaders) {
+    // What we send on is a valid HTTP/1.1 head (within the limits, with the request id added)
+    // whenever it still fits and has a Host to give (an HTTP/1.0 request may have none: the
+    // proxy then names the service itself).
+    if (!head.host.empty() && out.size() + 64 < limits.maxHeadBytes && head.headers.size() + 2 < limits.maxHeaders) {
       if (r2.state != Parse::complete) std::abort();
       if (again.method != head.method || again.framing != head.framing || again.contentLength != head.contentLength) {
         std::abort();

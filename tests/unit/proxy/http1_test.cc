@@ -31,6 +31,9 @@ TEST(Http1Test, ParsesARequestHeadInPlaceWithItsFraming) {
   ASSERT_EQ(req("GET http://ratings:9080/x HTTP/1.1\r\nHost: ignored\r\n\r\n", h).state, Parse::complete);
   EXPECT_EQ(h.host, "ratings:9080");
   EXPECT_EQ(h.path, "/x");
+  std::string abs;
+  writeRequest(h, h.path, {}, true, abs);
+  EXPECT_EQ(abs, "GET /x HTTP/1.1\r\nHost: ratings:9080\r\n\r\n");  // the authority wins over Host
   ASSERT_EQ(req("GET / HTTP/1.0\r\n\r\n", h).state, Parse::complete);
   EXPECT_FALSE(h.keepAlive);
   ASSERT_EQ(req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", h).state, Parse::complete);

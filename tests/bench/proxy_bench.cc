@@ -1,0 +1,483 @@
+// The data plane against HAProxy and nginx (issue 7), in one run on this machine: a client
+// (h2load) -> proxy A -> TLS 1.3 with client certificates -> proxy B -> an upstream (nginx
+// answering 1 kB), for (a) direct to the upstream, (b) a meshd pair, (c) an HAProxy pair, (d) an
+// nginx pair. Every proxy gets one thread (meshd --workers 1, HAProxy nbthread 1, nginx
+// worker_processes 1) and keeps connections alive both ways; all use the same certificates
+// (meshcli ca init / cert issue, P-256).
+//
+// For each: latency percentiles at a fixed rate (h2load --rps, per-request log), the maximum
+// throughput (h2load, no rate limit), CPU seconds the two proxies burn per 1,000 requests at
+// the fixed rate (/proc/PID/stat), and each proxy's resident memory idle and after the load.
+// Prints a table and the ratios against the better of HAProxy and nginx; --svg writes a plot.
+// Asserts nothing. Stops every process it started.
+//
+//   bench_proxy [--seconds 10] [--rps 1000] [--clients 10] [--max-clients 50] [--svg FILE]
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/http/client.h"
+#include "tests/support/child_process.h"
+#include "tests/support/env.h"
+#include "tests/support/meshd_node.h"
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+using mesh::testing::ChildProcess;
+
+namespace {
+
+struct Options {
+  int seconds = 10;
+  int rps = 1000;
+  int clients = 10;
+  int maxClients = 50;
+  std::string svg;
+};
+
+struct Figures {
+  std::string name;
+  double p50 = 0, p90 = 0, p99 = 0;  // ms at the fixed rate
+  double rate = 0;                   // achieved at the fixed rate
+  double maxRps = 0;
+  double cpuPer1000 = 0;             // seconds, both proxies together
+  std::vector<std::pair<std::string, double>> rssIdleMb, rssLoadedMb;
+  std::uint64_t failed = 0;
+};
+
+double cpuSeconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), {});
+  auto close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// A process and its children (nginx's master and worker).
+std::vector<pid_t> familyOf(pid_t pid) {
+  std::vector<pid_t> out{pid};
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::ifstream f(e.path() / "stat");
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    auto close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream in(s.substr(close + 2));
+    std::string state;
+    pid_t ppid = 0;
+    in >> state >> ppid;
+    if (ppid == pid) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+double rssMb(pid_t pid) {
+  double total = 0;
+  for (pid_t p : familyOf(pid)) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.starts_with("VmRSS:")) total += std::stod(line.substr(6)) / 1024.0;
+    }
+  }
+  return total;
+}
+
+double familyCpu(pid_t pid) {
+  double total = 0;
+  for (pid_t p : familyOf(pid)) total += cpuSeconds(p);
+  return total;
+}
+
+bool waitConnectable(const std::string& host, std::uint16_t port) {
+  return mesh::testing::eventually(
+      [&] {
+        mesh::http::ClientOptions o;
+        o.timeout = 500ms;
+        return mesh::http::get(mesh::HostPort{host, port, false, true}, "/", o).ok();
+      },
+      10s, 50ms);
+}
+
+struct H2load {
+  double p50 = 0, p90 = 0, p99 = 0, rps = 0;
+  std::uint64_t ok = 0, failed = 0;
+};
+
+H2load h2load(const std::string& dir, const std::string& url, const std::string& host, int clients, int rps, int seconds) {
+  const std::string log = dir + "/h2load.log";
+  fs::remove(log);
+  std::vector<std::string> argv{"h2load", "--h1", "-c", std::to_string(clients), "-t", "1", "-D", std::to_string(seconds),
+                                "--warm-up-time", "1", "-H", "host: " + host, "--log-file", log};
+  if (rps > 0) argv.insert(argv.end(), {"--rps", std::to_string(rps)});
+  argv.push_back(url);
+  auto r = mesh::testing::run(argv, std::chrono::seconds(seconds + 60), dir);
+  H2load out;
+  // "finished in 10.00s, 999.90 req/s, 1.10MB/s" and
+  // "requests: 10000 total, 10000 started, 10000 done, 10000 succeeded, 0 failed, 0 errored, 0 timeout"
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("finished in")) {
+      auto comma = line.find(", ");
+      out.rps = std::stod(line.substr(comma + 2));
+    }
+    if (line.starts_with("requests:")) {
+      std::uint64_t total, started, done, succeeded, failed;
+      if (std::sscanf(line.c_str(), "requests: %lu total, %lu started, %lu done, %lu succeeded, %lu failed", &total, &started,
+                      &done, &succeeded, &failed) == 5) {
+        out.ok = succeeded;
+        out.failed = total - succeeded;
+      }
+    }
+  }
+  std::vector<double> lat;
+  std::ifstream f(log);
+  while (std::getline(f, line)) {
+    std::istringstream row(line);
+    double start, status, us;
+    if (row >> start >> status >> us) lat.push_back(us / 1000.0);
+  }
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<std::size_t>(p * lat.size()))]; };
+  out.p50 = pct(0.5);
+  out.p90 = pct(0.9);
+  out.p99 = pct(0.99);
+  if (out.ok == 0) std::fprintf(stderr, "h2load against %s: %s%s\n", url.c_str(), r.out.c_str(), r.err.c_str());
+  return out;
+}
+
+class Bench {
+ public:
+  explicit Bench(Options o) : o_(o) {}
+
+  int run() {
+    certs();
+    startUpstream();
+    std::vector<Figures> all;
+    all.push_back(measure("direct", "http://" + up_ + ":8080/", "bench", {}));
+    {
+      auto procs = startMeshd();
+      if (!procs.empty()) all.push_back(measure("meshd", "http://" + a_ + ":15001/", "bench", procs));
+      stopAll(procs);
+    }
+    {
+      auto procs = startHaproxy();
+      if (!procs.empty()) all.push_back(measure("haproxy", "http://" + a_ + ":16001/", "bench", procs));
+      stopAll(procs);
+    }
+    {
+      auto procs = startNginx();
+      if (!procs.empty()) all.push_back(measure("nginx", "http://" + a_ + ":17001/", "bench", procs));
+      stopAll(procs);
+    }
+    report(all);
+    if (upstream_) upstream_->signal(SIGQUIT);
+    return 0;
+  }
+
+ private:
+  using Procs = std::vector<std::pair<std::string, ChildProcess*>>;
+
+  void certs() {
+    auto cli = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), mesh::testing::meshcliPath());
+      auto r = mesh::testing::run(args, 60s, dir_.path());
+      if (r.status.code != 0) throw std::runtime_error("meshcli: " + r.err);
+    };
+    cli({"ca", "init", "--trust-domain", "bench.mesh", "--out", dir_.sub("ca")});
+    cli({"cert", "issue", "--ca", dir_.sub("ca"), "--node", "a", "--out", dir_.sub("a")});
+    cli({"cert", "issue", "--ca", dir_.sub("ca"), "--node", "b", "--out", dir_.sub("b")});
+    // HAProxy wants certificate and key in one file.
+    for (const char* n : {"a", "b"}) {
+      std::ofstream pem(dir_.sub(std::string(n) + ".pem"));
+      for (const char* part : {"/node.crt", "/node.key"}) {
+        std::ifstream in(dir_.sub(n) + part);
+        pem << in.rdbuf();
+      }
+    }
+  }
+
+  void startUpstream() {
+    const std::string conf = dir_.sub("upstream.conf");
+    std::ofstream(conf) << "daemon off;\nworker_processes 1;\npid " << dir_.sub("upstream.pid") << ";\nerror_log "
+                        << dir_.sub("upstream.err") << ";\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n"
+                        << "  keepalive_requests 1000000;\n  server {\n    listen " << up_ << ":8080;\n"
+                        << "    location / { default_type text/plain; return 200 '" << std::string(1024, 'x') << "'; }\n  }\n}\n";
+    upstream_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", conf, "-p", dir_.path()}, dir_.path(), "upstream"));
+    waitConnectable(up_, 8080);
+  }
+
+  Procs startMeshd() {
+    fs::create_directories(dir_.sub("svc"));
+    std::ofstream(dir_.sub("svc/bench.yaml")) << "service:\n  name: bench\n  address: " << up_
+                                              << "\n  port: 8080\n  checks:\n    - tcp: " << up_
+                                              << ":8080\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
+    auto common = [&](const std::string& n, const std::string& addr) {
+      return std::vector<std::string>{"--tls-dir", dir_.sub(n), "--outbound", addr + ":15001", "--inbound", addr + ":15006",
+                                      "--workers", "1", "--log-level", "warn"};
+    };
+    meshdA_.emplace(mesh::testing::MeshdOptions{.name = "a", .address = a_, .dataDir = dir_.sub("da"), .logDir = dir_.path(),
+                                                .extraArgs = common("a", a_)});
+    auto bArgs = common("b", b_);
+    bArgs.insert(bArgs.end(), {"--services-dir", dir_.sub("svc"), "--join", a_ + ":7946"});
+    meshdB_.emplace(mesh::testing::MeshdOptions{.name = "b", .address = b_, .dataDir = dir_.sub("db"), .logDir = dir_.path(),
+                                                .extraArgs = bArgs});
+    meshdA_->start();
+    meshdB_->start();
+    if (!meshdA_->waitReady() || !meshdB_->waitReady()) return {};
+    bool routed = mesh::testing::eventually(
+        [&] {
+          auto r = meshdA_->get("/v1/proxy");
+          return r.ok() && r->body.find("\"via\": \"" + b_ + ":15006\"") != std::string::npos;
+        },
+        30s, 100ms);
+    if (!routed) {
+      std::fprintf(stderr, "meshd a never routed to b\n");
+      return {};
+    }
+    return {{"meshd A", &meshdA_->process()}, {"meshd B", &meshdB_->process()}};
+  }
+
+  Procs startHaproxy() {
+    const std::string ca = dir_.sub("ca/ca.crt");
+    auto conf = [&](const std::string& name, const std::string& body) {
+      const std::string path = dir_.sub("haproxy-" + name + ".cfg");
+      std::ofstream(path) << "global\n  nbthread 1\n  maxconn 20000\n  tune.ssl.default-dh-param 2048\n"
+                          << "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+                          << "  http-reuse always\n  option http-keep-alive\n" << body;
+      return path;
+    };
+    auto a = conf("a", "frontend fe\n  bind " + a_ + ":16001\n  default_backend be\nbackend be\n  server b " + b_ +
+                           ":16443 ssl crt " + dir_.sub("a.pem") + " ca-file " + ca +
+                           " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n");
+    auto b = conf("b", "frontend fe\n  bind " + b_ + ":16443 ssl crt " + dir_.sub("b.pem") + " ca-file " + ca +
+                           " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n  default_backend be\nbackend be\n  server up " +
+                           up_ + ":8080\n");
+    haB_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", b}, dir_.path(), "haproxy-b"));
+    haA_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", a}, dir_.path(), "haproxy-a"));
+    if (!waitConnectable(a_, 16001)) {
+      std::fprintf(stderr, "haproxy did not start: %s %s\n", haA_->stderrText().c_str(), haB_->stderrText().c_str());
+      return {};
+    }
+    return {{"HAProxy A", &*haA_}, {"HAProxy B", &*haB_}};
+  }
+
+  Procs startNginx() {
+    auto conf = [&](const std::string& name, const std::string& server) {
+      const std::string path = dir_.sub("nginx-" + name + ".conf");
+      std::ofstream(path) << "daemon off;\nworker_processes 1;\npid " << dir_.sub("nginx-" + name + ".pid") << ";\nerror_log "
+                          << dir_.sub("nginx-" + name + ".err") << ";\nevents { worker_connections 20000; }\n"
+                          << "http {\n  access_log off;\n  keepalive_requests 1000000;\n" << server << "}\n";
+      return path;
+    };
+    // nginx checks the upstream's name against proxy_ssl_name, and these certificates carry
+    // SPIFFE URIs, not DNS names: A verifies nothing about B (less work than the others do, at
+    // handshakes only, which keep-alive makes rare). B verifies A's client certificate.
+    auto a = conf("a", "  upstream b { server " + b_ + ":17443; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " +
+                           a_ + ":17001;\n    location / {\n      proxy_pass https://b;\n      proxy_http_version 1.1;\n"
+                           "      proxy_set_header Connection \"\";\n      proxy_ssl_certificate " + dir_.sub("a/node.crt") +
+                           ";\n      proxy_ssl_certificate_key " + dir_.sub("a/node.key") +
+                           ";\n      proxy_ssl_protocols TLSv1.3;\n      proxy_ssl_session_reuse on;\n    }\n  }\n");
+    auto b = conf("b", "  upstream up { server " + up_ + ":8080; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " +
+                           b_ + ":17443 ssl;\n    ssl_certificate " + dir_.sub("b/node.crt") + ";\n    ssl_certificate_key " +
+                           dir_.sub("b/node.key") + ";\n    ssl_protocols TLSv1.3;\n    ssl_client_certificate " +
+                           dir_.sub("ca/ca.crt") + ";\n    ssl_verify_client on;\n    ssl_verify_depth 3;\n    location / {\n"
+                           "      proxy_pass http://up;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n");
+    ngB_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", b, "-p", dir_.path()}, dir_.path(), "nginx-b"));
+    ngA_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", a, "-p", dir_.path()}, dir_.path(), "nginx-a"));
+    if (!waitConnectable(a_, 17001)) {
+      std::fprintf(stderr, "nginx did not start: %s %s\n", ngA_->stderrText().c_str(), ngB_->stderrText().c_str());
+      return {};
+    }
+    return {{"nginx A", &*ngA_}, {"nginx B", &*ngB_}};
+  }
+
+  void stopAll(Procs& procs) {
+    for (auto& [name, p] : procs) {
+      p->signal(SIGTERM);
+      if (!p->wait(10s)) p->kill();
+    }
+    procs.clear();
+  }
+
+  Figures measure(const std::string& name, const std::string& url, const std::string& host, const Procs& procs) {
+    Figures f;
+    f.name = name;
+    std::this_thread::sleep_for(1s);
+    for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
+    // Warm-up (pools filled, caches hot), then the fixed rate with CPU measured around it.
+    h2load(dir_.path(), url, host, o_.clients, 0, 2);
+    double cpu0 = 0;
+    for (const auto& [n, p] : procs) cpu0 += familyCpu(p->pid());
+    auto fixed = h2load(dir_.path(), url, host, o_.clients, o_.rps / o_.clients, o_.seconds);
+    double cpu1 = 0;
+    for (const auto& [n, p] : procs) cpu1 += familyCpu(p->pid());
+    f.p50 = fixed.p50;
+    f.p90 = fixed.p90;
+    f.p99 = fixed.p99;
+    f.rate = fixed.rps;
+    f.failed = fixed.failed;
+    // CPU over the fixed-rate run includes its one-second warm-up: divide by all it served.
+    const double served = fixed.rps * (o_.seconds + 1);
+    f.cpuPer1000 = served > 0 ? (cpu1 - cpu0) / served * 1000.0 : 0;
+    auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.seconds);
+    f.maxRps = max.rps;
+    f.failed += max.failed;
+    for (const auto& [n, p] : procs) f.rssLoadedMb.emplace_back(n, rssMb(p->pid()));
+    std::printf("%-8s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
+                name.c_str(), f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
+    std::fflush(stdout);
+    return f;
+  }
+
+  void report(const std::vector<Figures>& all) {
+    const Figures* direct = nullptr;
+    for (const auto& f : all) {
+      if (f.name == "direct") direct = &f;
+    }
+    std::printf("\nHTTP/1.1, 1 kB responses, %d req/s over %d connections for %d s; max: %d connections\n", o_.rps,
+                o_.clients, o_.seconds, o_.maxClients);
+    std::printf("| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req | RSS idle (MB) | RSS loaded (MB) |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const auto& f : all) {
+      std::string idle, loaded;
+      for (const auto& [n, mb] : f.rssIdleMb) idle += (idle.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
+      for (const auto& [n, mb] : f.rssLoadedMb) loaded += (loaded.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
+      std::printf("| %s | %.3f ms | %.3f ms | %.3f ms | %s | %s | %.0f | %s | %s | %s |\n", f.name.c_str(), f.p50, f.p90, f.p99,
+                  direct && &f != direct ? (fmt(f.p50 - direct->p50, 3) + " ms").c_str() : "-",
+                  direct && &f != direct ? (fmt(f.p99 - direct->p99, 3) + " ms").c_str() : "-", f.maxRps,
+                  f.name == "direct" ? "-" : fmt(f.cpuPer1000, 3).c_str(), idle.empty() ? "-" : idle.c_str(),
+                  loaded.empty() ? "-" : loaded.c_str());
+    }
+    const Figures *mesh = nullptr, *best50 = nullptr, *best99 = nullptr, *bestMax = nullptr, *bestCpu = nullptr;
+    for (const auto& f : all) {
+      if (f.name == "meshd") mesh = &f;
+      if (f.name != "haproxy" && f.name != "nginx") continue;
+      if (!best50 || f.p50 < best50->p50) best50 = &f;
+      if (!best99 || f.p99 < best99->p99) best99 = &f;
+      if (!bestMax || f.maxRps > bestMax->maxRps) bestMax = &f;
+      if (!bestCpu || f.cpuPer1000 < bestCpu->cpuPer1000) bestCpu = &f;
+    }
+    if (mesh && direct && best50) {
+      std::printf("\nmeshd against the better of HAProxy and nginx in this run (target in brackets):\n");
+      std::printf("  added latency p50: %.3f ms vs %.3f ms (%s): ratio %.2f [<= 0.5]\n", mesh->p50 - direct->p50,
+                  best50->p50 - direct->p50, best50->name.c_str(), (mesh->p50 - direct->p50) / (best50->p50 - direct->p50));
+      std::printf("  added latency p99: %.3f ms vs %.3f ms (%s): ratio %.2f [<= 0.5]\n", mesh->p99 - direct->p99,
+                  best99->p99 - direct->p99, best99->name.c_str(), (mesh->p99 - direct->p99) / (best99->p99 - direct->p99));
+      std::printf("  max throughput: %.0f vs %.0f req/s (%s): ratio %.2f [>= 1.3]\n", mesh->maxRps, bestMax->maxRps,
+                  bestMax->name.c_str(), mesh->maxRps / bestMax->maxRps);
+      std::printf("  CPU per 1,000 requests: %.3f vs %.3f s (%s): ratio %.2f [<= 0.5]\n", mesh->cpuPer1000,
+                  bestCpu->cpuPer1000, bestCpu->name.c_str(), mesh->cpuPer1000 / bestCpu->cpuPer1000);
+      double worstIdle = 0;
+      for (const auto& [n, mb] : mesh->rssIdleMb) worstIdle = std::max(worstIdle, mb);
+      std::printf("  RSS idle per meshd: %.1f MB [<= 15]\n", worstIdle);
+    }
+    if (!o_.svg.empty()) writeSvg(all, direct);
+  }
+
+  static std::string fmt(double v, int digits) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.*f", digits, v);
+    return b;
+  }
+
+  // Two panels: latency added over direct (p50, p90, p99) and maximum throughput.
+  void writeSvg(const std::vector<Figures>& all, const Figures* direct) {
+    std::vector<const Figures*> proxies;
+    for (const auto& f : all) {
+      if (&f != direct) proxies.push_back(&f);
+    }
+    double maxAdded = 0.001, maxRps = 1;
+    for (auto* f : proxies) {
+      maxAdded = std::max({maxAdded, f->p99 - (direct ? direct->p99 : 0), f->p50 - (direct ? direct->p50 : 0)});
+      maxRps = std::max(maxRps, f->maxRps);
+    }
+    if (direct) maxRps = std::max(maxRps, direct->maxRps);
+    std::ostringstream s;
+    const int w = 760, h = 320;
+    s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "' font-family='sans-serif' font-size='12'>\n";
+    s << "<rect width='100%' height='100%' fill='white'/>\n";
+    s << "<text x='10' y='18' font-size='14'>Latency added over direct at " << o_.rps << " req/s (ms)</text>\n";
+    s << "<text x='400' y='18' font-size='14'>Maximum throughput (req/s)</text>\n";
+    const char* colors[] = {"#4c78a8", "#f58518", "#54a24b"};
+    const char* labels[] = {"p50", "p90", "p99"};
+    for (int k = 0; k < 3; ++k) {
+      s << "<rect x='" << 10 + 60 * k << "' y='295' width='10' height='10' fill='" << colors[k] << "'/><text x='" << 24 + 60 * k
+        << "' y='304'>" << labels[k] << "</text>\n";
+    }
+    for (std::size_t i = 0; i < proxies.size(); ++i) {
+      const auto* f = proxies[i];
+      const double added[3] = {f->p50 - (direct ? direct->p50 : 0), f->p90 - (direct ? direct->p90 : 0),
+                               f->p99 - (direct ? direct->p99 : 0)};
+      const int x0 = 30 + static_cast<int>(i) * 110;
+      for (int k = 0; k < 3; ++k) {
+        const double v = std::max(0.0, added[k]);
+        const int bh = static_cast<int>(220 * v / maxAdded);
+        s << "<rect x='" << x0 + 28 * k << "' y='" << 270 - bh << "' width='24' height='" << bh << "' fill='" << colors[k] << "'/>\n";
+        s << "<text x='" << x0 + 28 * k << "' y='" << 266 - bh << "' font-size='9'>" << fmt(added[k], 2) << "</text>\n";
+      }
+      s << "<text x='" << x0 << "' y='285'>" << f->name << "</text>\n";
+    }
+    std::vector<const Figures*> bars = proxies;
+    if (direct) bars.insert(bars.begin(), direct);
+    for (std::size_t i = 0; i < bars.size(); ++i) {
+      const auto* f = bars[i];
+      const int x0 = 410 + static_cast<int>(i) * 85;
+      const int bh = static_cast<int>(220 * f->maxRps / maxRps);
+      s << "<rect x='" << x0 << "' y='" << 270 - bh << "' width='60' height='" << bh << "' fill='#72b7b2'/>\n";
+      s << "<text x='" << x0 << "' y='" << 266 - bh << "'>" << fmt(f->maxRps, 0) << "</text>\n";
+      s << "<text x='" << x0 << "' y='285'>" << f->name << "</text>\n";
+    }
+    s << "</svg>\n";
+    std::ofstream(o_.svg) << s.str();
+    std::printf("plot written to %s\n", o_.svg.c_str());
+  }
+
+  Options o_;
+  mesh::testing::LoopbackSubnet net_;
+  mesh::testing::TempDir dir_{"mesh-bench-proxy"};
+  std::string a_ = net_.address(1), b_ = net_.address(2), up_ = net_.address(3);
+  std::optional<ChildProcess> upstream_, haA_, haB_, ngA_, ngB_;
+  std::optional<mesh::testing::MeshdNode> meshdA_, meshdB_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_proxy: a meshd pair against HAProxy and nginx pairs, TLS between, 1 kB responses"};
+  Options o;
+  app.add_option("--seconds", o.seconds, "Seconds of each measured run")->check(CLI::Range(2, 600));
+  app.add_option("--rps", o.rps, "Fixed request rate for the latency run")->check(CLI::Range(10, 1000000));
+  app.add_option("--clients", o.clients, "Connections for the fixed-rate run")->check(CLI::Range(1, 10000));
+  app.add_option("--max-clients", o.maxClients, "Connections for the maximum-throughput run")->check(CLI::Range(1, 10000));
+  app.add_option("--svg", o.svg, "Write a plot (SVG) here");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return Bench(o).run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_proxy: %s\n", e.what());
+    return 1;
+  }
+}
