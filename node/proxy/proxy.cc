@@ -128,14 +128,26 @@ class Stream {
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
   SslStream* tls() { return tls_.get(); }
 
-  awaitable<std::size_t> read(asio::mutable_buffer b, error_code& ec) {
-    if (tls_) co_return co_await tls_->async_read_some(b, tok(ec));
-    co_return co_await tcp_->async_read_some(b, tok(ec));
+  // One asynchronous operation on whichever stream this is, awaited directly (no coroutine
+  // frame of its own: these run several times per request).
+  auto read(asio::mutable_buffer b, error_code& ec) {
+    auto token = tok(ec);
+    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
+        [this](auto handler, asio::mutable_buffer buf) {
+          if (tls_) tls_->async_read_some(buf, std::move(handler));
+          else tcp_->async_read_some(buf, std::move(handler));
+        },
+        token, b);
   }
   template <typename Buffers>
-  awaitable<void> write(const Buffers& b, error_code& ec) {
-    if (tls_) co_await asio::async_write(*tls_, b, tok(ec));
-    else co_await asio::async_write(*tcp_, b, tok(ec));
+  auto write(const Buffers& b, error_code& ec) {
+    auto token = tok(ec);
+    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
+        [this](auto handler, const Buffers& buf) {
+          if (tls_) asio::async_write(*tls_, buf, std::move(handler));
+          else asio::async_write(*tcp_, buf, std::move(handler));
+        },
+        token, b);
   }
   void close() {
     error_code ec;
@@ -342,7 +354,7 @@ void Worker::sweepPool(bool all) {
 
 // One downstream connection and what its timeouts may have to close.
 struct Conn : std::enable_shared_from_this<Conn> {
-  Conn(Worker& w, Direction d, Stream s) : worker(w), direction(d), down(std::move(s)), timer(w.io) {
+  Conn(Worker& w, Direction d, Stream s) : worker(w), direction(d), down(std::move(s)) {
     worker.conns.insert(this);
     ++worker.impl.openConns;
     (d == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->inc();
@@ -356,9 +368,8 @@ struct Conn : std::enable_shared_from_this<Conn> {
   Direction direction;
   Stream down;
   Buffer buf;
-  asio::steady_timer timer;
+  // When the current phase times out; the worker's sweep (every kSweep) closes what is past it.
   Clock::time_point deadline = Clock::time_point::max();
-  Clock::time_point armed = Clock::time_point::max();
   bool timedOut = false;    // the downstream timed out: the connection is closed
   bool upstreamOnly = false;  // a timeout now ends only the upstream attempt (connect, response head)
   bool upTimedOut = false;
@@ -369,40 +380,33 @@ struct Conn : std::enable_shared_from_this<Conn> {
   std::string redirectedTo;  // outbound, redirected by iptables: the original destination's service
   std::string head;  // the current request head, copied out of buf
 
-  void setDeadline(Clock::time_point t) {
-    deadline = t;
-    if (t < armed) timer.cancel();  // the watchdog re-arms for the earlier time
-  }
+  void setDeadline(Clock::time_point t) { deadline = t; }
   void after(std::chrono::milliseconds d) { setDeadline(Clock::now() + d); }
   void closeAll() {
     closed = true;
     down.close();
     if (up) up->close();
-    timer.cancel();
+  }
+  // Called by the sweep once the deadline has passed: a timeout while connecting or waiting
+  // for a response head ends that attempt only (the client gets a 504, or another endpoint);
+  // any other ends the connection.
+  void expire() {
+    if (upstreamOnly && up) {
+      upTimedOut = true;
+      up->close();
+      deadline = Clock::time_point::max();
+      return;
+    }
+    timedOut = true;
+    deadline = Clock::time_point::max();
+    down.close();
+    if (up) up->close();
   }
 };
 
-awaitable<void> watchdog(std::shared_ptr<Conn> c) {
-  while (!c->closed) {
-    c->armed = c->deadline;
-    c->timer.expires_at(c->deadline);
-    error_code ec;
-    co_await c->timer.async_wait(tok(ec));
-    if (c->closed) break;
-    if (Clock::now() >= c->deadline) {
-      if (c->upstreamOnly && c->up) {
-        c->upTimedOut = true;
-        c->up->close();
-        c->deadline = Clock::time_point::max();
-        continue;
-      }
-      c->timedOut = true;
-      c->down.close();
-      if (c->up) c->up->close();
-      break;
-    }
-  }
-}
+// One timer per worker instead of one per connection: setting a deadline is a store, never a
+// timer operation (a syscall when it becomes the earliest), and timeouts fire within kSweep.
+constexpr std::chrono::milliseconds kSweep{100};
 
 // Rebases a head's views from one copy of its bytes to another.
 void relocate(h1::Head& h, const char* from, const char* to) {
@@ -438,8 +442,8 @@ bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
-std::string newRequestId(Worker& w) {
-  // 128 random bits as a UUID v4 (the x-request-id Envoy and nginx generate look the same).
+// 128 random bits as a UUID v4 (what Envoy and nginx generate), written into `out`.
+void newRequestId(Worker& w, std::string& out) {
   static thread_local std::uint64_t s = 0x853c49e6748fea9bull ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
                                         (static_cast<std::uint64_t>(w.index) << 32);
   auto next = [&] {
@@ -449,13 +453,24 @@ std::string newRequestId(Worker& w) {
     return s * 0x2545F4914F6CDD1Dull;
   };
   std::uint64_t a = next(), b = next();
-  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000;
-  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
-  char out[37];
-  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
-  return out;
+  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000;                   // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;    // variant 10
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.resize(36);
+  int pos = 0;
+  auto put = [&](std::uint64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i) out[static_cast<std::size_t>(pos + i)] = kHex[v & 0xF], v >>= 4;
+    pos += digits;
+  };
+  put(a >> 32, 8);
+  out[static_cast<std::size_t>(pos++)] = '-';
+  put((a >> 16) & 0xFFFF, 4);
+  out[static_cast<std::size_t>(pos++)] = '-';
+  put(a & 0xFFFF, 4);
+  out[static_cast<std::size_t>(pos++)] = '-';
+  put(b >> 48, 4);
+  out[static_cast<std::size_t>(pos++)] = '-';
+  put(b & 0xFFFFFFFFFFFFull, 12);
 }
 
 // Copies one direction of a tunnel until EOF or error, then half-closes the other side.
@@ -684,58 +699,97 @@ class Relay {
 
   // Relays a body of the given framing from `in` (its buffer first) to `out`. Returns false
   // when either side failed (ctx.failure says which).
-  awaitable<bool> relayBody(Stream& in, Buffer& inBuf, Stream& out, const h1::Head& head, bool fromDown,
-                            RequestContext& ctx, std::uint64_t& counted) {
-    if (head.framing == h1::Framing::none || head.framing == h1::Framing::tunnel) co_return true;
-    std::uint64_t left = head.framing == h1::Framing::length ? head.contentLength : 0;
+  // Where a body stands: how much of it is still to come, by its framing.
+  struct BodyState {
+    explicit BodyState(const h1::Head& h)
+        : framing(h.framing), left(h.framing == h1::Framing::length ? h.contentLength : 0) {
+      done = framing == h1::Framing::none || framing == h1::Framing::tunnel || (framing == h1::Framing::length && left == 0);
+    }
+    // How many of `bytes` belong to the body; sets done at its end, error on bad chunking.
+    std::size_t take(std::string_view bytes) {
+      std::size_t n = 0;
+      switch (framing) {
+        case h1::Framing::length:
+          n = static_cast<std::size_t>(std::min<std::uint64_t>(left, bytes.size()));
+          left -= n;
+          done = left == 0;
+          break;
+        case h1::Framing::chunked: {
+          auto s = scanner.feed(bytes);
+          error = s.error;
+          n = s.used;
+          done = s.done;
+          break;
+        }
+        case h1::Framing::untilClose: n = bytes.size(); break;
+        default: done = true;
+      }
+      return n;
+    }
+    h1::Framing framing;
+    std::uint64_t left;
     h1::ChunkedScanner scanner;
-    for (;;) {
+    bool done = false, error = false;
+  };
+
+  // Sends a head and, in the same write, what of its body is already buffered (one TLS record
+  // and one syscall instead of two for most messages).
+  awaitable<bool> writeHeadAndBody(Stream& out, std::string& head, Buffer& inBuf, BodyState& st, bool fromDown,
+                                   RequestContext& ctx, std::uint64_t& counted) {
+    const std::size_t headSize = head.size();
+    if (!st.done && !inBuf.empty()) {
+      auto n = st.take(inBuf.view());
+      if (st.error) {
+        ctx.failure = fromDown ? Failure::badRequest : Failure::badResponse;
+        co_return false;
+      }
+      head.append(inBuf.view().substr(0, n));
+      inBuf.consume(n);
+    }
+    error_code ec;
+    co_await out.write(asio::buffer(head), ec);
+    if (ec) {
+      ctx.failure = fromDown ? Failure::upstreamReset : Failure::downstreamClosed;
+      co_return false;
+    }
+    counted += head.size() - (fromDown ? headSize : 0);
+    co_return true;
+  }
+
+  // Relays the rest of a body from `in` (its buffer first) to `out`. Returns false when either
+  // side failed (ctx.failure says which).
+  awaitable<bool> relayBody(Stream& in, Buffer& inBuf, Stream& out, BodyState& st, bool fromDown, RequestContext& ctx,
+                            std::uint64_t& counted) {
+    while (!st.done) {
       if (!inBuf.empty()) {
-        std::size_t take = 0;
-        bool done = false;
         auto view = inBuf.view();
-        switch (head.framing) {
-          case h1::Framing::length:
-            take = static_cast<std::size_t>(std::min<std::uint64_t>(left, view.size()));
-            left -= take;
-            done = left == 0;
-            break;
-          case h1::Framing::chunked: {
-            auto s = scanner.feed(view);
-            if (s.error) {
-              ctx.failure = fromDown ? Failure::badRequest : Failure::badResponse;
-              co_return false;
-            }
-            take = s.used;
-            done = s.done;
-            break;
-          }
-          case h1::Framing::untilClose: take = view.size(); break;
-          default: co_return true;
+        const auto n = st.take(view);
+        if (st.error) {
+          ctx.failure = fromDown ? Failure::badRequest : Failure::badResponse;
+          co_return false;
         }
         error_code ec;
-        co_await out.write(asio::buffer(view.data(), take), ec);
+        co_await out.write(asio::buffer(view.data(), n), ec);
         if (ec) {
           ctx.failure = fromDown ? Failure::upstreamReset : Failure::downstreamClosed;
           co_return false;
         }
-        inBuf.consume(take);
-        counted += take;
-        if (done) co_return true;
-      } else if (head.framing == h1::Framing::length && left == 0) {
-        co_return true;
+        inBuf.consume(n);
+        counted += n;
+        continue;
       }
       c_->after(impl_.opt.bodyTimeout);
       error_code ec;
       auto n = co_await in.read(inBuf.prepare(), ec);
       inBuf.commit(n);
       if (n == 0 && ec) {
-        if (head.framing == h1::Framing::untilClose && !fromDown && !c_->timedOut) co_return true;
+        if (st.framing == h1::Framing::untilClose && !fromDown && !c_->timedOut) co_return true;
         ctx.failure = c_->timedOut ? (fromDown ? Failure::requestTimeout : Failure::upstreamTimeout)
                                    : (fromDown ? Failure::downstreamClosed : Failure::upstreamReset);
         co_return false;
       }
     }
+    co_return true;
   }
 
   // Picks the target of this attempt. Outbound: an endpoint of the cluster; inbound: the local app.
@@ -783,6 +837,10 @@ class Relay {
     }
     c_->idle = false;
     RequestContext ctx;
+    // The per-request containers keep their capacity from one request to the next.
+    ctx.upstreamHeaders = std::move(spareUp_);
+    ctx.downstreamHeaders = std::move(spareDown_);
+    ctx.requestId = std::move(spareId_);
     ctx.direction = c_->direction;
     ctx.start = Clock::now();
     ctx.peerIdentity = c_->peerIdentity;
@@ -805,6 +863,11 @@ class Relay {
     bool keep = co_await phases(req, ctx);
     logPhase(ctx);
     pin_.reset();
+    spareUp_ = std::move(ctx.upstreamHeaders);
+    spareUp_.clear();
+    spareDown_ = std::move(ctx.downstreamHeaders);
+    spareDown_.clear();
+    spareId_ = std::move(ctx.requestId);
     co_return keep && !w_.draining;
   }
 
@@ -813,7 +876,7 @@ class Relay {
     if (!req.requestId.empty()) {
       ctx.requestId.assign(req.requestId);
     } else {
-      ctx.requestId = newRequestId(w_);
+      newRequestId(w_, ctx.requestId);
       ctx.upstreamHeaders.push_back({"x-request-id", ctx.requestId});
     }
     for (auto& f : impl_.filters) {
@@ -982,13 +1045,19 @@ class Relay {
     ctx.upstreamStart = Clock::now();
     error_code ec;
     const bool expectContinue = req.framing != h1::Framing::none && req.find("expect") != nullptr;
-    if (req.framing == h1::Framing::none || expectContinue) {
+    BodyState reqBody(req);
+    if (expectContinue) {
+      // The body waits for the upstream's 100 Continue.
       co_await up.stream.write(asio::buffer(upHead_), ec);
       if (ec) co_return Attempt::retry;
     } else {
-      co_await up.stream.write(asio::buffer(upHead_), ec);
-      if (ec) co_return Attempt::retry;
-      if (!co_await relayBody(c_->down, c_->buf, up.stream, req, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+      const bool bodyless = reqBody.done;
+      if (!co_await writeHeadAndBody(up.stream, upHead_, c_->buf, reqBody, true, ctx, ctx.requestBytes)) {
+        // Nothing of a bodyless request reached the upstream: it may go again.
+        if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
+        co_return Attempt::failed;
+      }
+      if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
     }
     bool bodySent = !expectContinue;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
@@ -1017,7 +1086,7 @@ class Relay {
             co_return Attempt::failed;
           }
           if (!bodySent && resp.status == 100) {
-            if (!co_await relayBody(c_->down, c_->buf, up.stream, req, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+            if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
             bodySent = true;
             c_->after(impl_.opt.upstreamTimeout);
           }
@@ -1049,12 +1118,10 @@ class Relay {
     downHead_.clear();
     h1::writeResponse(resp, ctx.downstreamHeaders, keep, downHead_);
     up.buf.consume(resp.headBytes);
-    co_await c_->down.write(asio::buffer(downHead_), ec);
-    if (ec) {
-      ctx.failure = Failure::downstreamClosed;
+    BodyState respBody(resp);
+    if (!co_await writeHeadAndBody(c_->down, downHead_, up.buf, respBody, false, ctx, ctx.responseBytes)) {
       co_return Attempt::failed;
     }
-    ctx.responseBytes += downHead_.size();
     if (resp.framing == h1::Framing::tunnel) {
       // WebSocket (101) or CONNECT: from now on, bytes both ways until either side closes.
       auto pending = c_->buf.view();
@@ -1065,7 +1132,7 @@ class Relay {
       req.keepAlive = false;
       co_return Attempt::ok;
     }
-    if (!co_await relayBody(up.stream, up.buf, c_->down, resp, false, ctx, ctx.responseBytes)) co_return Attempt::failed;
+    if (!co_await relayBody(up.stream, up.buf, c_->down, respBody, false, ctx, ctx.responseBytes)) co_return Attempt::failed;
     if (!bodySent) {
       // The upstream answered without asking for the body (Expect: 100-continue refused):
       // the body is still on the downstream connection, which therefore closes.
@@ -1080,6 +1147,8 @@ class Relay {
   Shared& impl_;
   std::string upHead_, downHead_, xfcc_;
   std::shared_ptr<const Snapshot> pin_;
+  std::vector<h1::Header> spareUp_, spareDown_;
+  std::string spareId_;
 };
 
 // Original destination of a connection iptables redirected (REDIRECT keeps it in conntrack).
@@ -1226,7 +1295,6 @@ awaitable<void> acceptLoop(Worker& w, tcp::acceptor& acc, Direction d) {
       c = std::make_shared<Conn>(w, d, Stream(std::move(s), *w.serverCtx));
     }
     if (!ec) c->sourceAddress = remote.address().to_string();
-    asio::co_spawn(w.io, watchdog(c), asio::detached);
     auto serve = d == Direction::outbound ? serveOutbound(c) : serveInbound(c);
     asio::co_spawn(w.io, std::move(serve), [c, &w](std::exception_ptr e) {
       if (e) {
@@ -1262,13 +1330,21 @@ Result<tcp::acceptor> listenOn(asio::io_context& io, const HostPort& at) {
   return acc;
 }
 
-awaitable<void> poolSweeper(Worker& w) {
+awaitable<void> sweeper(Worker& w) {
   asio::steady_timer t(w.io);
-  while (!w.draining) {
-    t.expires_after(std::chrono::seconds(5));
+  int n = 0;
+  for (;;) {
+    t.expires_after(kSweep);
     error_code ec;
     co_await t.async_wait(tok(ec));
-    w.sweepPool(false);
+    if (ec == asio::error::operation_aborted) co_return;
+    const auto now = Clock::now();
+    std::vector<Conn*> expired;
+    for (auto* c : w.conns) {
+      if (c->deadline <= now) expired.push_back(c);
+    }
+    for (auto* c : expired) c->expire();
+    if (++n % 50 == 0 && !w.draining) w.sweepPool(false);  // idle upstream connections, every 5 s
   }
 }
 
@@ -1371,7 +1447,7 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
     auto* wp = w.get();
     asio::co_spawn(w->io, acceptLoop(*wp, *wp->outbound, Direction::outbound), asio::detached);
     asio::co_spawn(w->io, acceptLoop(*wp, *wp->inbound, Direction::inbound), asio::detached);
-    asio::co_spawn(w->io, poolSweeper(*wp), asio::detached);
+    asio::co_spawn(w->io, sweeper(*wp), asio::detached);
     w->thread = std::thread([wp] {
       auto guard = asio::make_work_guard(wp->io);
       wp->io.run();

@@ -11,7 +11,8 @@
 // Prints a table and the ratios against the better of HAProxy and nginx; --svg writes a plot.
 // Asserts nothing. Stops every process it started.
 //
-//   bench_proxy [--seconds 10] [--rps 1000] [--clients 10] [--max-clients 50] [--svg FILE]
+//   bench_proxy [--seconds 10] [--rps 1000] [--clients 10] [--max-clients 50] [--max-requests 200000]
+//               [--svg FILE]
 
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct Options {
   int rps = 1000;
   int clients = 10;
   int maxClients = 50;
+  std::uint64_t maxRequests = 200000;
   std::string svg;
 };
 
@@ -125,14 +127,18 @@ struct H2load {
   std::uint64_t ok = 0, failed = 0;
 };
 
-H2load h2load(const std::string& dir, const std::string& url, const std::string& host, int clients, int rps, int seconds) {
+// h2load for `requests` requests over `clients` connections (at `rps` per connection when
+// given). -n, not -D: h2load 1.52 spins and never stops with -D and --rps together.
+H2load h2load(const std::string& dir, const std::string& url, const std::string& host, int clients, int rps,
+              std::uint64_t requests) {
   const std::string log = dir + "/h2load.log";
   fs::remove(log);
-  std::vector<std::string> argv{"h2load", "--h1", "-c", std::to_string(clients), "-t", "1", "-D", std::to_string(seconds),
-                                "--warm-up-time", "1", "-H", "host: " + host, "--log-file", log};
+  // ":authority" is h2load's name for Host, also over HTTP/1.1 ("host:" would add a second).
+  std::vector<std::string> argv{"/usr/bin/h2load", "--h1", "-c", std::to_string(clients), "-t", "1", "-n", std::to_string(requests),
+                                "-H", ":authority: " + host, "--log-file", log};
   if (rps > 0) argv.insert(argv.end(), {"--rps", std::to_string(rps)});
   argv.push_back(url);
-  auto r = mesh::testing::run(argv, std::chrono::seconds(seconds + 60), dir);
+  auto r = mesh::testing::run(argv, std::chrono::seconds(600), dir);
   H2load out;
   // "finished in 10.00s, 999.90 req/s, 1.10MB/s" and
   // "requests: 10000 total, 10000 started, 10000 done, 10000 succeeded, 0 failed, 0 errored, 0 timeout"
@@ -193,7 +199,10 @@ class Bench {
       stopAll(procs);
     }
     report(all);
-    if (upstream_) upstream_->signal(SIGQUIT);
+    if (upstream_) {
+      upstream_->signal(SIGTERM);  // nginx's master stops its worker, then exits
+      if (!upstream_->wait(10s)) upstream_->kill();
+    }
     return 0;
   }
 
@@ -264,7 +273,7 @@ class Bench {
     const std::string ca = dir_.sub("ca/ca.crt");
     auto conf = [&](const std::string& name, const std::string& body) {
       const std::string path = dir_.sub("haproxy-" + name + ".cfg");
-      std::ofstream(path) << "global\n  nbthread 1\n  maxconn 20000\n  tune.ssl.default-dh-param 2048\n"
+      std::ofstream(path) << "global\n  nbthread 1\n  maxconn 4000\n  tune.ssl.default-dh-param 2048\n"
                           << "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
                           << "  http-reuse always\n  option http-keep-alive\n" << body;
       return path;
@@ -328,10 +337,11 @@ class Bench {
     std::this_thread::sleep_for(1s);
     for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
     // Warm-up (pools filled, caches hot), then the fixed rate with CPU measured around it.
-    h2load(dir_.path(), url, host, o_.clients, 0, 2);
+    h2load(dir_.path(), url, host, o_.clients, 0, 5000);
     double cpu0 = 0;
     for (const auto& [n, p] : procs) cpu0 += familyCpu(p->pid());
-    auto fixed = h2load(dir_.path(), url, host, o_.clients, o_.rps / o_.clients, o_.seconds);
+    auto fixed = h2load(dir_.path(), url, host, o_.clients, o_.rps / o_.clients,
+                        static_cast<std::uint64_t>(o_.rps) * static_cast<std::uint64_t>(o_.seconds));
     double cpu1 = 0;
     for (const auto& [n, p] : procs) cpu1 += familyCpu(p->pid());
     f.p50 = fixed.p50;
@@ -339,10 +349,9 @@ class Bench {
     f.p99 = fixed.p99;
     f.rate = fixed.rps;
     f.failed = fixed.failed;
-    // CPU over the fixed-rate run includes its one-second warm-up: divide by all it served.
-    const double served = fixed.rps * (o_.seconds + 1);
+    const double served = static_cast<double>(fixed.ok + fixed.failed);
     f.cpuPer1000 = served > 0 ? (cpu1 - cpu0) / served * 1000.0 : 0;
-    auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.seconds);
+    auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.maxRequests);
     f.maxRps = max.rps;
     f.failed += max.failed;
     for (const auto& [n, p] : procs) f.rssLoadedMb.emplace_back(n, rssMb(p->pid()));
@@ -472,6 +481,7 @@ int main(int argc, char** argv) {
   app.add_option("--rps", o.rps, "Fixed request rate for the latency run")->check(CLI::Range(10, 1000000));
   app.add_option("--clients", o.clients, "Connections for the fixed-rate run")->check(CLI::Range(1, 10000));
   app.add_option("--max-clients", o.maxClients, "Connections for the maximum-throughput run")->check(CLI::Range(1, 10000));
+  app.add_option("--max-requests", o.maxRequests, "Requests of the maximum-throughput run")->check(CLI::Range(1000, 100000000));
   app.add_option("--svg", o.svg, "Write a plot (SVG) here");
   CLI11_PARSE(app, argc, argv);
   try {
