@@ -43,7 +43,8 @@ struct ProxyService::Impl {
     auto* store = d.policies();
     std::shared_ptr<const policy::Snapshot> pol = store ? store->snapshot() : nullptr;
     const std::uint64_t pv = pol ? pol->version : 0;
-    if (!force && d.catalog.generation() == catalogGeneration && pv == policyVersion && fp == membersFingerprint) return;
+    if (!force && d.catalog.generation() == catalogGeneration && pv == policyVersion && fp == membersFingerprint)
+      return;
     catalogGeneration = d.catalog.generation();
     policyVersion = pv;
     membersFingerprint = std::move(fp);
@@ -88,8 +89,13 @@ struct ProxyService::Impl {
     for (const auto& [name, c] : s->clusters) {
       nlohmann::json eps = nlohmann::json::array();
       for (const auto& e : c->endpoints) {
-        eps.push_back({{"node", e.node}, {"instance", e.instanceId}, {"via", e.inbound.toString()}, {"zone", e.zone},
-                       {"weight", e.weight}, {"labels", e.labels}, {"same_zone", e.zone == s->zone}});
+        eps.push_back({{"node", e.node},
+                       {"instance", e.instanceId},
+                       {"via", e.inbound.toString()},
+                       {"zone", e.zone},
+                       {"weight", e.weight},
+                       {"labels", e.labels},
+                       {"same_zone", e.zone == s->zone}});
       }
       clusters[name] = {{"protocol", catalog::protocolName(c->protocol)},
                         {"load_balancer", proxy::algorithmName(c->lb.algorithm)},
@@ -100,7 +106,8 @@ struct ProxyService::Impl {
     }
     nlohmann::json local = nlohmann::json::object();
     for (const auto& [id, t] : s->local) {
-      local[id] = {{"service", t.service}, {"address", t.address.toString()}, {"protocol", catalog::protocolName(t.protocol)}};
+      local[id] = {
+          {"service", t.service}, {"address", t.address.toString()}, {"protocol", catalog::protocolName(t.protocol)}};
     }
     return {{"version", s->version},
             {"policy_version", s->policyVersion},
@@ -141,9 +148,8 @@ Result<std::unique_ptr<ProxyService>> ProxyService::start(Deps deps) {
 std::string ProxyService::advertisedInbound() const { return impl_->inboundTag; }
 
 void ProxyService::attach(admin::Server& admin) {
-  admin.route("GET", "/v1/proxy", [this](const http::Request&) {
-    return http::Response::json(200, impl_->snapshotJson().dump(2) + "\n");
-  });
+  admin.route("GET", "/v1/proxy",
+              [this](const http::Request&) { return http::Response::json(200, impl_->snapshotJson().dump(2) + "\n"); });
 }
 
 void ProxyService::changed() { impl_->compile(false); }

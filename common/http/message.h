@@ -38,7 +38,7 @@ struct Response {
   static Response json(int status, std::string body);
 };
 
-// "OK", "Not Found", ... ("Unknown" for codes we never send).
+// "OK", "Not Found", ... ("Unknown" for codes we never send); the admin API's and the proxy's.
 std::string_view reasonPhrase(int status);
 
 // Decodes %XX and '+' (as space) of a query component; invalid escapes are kept as written.

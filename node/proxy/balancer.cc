@@ -59,14 +59,16 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
         auto& pos = position_[cluster.service];
         return set->schedule[pos++ % set->schedule.size()];
       }
-      case Algorithm::random: return weightedIndex(*set);
+      case Algorithm::random:
+        return weightedIndex(*set);
       case Algorithm::leastRequest: {
         // Power of two choices (Mitzenmacher): two weighted random picks, the one with fewer
         // requests in flight per unit of weight wins; ties go to the first.
         auto a = weightedIndex(*set), b = weightedIndex(*set);
         if (a == b && n > 1) b = (a + 1 + static_cast<std::uint32_t>(next() % (n - 1))) % n;
         auto load = [&](std::uint32_t i) {
-          return static_cast<double>(active(set->endpoints[i]->key)) / std::max<std::uint32_t>(1, set->endpoints[i]->weight);
+          return static_cast<double>(active(set->endpoints[i]->key)) /
+                 std::max<std::uint32_t>(1, set->endpoints[i]->weight);
         };
         return load(b) < load(a) ? b : a;
       }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/http/message.h"
 #include "common/http/picohttpparser.h"
 
 namespace mesh::proxy::h1 {
@@ -80,15 +81,20 @@ Fields scan(Head& head) {
       int n = 0;
       forEachElement(h.value, [&](std::string_view e) {
         ++n;
-        if (ieq(e, "chunked")) f.chunked = true;
-        else f.badCoding = true;
+        if (ieq(e, "chunked"))
+          f.chunked = true;
+        else
+          f.badCoding = true;
       });
       if (n != 1) f.badCoding = true;
     } else if (ieq(h.name, "connection")) {
       forEachElement(h.value, [&](std::string_view e) {
-        if (ieq(e, "close")) f.close = true;
-        else if (ieq(e, "keep-alive")) f.keepAlive = true;
-        else if (ieq(e, "upgrade")) f.upgradeToken = true;
+        if (ieq(e, "close"))
+          f.close = true;
+        else if (ieq(e, "keep-alive"))
+          f.keepAlive = true;
+        else if (ieq(e, "upgrade"))
+          f.upgradeToken = true;
       });
     } else if (ieq(h.name, "upgrade")) {
       f.upgradeField = true;
@@ -119,7 +125,8 @@ ParseResult parseRequest(std::string_view buf, const Limits& limits, Head& head)
   phr_header fields[256];
   n = std::min<std::size_t>(n, std::size(fields));
   const std::size_t window = std::min(buf.size(), limits.maxHeadBytes);
-  int r = phr_parse_request(buf.data(), window, &method, &methodLen, &path, &pathLen, &head.minorVersion, fields, &n, 0);
+  int r =
+      phr_parse_request(buf.data(), window, &method, &methodLen, &path, &pathLen, &head.minorVersion, fields, &n, 0);
   if (r == -2) {
     if (buf.size() >= limits.maxHeadBytes) return fail(431, "request head larger than the limit");
     return {};
@@ -164,15 +171,19 @@ ParseResult parseRequest(std::string_view buf, const Limits& limits, Head& head)
     // Two Hosts are two answers to "which service": refused in HTTP/1.0 as well.
     if (f.hosts > 1) return fail(400, "Host repeated");
     if (head.minorVersion == 1 && f.hosts == 0) return fail(400, "Host missing");
-    if (head.target.empty() || (head.target[0] != '/' && head.target != "*")) return fail(400, "invalid request target");
+    if (head.target.empty() || (head.target[0] != '/' && head.target != "*"))
+      return fail(400, "invalid request target");
   }
   if (head.host.empty() && head.minorVersion == 1) return fail(400, "empty Host");
   head.keepAlive = head.minorVersion == 1 ? !f.close : f.keepAlive && !f.close;
   head.upgrade = f.upgradeToken && f.upgradeField;
   head.contentLength = f.length;
-  if (f.chunked) head.framing = Framing::chunked;
-  else if (f.contentLength && f.length > 0) head.framing = Framing::length;
-  else head.framing = Framing::none;
+  if (f.chunked)
+    head.framing = Framing::chunked;
+  else if (f.contentLength && f.length > 0)
+    head.framing = Framing::length;
+  else
+    head.framing = Framing::none;
   return ParseResult{Parse::complete, 0, ""};
 }
 
@@ -235,7 +246,10 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
     const char c = bytes[i];
     switch (state_) {
       case State::size: {
-        int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        int v = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
         if (v >= 0) {
           if (++digits_ > 15) return bad();
           remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
@@ -253,8 +267,10 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
       }
       case State::extension:
         if (++overhead_ > kMaxOverhead) return bad();
-        if (c == '\r') state_ = State::sizeLf;
-        else if (c == '\n') return bad();
+        if (c == '\r')
+          state_ = State::sizeLf;
+        else if (c == '\n')
+          return bad();
         ++i;
         break;
       case State::sizeLf:
@@ -282,14 +298,19 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
         break;
       case State::trailerStart:
         ++i;
-        if (c == '\r') state_ = State::lastLf;
-        else if (c == '\n') return bad();
-        else state_ = State::trailer;
+        if (c == '\r')
+          state_ = State::lastLf;
+        else if (c == '\n')
+          return bad();
+        else
+          state_ = State::trailer;
         break;
       case State::trailer:
         if (++overhead_ > kMaxOverhead) return bad();
-        if (c == '\r') state_ = State::trailerLf;
-        else if (c == '\n') return bad();
+        if (c == '\r')
+          state_ = State::trailerLf;
+        else if (c == '\n')
+          return bad();
         ++i;
         break;
       case State::trailerLf:
@@ -302,7 +323,8 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
         ++i;
         state_ = State::done;
         break;
-      case State::done: break;
+      case State::done:
+        break;
     }
   }
   s.used = i;
@@ -320,7 +342,8 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
   for (const auto& h : head.headers) {
     if (!ieq(h.name, "connection")) continue;
     forEachElement(h.value, [&](std::string_view e) {
-      if (!ieq(e, "close") && !ieq(e, "keep-alive") && !ieq(e, "upgrade") && nNamed < std::size(named)) named[nNamed++] = e;
+      if (!ieq(e, "close") && !ieq(e, "keep-alive") && !ieq(e, "upgrade") && nNamed < std::size(named))
+        named[nNamed++] = e;
     });
   }
   auto isNamed = [&](std::string_view name) {
@@ -333,8 +356,8 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
     if (isHopByHop(h.name)) {
       // Framing fields pass as they came (the body is relayed unchanged); an upgrade keeps its
       // Upgrade field.
-      const bool keep = ieq(h.name, "transfer-encoding") || ieq(h.name, "content-length") ||
-                        (head.upgrade && ieq(h.name, "upgrade"));
+      const bool keep =
+          ieq(h.name, "transfer-encoding") || ieq(h.name, "content-length") || (head.upgrade && ieq(h.name, "upgrade"));
       if (!keep) continue;
     } else if (nNamed && isNamed(h.name)) {
       continue;
@@ -345,8 +368,10 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
     out.append(h.name).append(": ").append(h.value).append("\r\n");
   }
   for (const auto& x : extra) out.append(x.name).append(": ").append(x.value).append("\r\n");
-  if (head.upgrade) out.append("Connection: upgrade\r\n");
-  else if (!keepAlive) out.append("Connection: close\r\n");
+  if (head.upgrade)
+    out.append("Connection: upgrade\r\n");
+  else if (!keepAlive)
+    out.append("Connection: close\r\n");
   out.append("\r\n");
 }
 
@@ -360,41 +385,18 @@ void writeRequest(const Head& head, std::string_view target, const std::vector<H
 
 void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out) {
   out.append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ");
-  out.append(head.reason.empty() ? reasonPhrase(head.status) : head.reason).append("\r\n");
+  out.append(head.reason.empty() ? http::reasonPhrase(head.status) : head.reason).append("\r\n");
   writeFields(head, extra, keepAlive, out);
 }
 
 std::string simpleResponse(int status, std::string_view body, bool keepAlive, const std::vector<Header>& extra) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reasonPhrase(status)) + "\r\n";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reasonPhrase(status)) + "\r\n";
   out += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   for (const auto& x : extra) out.append(x.name).append(": ").append(x.value).append("\r\n");
   if (!keepAlive) out += "Connection: close\r\n";
   out += "\r\n";
   out += body;
   return out;
-}
-
-std::string_view reasonPhrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-  }
 }
 
 }  // namespace mesh::proxy::h1

@@ -46,11 +46,11 @@ struct Head {
   Framing framing = Framing::none;
   std::uint64_t contentLength = 0;
   bool keepAlive = true;
-  bool upgrade = false;         // Connection: upgrade with an Upgrade field (WebSocket)
-  std::string_view host;        // requests: Host (or the authority of an absolute target)
-  std::string_view path;        // requests: target as sent on (origin form)
-  bool absoluteForm = false;    // requests: "GET http://host/path": Host comes from the target
-  std::string_view requestId;   // x-request-id, if present
+  bool upgrade = false;        // Connection: upgrade with an Upgrade field (WebSocket)
+  std::string_view host;       // requests: Host (or the authority of an absolute target)
+  std::string_view path;       // requests: target as sent on (origin form)
+  bool absoluteForm = false;   // requests: "GET http://host/path": Host comes from the target
+  std::string_view requestId;  // x-request-id, if present
 
   const std::string_view* find(std::string_view name) const;
 };
@@ -59,8 +59,8 @@ enum class Parse { complete, incomplete, error };
 
 struct ParseResult {
   Parse state = Parse::incomplete;
-  int status = 0;            // error: the status to answer (400, 431, 501, 505)
-  const char* reason = "";   // error: why, for the body and the log
+  int status = 0;           // error: the status to answer (400, 431, 501, 505)
+  const char* reason = "";  // error: why, for the body and the log
 };
 
 // Parses a request head from the start of buf. On complete, `head` views into buf.
@@ -90,9 +90,9 @@ class ChunkedScanner {
 };
 
 // Appends the head to send on: request line (always HTTP/1.1) or status line, Host from the
-// target when it came in absolute form (RFC 9112 section 3.2.2), the fields less the hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading,
-// and those Connection names), then `extra` fields, then Connection: close when !keepAlive
-// (or "upgrade" when upgrading).
+// target when it came in absolute form (RFC 9112 section 3.2.2), the fields less the hop-by-hop ones (Connection,
+// Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading, and those Connection names), then `extra` fields, then
+// Connection: close when !keepAlive (or "upgrade" when upgrading).
 void writeRequest(const Head& head, std::string_view target, const std::vector<Header>& extra, bool keepAlive,
                   std::string& out);
 void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out);
@@ -100,7 +100,5 @@ void writeResponse(const Head& head, const std::vector<Header>& extra, bool keep
 // A complete response the proxy makes itself (errors): text body, Content-Length, and
 // Connection: close unless keepAlive.
 std::string simpleResponse(int status, std::string_view body, bool keepAlive, const std::vector<Header>& extra = {});
-
-std::string_view reasonPhrase(int status);
 
 }  // namespace mesh::proxy::h1

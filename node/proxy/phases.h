@@ -53,9 +53,9 @@ struct RequestContext {
   const Endpoint* endpoint = nullptr;
   std::vector<h1::Header> upstreamHeaders;    // fields the upstream request gains
   std::vector<h1::Header> downstreamHeaders;  // fields the response gains
-  int status = 0;                     // the status the client got (0: none sent)
+  int status = 0;                             // the status the client got (0: none sent)
   Failure failure = Failure::none;
-  int attempts = 0;                   // upstream attempts (connect retries included)
+  int attempts = 0;  // upstream attempts (connect retries included)
   std::uint64_t requestBytes = 0, responseBytes = 0;
   Clock::time_point start, upstreamStart, upstreamHead, end;
   // A filter that answers itself sets this (status and body) in onRequest: no upstream is tried.

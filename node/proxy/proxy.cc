@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <boost/asio/ssl.hpp>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -17,8 +18,6 @@
 #include "node/identity/identity.h"
 #include "node/identity/tls.h"
 #include "node/proxy/balancer.h"
-
-#include <boost/asio/ssl.hpp>
 
 // From <linux/netfilter_ipv4.h>, which cannot be included beside <netinet/in.h>.
 #ifndef SO_ORIGINAL_DST
@@ -37,17 +36,28 @@ const char* directionName(Direction d) { return d == Direction::outbound ? "outb
 
 const char* failureName(Failure f) {
   switch (f) {
-    case Failure::none: return "none";
-    case Failure::badRequest: return "bad_request";
-    case Failure::headerTooLarge: return "header_too_large";
-    case Failure::noRoute: return "no_route";
-    case Failure::noEndpoint: return "no_healthy_endpoint";
-    case Failure::connectFailed: return "connect_failed";
-    case Failure::upstreamReset: return "upstream_reset";
-    case Failure::upstreamTimeout: return "upstream_timeout";
-    case Failure::badResponse: return "bad_response";
-    case Failure::downstreamClosed: return "downstream_closed";
-    case Failure::requestTimeout: return "request_timeout";
+    case Failure::none:
+      return "none";
+    case Failure::badRequest:
+      return "bad_request";
+    case Failure::headerTooLarge:
+      return "header_too_large";
+    case Failure::noRoute:
+      return "no_route";
+    case Failure::noEndpoint:
+      return "no_healthy_endpoint";
+    case Failure::connectFailed:
+      return "connect_failed";
+    case Failure::upstreamReset:
+      return "upstream_reset";
+    case Failure::upstreamTimeout:
+      return "upstream_timeout";
+    case Failure::badResponse:
+      return "bad_response";
+    case Failure::downstreamClosed:
+      return "downstream_closed";
+    case Failure::requestTimeout:
+      return "request_timeout";
   }
   return "?";
 }
@@ -63,7 +73,8 @@ constexpr unsigned char kAlpnHttp[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'
 constexpr unsigned char kAlpnTunnel[] = {10, 'm', 'e', 's', 'h', '-', 't', 'c', 'p', '/', '1'};
 constexpr std::string_view kTunnelProtocol = "mesh-tcp/1";
 
-int selectAlpn(SSL*, const unsigned char** out, unsigned char* outLen, const unsigned char* in, unsigned int inLen, void*) {
+int selectAlpn(SSL*, const unsigned char** out, unsigned char* outLen, const unsigned char* in, unsigned int inLen,
+               void*) {
   const unsigned char* chosen = nullptr;
   for (unsigned int i = 0; i < inLen;) {
     const unsigned len = in[i];
@@ -134,8 +145,10 @@ class Stream {
     auto token = tok(ec);
     return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
         [this](auto handler, asio::mutable_buffer buf) {
-          if (tls_) tls_->async_read_some(buf, std::move(handler));
-          else tcp_->async_read_some(buf, std::move(handler));
+          if (tls_)
+            tls_->async_read_some(buf, std::move(handler));
+          else
+            tcp_->async_read_some(buf, std::move(handler));
         },
         token, b);
   }
@@ -144,8 +157,10 @@ class Stream {
     auto token = tok(ec);
     return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
         [this](auto handler, const Buffers& buf) {
-          if (tls_) asio::async_write(*tls_, buf, std::move(handler));
-          else asio::async_write(*tcp_, buf, std::move(handler));
+          if (tls_)
+            asio::async_write(*tls_, buf, std::move(handler));
+          else
+            asio::async_write(*tcp_, buf, std::move(handler));
         },
         token, b);
   }
@@ -257,7 +272,11 @@ struct Shared {
   }
 };
 
-Worker::Worker(Shared& i, int idx) : impl(i), index(idx), balancer(0x9E3779B97F4A7C15ull * (idx + 1) ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+Worker::Worker(Shared& i, int idx)
+    : impl(i),
+      index(idx),
+      balancer(0x9E3779B97F4A7C15ull * (idx + 1) ^
+               static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
 
 const Snapshot& Worker::snapshot() {
   auto v = impl.published.load(std::memory_order_acquire);
@@ -298,8 +317,9 @@ ServiceSeries& Worker::seriesFor(Direction d, const std::string& service) {
   static const char* kClasses[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
   const std::string svc = service.empty() ? "unknown" : service;
   for (int c = 0; c < 6; ++c) {
-    s.byClass[c] = &impl.registry.counter("mesh_proxy_requests_total", "Requests by direction, service and response class.",
-                                          {{"direction", directionName(d)}, {"service", svc}, {"class", kClasses[c]}});
+    s.byClass[c] =
+        &impl.registry.counter("mesh_proxy_requests_total", "Requests by direction, service and response class.",
+                               {{"direction", directionName(d)}, {"service", svc}, {"class", kClasses[c]}});
   }
   s.duration = &impl.registry.histogram("mesh_proxy_request_duration_seconds",
                                         "Downstream latency: the request head read to the response's last byte.",
@@ -370,7 +390,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   Buffer buf;
   // When the current phase times out; the worker's sweep (every kSweep) closes what is past it.
   Clock::time_point deadline = Clock::time_point::max();
-  bool timedOut = false;    // the downstream timed out: the connection is closed
+  bool timedOut = false;      // the downstream timed out: the connection is closed
   bool upstreamOnly = false;  // a timeout now ends only the upstream attempt (connect, response head)
   bool upTimedOut = false;
   bool closed = false;
@@ -378,7 +398,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   Stream* up = nullptr;
   std::string peerIdentity, sourceAddress, sni;
   std::string redirectedTo;  // outbound, redirected by iptables: the original destination's service
-  std::string head;  // the current request head, copied out of buf
+  std::string head;          // the current request head, copied out of buf
 
   void setDeadline(Clock::time_point t) { deadline = t; }
   void after(std::chrono::milliseconds d) { setDeadline(Clock::now() + d); }
@@ -444,7 +464,8 @@ bool idempotent(std::string_view m) {
 
 // 128 random bits as a UUID v4 (what Envoy and nginx generate), written into `out`.
 void newRequestId(Worker& w, std::string& out) {
-  static thread_local std::uint64_t s = 0x853c49e6748fea9bull ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
+  static thread_local std::uint64_t s = 0x853c49e6748fea9bull ^
+                                        static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
                                         (static_cast<std::uint64_t>(w.index) << 32);
   auto next = [&] {
     s ^= s >> 12;
@@ -453,8 +474,8 @@ void newRequestId(Worker& w, std::string& out) {
     return s * 0x2545F4914F6CDD1Dull;
   };
   std::uint64_t a = next(), b = next();
-  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000;                   // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;    // variant 10
+  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000;                 // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 10
   static constexpr char kHex[] = "0123456789abcdef";
   out.resize(36);
   int pos = 0;
@@ -559,8 +580,10 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
     // SNI names the instance to the peer's inbound listener; the peer must prove it is the
     // node the catalog says runs it.
     SSL_set_tlsext_host_name(up->stream.ssl(), t.endpoint->instanceId.c_str());
-    if (tunnel) SSL_set_alpn_protos(up->stream.ssl(), kAlpnTunnel, sizeof kAlpnTunnel);
-    else SSL_set_alpn_protos(up->stream.ssl(), kAlpnHttp, sizeof kAlpnHttp);
+    if (tunnel)
+      SSL_set_alpn_protos(up->stream.ssl(), kAlpnTunnel, sizeof kAlpnTunnel);
+    else
+      SSL_set_alpn_protos(up->stream.ssl(), kAlpnHttp, sizeof kAlpnHttp);
     co_await up->stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
     if (!ec) {
       auto id = impl.tls->peerIdentity(up->stream.ssl());
@@ -628,7 +651,7 @@ class Relay {
     auto bytes = h1::simpleResponse(status, body + "\n", keep, extra);
     ctx.responseBytes = bytes.size();
     bool ok = co_await writeDown(bytes, ctx);
-    co_return keep && ok;
+    co_return keep&& ok;
   }
 
   void logPhase(RequestContext& ctx) {
@@ -659,7 +682,9 @@ class Relay {
       appendJsonEscaped(line, v);
       line.push_back('"');
     };
-    auto num = [&](const char* key, long long v) { line.append(",\"").append(key).append("\":").append(std::to_string(v)); };
+    auto num = [&](const char* key, long long v) {
+      line.append(",\"").append(key).append("\":").append(std::to_string(v));
+    };
     str("time", isoNow());
     str("direction", directionName(ctx.direction));
     str("method", r ? r->method : "");
@@ -703,7 +728,8 @@ class Relay {
   struct BodyState {
     explicit BodyState(const h1::Head& h)
         : framing(h.framing), left(h.framing == h1::Framing::length ? h.contentLength : 0) {
-      done = framing == h1::Framing::none || framing == h1::Framing::tunnel || (framing == h1::Framing::length && left == 0);
+      done = framing == h1::Framing::none || framing == h1::Framing::tunnel ||
+             (framing == h1::Framing::length && left == 0);
     }
     // How many of `bytes` belong to the body; sets done at its end, error on bad chunking.
     std::size_t take(std::string_view bytes) {
@@ -721,8 +747,11 @@ class Relay {
           done = s.done;
           break;
         }
-        case h1::Framing::untilClose: n = bytes.size(); break;
-        default: done = true;
+        case h1::Framing::untilClose:
+          n = bytes.size();
+          break;
+        default:
+          done = true;
       }
       return n;
     }
@@ -849,7 +878,8 @@ class Relay {
       // Nothing after a refused head can be trusted to be framed right: answer and close.
       ctx.status = pr.status;
       ctx.failure = pr.status == 431 ? Failure::headerTooLarge : Failure::badRequest;
-      auto bytes = h1::simpleResponse(pr.status, std::string(pr.reason) + "\n", false, {{"x-mesh-error", failureName(ctx.failure)}});
+      auto bytes = h1::simpleResponse(pr.status, std::string(pr.reason) + "\n", false,
+                                      {{"x-mesh-error", failureName(ctx.failure)}});
       ctx.responseBytes = bytes.size();
       co_await writeDown(bytes, ctx);
       logPhase(ctx);
@@ -927,7 +957,8 @@ class Relay {
       // Upstream select phase.
       Target t = pickTarget(cluster, local, ctx, req, exclude);
       if (!t.local && !t.endpoint) {
-        co_return co_await answer(ctx, req, 503, "no healthy endpoint of service '" + ctx.service + "'", Failure::noEndpoint);
+        co_return co_await answer(ctx, req, 503, "no healthy endpoint of service '" + ctx.service + "'",
+                                  Failure::noEndpoint);
       }
       ctx.endpoint = t.endpoint;
       ++ctx.attempts;
@@ -944,7 +975,7 @@ class Relay {
             continue;
           }
           co_return co_await answer(ctx, req, 503, "could not connect to an endpoint of '" + ctx.service + "'",
-                                         Failure::connectFailed);
+                                    Failure::connectFailed);
         }
       }
       // Upstream request phase.
@@ -971,15 +1002,16 @@ class Relay {
       }
       if (c_->closed || ctx.failure == Failure::downstreamClosed) co_return false;
       if (result == Attempt::elsewhere) {
-        co_return co_await answer(ctx, req, 503, "no endpoint of '" + ctx.service + "' still runs it", Failure::noEndpoint);
+        co_return co_await answer(ctx, req, 503, "no endpoint of '" + ctx.service + "' still runs it",
+                                  Failure::noEndpoint);
       }
       int status = ctx.failure == Failure::upstreamTimeout ? 504 : 502;
       Failure f = ctx.failure == Failure::none ? Failure::upstreamReset : ctx.failure;
       if (ctx.status) co_return false;  // a response had begun: nothing to do but close
       co_return co_await answer(ctx, req, status,
-                                     std::string(f == Failure::upstreamTimeout ? "upstream timed out" : "upstream failed") +
-                                         " (" + failureName(f) + ")",
-                                     f);
+                                std::string(f == Failure::upstreamTimeout ? "upstream timed out" : "upstream failed") +
+                                    " (" + failureName(f) + ")",
+                                f);
     }
     // Response relayed; the upstream connection goes back to the pool if both ends allow it.
     const bool downKeep = req.keepAlive && resp.keepAlive && !w_.draining && ctx.failure == Failure::none;
@@ -1057,7 +1089,8 @@ class Relay {
         if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
         co_return Attempt::failed;
       }
-      if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+      if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
+        co_return Attempt::failed;
     }
     bool bodySent = !expectContinue;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
@@ -1086,7 +1119,8 @@ class Relay {
             co_return Attempt::failed;
           }
           if (!bodySent && resp.status == 100) {
-            if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes)) co_return Attempt::failed;
+            if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
+              co_return Attempt::failed;
             bodySent = true;
             c_->after(impl_.opt.upstreamTimeout);
           }
@@ -1132,7 +1166,8 @@ class Relay {
       req.keepAlive = false;
       co_return Attempt::ok;
     }
-    if (!co_await relayBody(up.stream, up.buf, c_->down, respBody, false, ctx, ctx.responseBytes)) co_return Attempt::failed;
+    if (!co_await relayBody(up.stream, up.buf, c_->down, respBody, false, ctx, ctx.responseBytes))
+      co_return Attempt::failed;
     if (!bodySent) {
       // The upstream answered without asking for the body (Expect: 100-continue refused):
       // the body is still on the downstream connection, which therefore closes.
@@ -1242,7 +1277,8 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
   if (const char* sni = SSL_get_servername(c->down.ssl(), TLSEXT_NAMETYPE_host_name)) c->sni = sni;
   const auto& snap = w.snapshot();
   auto it = snap.local.find(c->sni);
-  if (it != snap.local.end() && (it->second.protocol == catalog::Protocol::tcp || alpnOf(c->down.ssl()) == kTunnelProtocol)) {
+  if (it != snap.local.end() &&
+      (it->second.protocol == catalog::Protocol::tcp || alpnOf(c->down.ssl()) == kTunnelProtocol)) {
     RequestContext ctx;
     ctx.direction = Direction::inbound;
     ctx.start = Clock::now();
@@ -1377,24 +1413,31 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
   impl->snap = initial ? std::move(initial) : std::make_shared<Snapshot>();
   impl->published = 1;
   auto& r = registry;
-  impl->activeOut = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.", {{"listener", "outbound"}});
-  impl->activeIn = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.", {{"listener", "inbound"}});
-  impl->acceptedOut = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.", {{"listener", "outbound"}});
-  impl->acceptedIn = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.", {{"listener", "inbound"}});
+  impl->activeOut = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.",
+                             {{"listener", "outbound"}});
+  impl->activeIn =
+      &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.", {{"listener", "inbound"}});
+  impl->acceptedOut = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.",
+                                 {{"listener", "outbound"}});
+  impl->acceptedIn = &r.counter("mesh_proxy_connections_total", "Downstream connections accepted, by listener.",
+                                {{"listener", "inbound"}});
   const char* hs = "mTLS handshakes between proxies, by side and result.";
   impl->handshakeServerOk = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "server"}, {"result", "ok"}});
-  impl->handshakeServerFail = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "server"}, {"result", "refused"}});
+  impl->handshakeServerFail =
+      &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "server"}, {"result", "refused"}});
   impl->handshakeClientOk = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "client"}, {"result", "ok"}});
-  impl->handshakeClientFail = &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "client"}, {"result", "refused"}});
+  impl->handshakeClientFail =
+      &r.counter("mesh_proxy_tls_handshakes_total", hs, {{"side", "client"}, {"result", "refused"}});
   for (int d = 0; d < 2; ++d) {
     const char* dir = d == 0 ? "outbound" : "inbound";
     impl->connectOk[d] = &r.counter("mesh_proxy_upstream_connects_total", "Upstream connection attempts, by result.",
                                     {{"direction", dir}, {"result", "ok"}});
     impl->connectFail[d] = &r.counter("mesh_proxy_upstream_connects_total", "Upstream connection attempts, by result.",
                                       {{"direction", dir}, {"result", "failed"}});
-    impl->retries[d] = &r.counter("mesh_proxy_upstream_retries_total",
-                                  "Requests tried again on another connection or endpoint (failed connects, closed pooled connections).",
-                                  {{"direction", dir}});
+    impl->retries[d] = &r.counter(
+        "mesh_proxy_upstream_retries_total",
+        "Requests tried again on another connection or endpoint (failed connects, closed pooled connections).",
+        {{"direction", dir}});
     auto* open = &impl->upstreamOpen[d];
     r.gaugeFn("mesh_proxy_upstream_connections", "Upstream connections open (in use or pooled).", {{"direction", dir}},
               [open] { return static_cast<double>(open->load()); });
@@ -1417,7 +1460,8 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
     impl->access = stderr;
   } else if (!o.accessLog.empty()) {
     impl->access = std::fopen(o.accessLog.c_str(), "a");
-    if (!impl->access) return Error(errc::io_error, "cannot open the access log " + o.accessLog + ": " + std::strerror(errno));
+    if (!impl->access)
+      return Error(errc::io_error, "cannot open the access log " + o.accessLog + ": " + std::strerror(errno));
     impl->ownsAccess = true;
   }
   SSL_CTX_set_alpn_select_cb(impl->tls->server(), selectAlpn, nullptr);
@@ -1481,8 +1525,10 @@ void Proxy::drain(std::chrono::milliseconds timeout) {
   if (!impl_) return;
   beginDrain();
   auto until = Clock::now() + timeout;
-  while (impl_->openConns.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (impl_->openConns.load() > 0) impl_->log->warn("drain timed out with {} connections open", impl_->openConns.load());
+  while (impl_->openConns.load() > 0 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (impl_->openConns.load() > 0)
+    impl_->log->warn("drain timed out with {} connections open", impl_->openConns.load());
   stop();
 }
 

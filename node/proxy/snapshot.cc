@@ -4,8 +4,8 @@
 #include <numeric>
 
 #include "node/policy/document.h"
-#include "node/policy/validate.h"
 #include "node/policy/policy_store.h"
+#include "node/policy/validate.h"
 #include "node/proxy/balancer.h"
 #include "schemas/policy.capnp.h"
 #include "schemas/record_io.h"
@@ -14,10 +14,14 @@ namespace mesh::proxy {
 
 const char* algorithmName(Algorithm a) {
   switch (a) {
-    case Algorithm::roundRobin: return "round_robin";
-    case Algorithm::leastRequest: return "least_request";
-    case Algorithm::random: return "random";
-    case Algorithm::ringHash: return "ring_hash";
+    case Algorithm::roundRobin:
+      return "round_robin";
+    case Algorithm::leastRequest:
+      return "least_request";
+    case Algorithm::random:
+      return "random";
+    case Algorithm::ringHash:
+      return "ring_hash";
   }
   return "?";
 }
@@ -76,10 +80,18 @@ LoadBalancing loadBalancingOf(const policy::Snapshot* snap, const std::string& s
           if (!d.hasTrafficPolicy() || !d.getTrafficPolicy().hasLoadBalancer()) return {};
           auto l = d.getTrafficPolicy().getLoadBalancer();
           switch (l.getAlgorithm()) {
-            case schema::LoadBalancer::Algorithm::ROUND_ROBIN: lb.algorithm = Algorithm::roundRobin; break;
-            case schema::LoadBalancer::Algorithm::LEAST_REQUEST: lb.algorithm = Algorithm::leastRequest; break;
-            case schema::LoadBalancer::Algorithm::RANDOM: lb.algorithm = Algorithm::random; break;
-            case schema::LoadBalancer::Algorithm::RING_HASH: lb.algorithm = Algorithm::ringHash; break;
+            case schema::LoadBalancer::Algorithm::ROUND_ROBIN:
+              lb.algorithm = Algorithm::roundRobin;
+              break;
+            case schema::LoadBalancer::Algorithm::LEAST_REQUEST:
+              lb.algorithm = Algorithm::leastRequest;
+              break;
+            case schema::LoadBalancer::Algorithm::RANDOM:
+              lb.algorithm = Algorithm::random;
+              break;
+            case schema::LoadBalancer::Algorithm::RING_HASH:
+              lb.algorithm = Algorithm::ringHash;
+              break;
           }
           lb.hashHeader = l.getHashHeader().cStr();
           std::transform(lb.hashHeader.begin(), lb.hashHeader.end(), lb.hashHeader.begin(),
@@ -102,13 +114,16 @@ EndpointSet makeSet(const std::vector<const Endpoint*>& endpoints, Algorithm alg
   std::uint64_t run = 0;
   for (auto* e : endpoints) set.cumulative.push_back(run += std::max<std::uint32_t>(1, e->weight));
   switch (algorithm) {
-    case Algorithm::roundRobin: set.schedule = smoothSchedule(endpoints); break;
+    case Algorithm::roundRobin:
+      set.schedule = smoothSchedule(endpoints);
+      break;
     case Algorithm::ringHash: {
       std::uint64_t total = run * kRingPointsPerWeight;
       double scale = total > kMaxRing ? static_cast<double>(kMaxRing) / static_cast<double>(total) : 1.0;
       for (std::uint32_t i = 0; i < endpoints.size(); ++i) {
-        auto points = std::max<std::uint64_t>(
-            1, static_cast<std::uint64_t>(std::max<std::uint32_t>(1, endpoints[i]->weight) * kRingPointsPerWeight * scale));
+        auto points =
+            std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::max<std::uint32_t>(1, endpoints[i]->weight) *
+                                                                  kRingPointsPerWeight * scale));
         for (std::uint64_t p = 0; p < points; ++p) {
           set.ring.emplace_back(hashKey(endpoints[i]->key + "#" + std::to_string(p)), i);
         }
@@ -117,7 +132,8 @@ EndpointSet makeSet(const std::vector<const Endpoint*>& endpoints, Algorithm alg
       break;
     }
     case Algorithm::leastRequest:
-    case Algorithm::random: break;
+    case Algorithm::random:
+      break;
   }
   return set;
 }
@@ -140,8 +156,8 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
     }
     for (const auto& inst : entry.services.instances) {
       snap->byAddress.emplace(inst.address + ":" + std::to_string(inst.port), inst.name);
-      const bool healthy = (inst.health == catalog::Health::passing || inst.health == catalog::Health::warning) &&
-                           !inst.maintenance;
+      const bool healthy =
+          (inst.health == catalog::Health::passing || inst.health == catalog::Health::warning) && !inst.maintenance;
       if (self) {
         // Ours are delivered by the inbound listener whatever their health: a peer that picked
         // one did so from its own view, and the app answers for itself.
@@ -150,7 +166,8 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
           target = parseHostPort("[" + inst.address + "]:" + std::to_string(inst.port));
         }
         if (target) {
-          snap->local.emplace(inst.id, LocalTarget{inst.id, inst.name, *target, "local:" + target->toString(), inst.protocol});
+          snap->local.emplace(inst.id,
+                              LocalTarget{inst.id, inst.name, *target, "local:" + target->toString(), inst.protocol});
         }
       }
       if (!healthy || !entry.available || !inbound) continue;

@@ -28,9 +28,9 @@ const char* algorithmName(Algorithm a);
 
 struct LoadBalancing {
   Algorithm algorithm = Algorithm::roundRobin;
-  std::string hashHeader;  // ring hash: the request header whose value is hashed
-  bool hashSource = false; // ring hash: hash the client's address instead
-  bool sameZone = true;    // prefer endpoints in this node's zone while any is healthy
+  std::string hashHeader;   // ring hash: the request header whose value is hashed
+  bool hashSource = false;  // ring hash: hash the client's address instead
+  bool sameZone = true;     // prefer endpoints in this node's zone while any is healthy
 };
 
 // One healthy instance of a service, reached through its node's inbound listener.
@@ -41,7 +41,7 @@ struct Endpoint {
   std::string zone;
   std::uint32_t weight = 1;
   std::map<std::string, std::string> labels;
-  std::string key;         // "node/instance": per-endpoint state (active requests) is kept by it
+  std::string key;  // "node/instance": per-endpoint state (active requests) is kept by it
 };
 
 // The endpoints a load balancer picks from, with what each algorithm precomputes, so that a
@@ -104,8 +104,8 @@ struct CompileInput {
   std::string nodeName, zone;
   const catalog::Catalog* catalog = nullptr;
   const std::map<std::string, MemberInfo>* members = nullptr;  // by node name (not ours)
-  std::optional<HostPort> ownInbound;                           // our inbound, as advertised
-  const policy::Snapshot* policy = nullptr;                     // may be null
+  std::optional<HostPort> ownInbound;                          // our inbound, as advertised
+  const policy::Snapshot* policy = nullptr;                    // may be null
 };
 
 // Healthy means: the owner is alive (SWIM) and runs a proxy, the instance is passing or

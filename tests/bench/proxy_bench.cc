@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -23,11 +24,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "common/http/client.h"
 #include "tests/support/child_process.h"
@@ -55,7 +54,7 @@ struct Figures {
   double p50 = 0, p90 = 0, p99 = 0;  // ms at the fixed rate
   double rate = 0;                   // achieved at the fixed rate
   double maxRps = 0;
-  double cpuPer1000 = 0;             // seconds, both proxies together
+  double cpuPer1000 = 0;  // seconds, both proxies together
   std::vector<std::pair<std::string, double>> rssIdleMb, rssLoadedMb;
   std::uint64_t failed = 0;
 };
@@ -134,8 +133,18 @@ H2load h2load(const std::string& dir, const std::string& url, const std::string&
   const std::string log = dir + "/h2load.log";
   fs::remove(log);
   // ":authority" is h2load's name for Host, also over HTTP/1.1 ("host:" would add a second).
-  std::vector<std::string> argv{"/usr/bin/h2load", "--h1", "-c", std::to_string(clients), "-t", "1", "-n", std::to_string(requests),
-                                "-H", ":authority: " + host, "--log-file", log};
+  std::vector<std::string> argv{"/usr/bin/h2load",
+                                "--h1",
+                                "-c",
+                                std::to_string(clients),
+                                "-t",
+                                "1",
+                                "-n",
+                                std::to_string(requests),
+                                "-H",
+                                ":authority: " + host,
+                                "--log-file",
+                                log};
   if (rps > 0) argv.insert(argv.end(), {"--rps", std::to_string(rps)});
   argv.push_back(url);
   auto r = mesh::testing::run(argv, std::chrono::seconds(600), dir);
@@ -151,8 +160,8 @@ H2load h2load(const std::string& dir, const std::string& url, const std::string&
     }
     if (line.starts_with("requests:")) {
       std::uint64_t total, started, done, succeeded, failed;
-      if (std::sscanf(line.c_str(), "requests: %lu total, %lu started, %lu done, %lu succeeded, %lu failed", &total, &started,
-                      &done, &succeeded, &failed) == 5) {
+      if (std::sscanf(line.c_str(), "requests: %lu total, %lu started, %lu done, %lu succeeded, %lu failed", &total,
+                      &started, &done, &succeeded, &failed) == 5) {
         out.ok = succeeded;
         out.failed = total - succeeded;
       }
@@ -166,7 +175,9 @@ H2load h2load(const std::string& dir, const std::string& url, const std::string&
     if (row >> start >> status >> us) lat.push_back(us / 1000.0);
   }
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<std::size_t>(p * lat.size()))]; };
+  auto pct = [&](double p) {
+    return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<std::size_t>(p * lat.size()))];
+  };
   out.p50 = pct(0.5);
   out.p90 = pct(0.9);
   out.p99 = pct(0.99);
@@ -231,28 +242,30 @@ class Bench {
   void startUpstream() {
     const std::string conf = dir_.sub("upstream.conf");
     std::ofstream(conf) << "daemon off;\nworker_processes 1;\npid " << dir_.sub("upstream.pid") << ";\nerror_log "
-                        << dir_.sub("upstream.err") << ";\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n"
+                        << dir_.sub("upstream.err")
+                        << ";\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n"
                         << "  keepalive_requests 1000000;\n  server {\n    listen " << up_ << ":8080;\n"
-                        << "    location / { default_type text/plain; return 200 '" << std::string(1024, 'x') << "'; }\n  }\n}\n";
+                        << "    location / { default_type text/plain; return 200 '" << std::string(1024, 'x')
+                        << "'; }\n  }\n}\n";
     upstream_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", conf, "-p", dir_.path()}, dir_.path(), "upstream"));
     waitConnectable(up_, 8080);
   }
 
   Procs startMeshd() {
     fs::create_directories(dir_.sub("svc"));
-    std::ofstream(dir_.sub("svc/bench.yaml")) << "service:\n  name: bench\n  address: " << up_
-                                              << "\n  port: 8080\n  checks:\n    - tcp: " << up_
-                                              << ":8080\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
+    std::ofstream(dir_.sub("svc/bench.yaml"))
+        << "service:\n  name: bench\n  address: " << up_ << "\n  port: 8080\n  checks:\n    - tcp: " << up_
+        << ":8080\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
     auto common = [&](const std::string& n, const std::string& addr) {
-      return std::vector<std::string>{"--tls-dir", dir_.sub(n), "--outbound", addr + ":15001", "--inbound", addr + ":15006",
-                                      "--workers", "1", "--log-level", "warn"};
+      return std::vector<std::string>{"--tls-dir",     dir_.sub(n), "--outbound", addr + ":15001", "--inbound",
+                                      addr + ":15006", "--workers", "1",          "--log-level",   "warn"};
     };
-    meshdA_.emplace(mesh::testing::MeshdOptions{.name = "a", .address = a_, .dataDir = dir_.sub("da"), .logDir = dir_.path(),
-                                                .extraArgs = common("a", a_)});
+    meshdA_.emplace(mesh::testing::MeshdOptions{
+        .name = "a", .address = a_, .dataDir = dir_.sub("da"), .logDir = dir_.path(), .extraArgs = common("a", a_)});
     auto bArgs = common("b", b_);
     bArgs.insert(bArgs.end(), {"--services-dir", dir_.sub("svc"), "--join", a_ + ":7946"});
-    meshdB_.emplace(mesh::testing::MeshdOptions{.name = "b", .address = b_, .dataDir = dir_.sub("db"), .logDir = dir_.path(),
-                                                .extraArgs = bArgs});
+    meshdB_.emplace(mesh::testing::MeshdOptions{
+        .name = "b", .address = b_, .dataDir = dir_.sub("db"), .logDir = dir_.path(), .extraArgs = bArgs});
     meshdA_->start();
     meshdB_->start();
     if (!meshdA_->waitReady() || !meshdB_->waitReady()) return {};
@@ -275,15 +288,17 @@ class Bench {
       const std::string path = dir_.sub("haproxy-" + name + ".cfg");
       std::ofstream(path) << "global\n  nbthread 1\n  maxconn 4000\n  tune.ssl.default-dh-param 2048\n"
                           << "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
-                          << "  http-reuse always\n  option http-keep-alive\n" << body;
+                          << "  http-reuse always\n  option http-keep-alive\n"
+                          << body;
       return path;
     };
     auto a = conf("a", "frontend fe\n  bind " + a_ + ":16001\n  default_backend be\nbackend be\n  server b " + b_ +
                            ":16443 ssl crt " + dir_.sub("a.pem") + " ca-file " + ca +
                            " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n");
-    auto b = conf("b", "frontend fe\n  bind " + b_ + ":16443 ssl crt " + dir_.sub("b.pem") + " ca-file " + ca +
-                           " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n  default_backend be\nbackend be\n  server up " +
-                           up_ + ":8080\n");
+    auto b = conf(
+        "b", "frontend fe\n  bind " + b_ + ":16443 ssl crt " + dir_.sub("b.pem") + " ca-file " + ca +
+                 " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n  default_backend be\nbackend be\n  server up " +
+                 up_ + ":8080\n");
     haB_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", b}, dir_.path(), "haproxy-b"));
     haA_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", a}, dir_.path(), "haproxy-a"));
     if (!waitConnectable(a_, 16001)) {
@@ -296,24 +311,30 @@ class Bench {
   Procs startNginx() {
     auto conf = [&](const std::string& name, const std::string& server) {
       const std::string path = dir_.sub("nginx-" + name + ".conf");
-      std::ofstream(path) << "daemon off;\nworker_processes 1;\npid " << dir_.sub("nginx-" + name + ".pid") << ";\nerror_log "
-                          << dir_.sub("nginx-" + name + ".err") << ";\nevents { worker_connections 20000; }\n"
-                          << "http {\n  access_log off;\n  keepalive_requests 1000000;\n" << server << "}\n";
+      std::ofstream(path) << "daemon off;\nworker_processes 1;\npid " << dir_.sub("nginx-" + name + ".pid")
+                          << ";\nerror_log " << dir_.sub("nginx-" + name + ".err")
+                          << ";\nevents { worker_connections 20000; }\n"
+                          << "http {\n  access_log off;\n  keepalive_requests 1000000;\n"
+                          << server << "}\n";
       return path;
     };
     // nginx checks the upstream's name against proxy_ssl_name, and these certificates carry
     // SPIFFE URIs, not DNS names: A verifies nothing about B (less work than the others do, at
     // handshakes only, which keep-alive makes rare). B verifies A's client certificate.
-    auto a = conf("a", "  upstream b { server " + b_ + ":17443; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " +
-                           a_ + ":17001;\n    location / {\n      proxy_pass https://b;\n      proxy_http_version 1.1;\n"
-                           "      proxy_set_header Connection \"\";\n      proxy_ssl_certificate " + dir_.sub("a/node.crt") +
-                           ";\n      proxy_ssl_certificate_key " + dir_.sub("a/node.key") +
+    auto a = conf("a", "  upstream b { server " + b_ +
+                           ":17443; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " + a_ +
+                           ":17001;\n    location / {\n      proxy_pass https://b;\n      proxy_http_version 1.1;\n"
+                           "      proxy_set_header Connection \"\";\n      proxy_ssl_certificate " +
+                           dir_.sub("a/node.crt") + ";\n      proxy_ssl_certificate_key " + dir_.sub("a/node.key") +
                            ";\n      proxy_ssl_protocols TLSv1.3;\n      proxy_ssl_session_reuse on;\n    }\n  }\n");
-    auto b = conf("b", "  upstream up { server " + up_ + ":8080; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " +
-                           b_ + ":17443 ssl;\n    ssl_certificate " + dir_.sub("b/node.crt") + ";\n    ssl_certificate_key " +
-                           dir_.sub("b/node.key") + ";\n    ssl_protocols TLSv1.3;\n    ssl_client_certificate " +
-                           dir_.sub("ca/ca.crt") + ";\n    ssl_verify_client on;\n    ssl_verify_depth 3;\n    location / {\n"
-                           "      proxy_pass http://up;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n");
+    auto b = conf("b", "  upstream up { server " + up_ +
+                           ":8080; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " + b_ +
+                           ":17443 ssl;\n    ssl_certificate " + dir_.sub("b/node.crt") +
+                           ";\n    ssl_certificate_key " + dir_.sub("b/node.key") +
+                           ";\n    ssl_protocols TLSv1.3;\n    ssl_client_certificate " + dir_.sub("ca/ca.crt") +
+                           ";\n    ssl_verify_client on;\n    ssl_verify_depth 3;\n    location / {\n"
+                           "      proxy_pass http://up;\n      proxy_http_version 1.1;\n      proxy_set_header "
+                           "Connection \"\";\n    }\n  }\n");
     ngB_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", b, "-p", dir_.path()}, dir_.path(), "nginx-b"));
     ngA_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", a, "-p", dir_.path()}, dir_.path(), "nginx-a"));
     if (!waitConnectable(a_, 17001)) {
@@ -355,8 +376,9 @@ class Bench {
     f.maxRps = max.rps;
     f.failed += max.failed;
     for (const auto& [n, p] : procs) f.rssLoadedMb.emplace_back(n, rssMb(p->pid()));
-    std::printf("%-8s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
-                name.c_str(), f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
+    std::printf(
+        "%-8s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
+        name.c_str(), f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
     std::fflush(stdout);
     return f;
   }
@@ -368,14 +390,16 @@ class Bench {
     }
     std::printf("\nHTTP/1.1, 1 kB responses, %d req/s over %d connections for %d s; max: %d connections\n", o_.rps,
                 o_.clients, o_.seconds, o_.maxClients);
-    std::printf("| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req | RSS idle (MB) | RSS loaded (MB) |\n");
+    std::printf(
+        "| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req | RSS idle (MB) | RSS loaded "
+        "(MB) |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const auto& f : all) {
       std::string idle, loaded;
       for (const auto& [n, mb] : f.rssIdleMb) idle += (idle.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
       for (const auto& [n, mb] : f.rssLoadedMb) loaded += (loaded.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
-      std::printf("| %s | %.3f ms | %.3f ms | %.3f ms | %s | %s | %.0f | %s | %s | %s |\n", f.name.c_str(), f.p50, f.p90, f.p99,
-                  direct && &f != direct ? (fmt(f.p50 - direct->p50, 3) + " ms").c_str() : "-",
+      std::printf("| %s | %.3f ms | %.3f ms | %.3f ms | %s | %s | %.0f | %s | %s | %s |\n", f.name.c_str(), f.p50,
+                  f.p90, f.p99, direct && &f != direct ? (fmt(f.p50 - direct->p50, 3) + " ms").c_str() : "-",
                   direct && &f != direct ? (fmt(f.p99 - direct->p99, 3) + " ms").c_str() : "-", f.maxRps,
                   f.name == "direct" ? "-" : fmt(f.cpuPer1000, 3).c_str(), idle.empty() ? "-" : idle.c_str(),
                   loaded.empty() ? "-" : loaded.c_str());
@@ -392,9 +416,11 @@ class Bench {
     if (mesh && direct && best50) {
       std::printf("\nmeshd against the better of HAProxy and nginx in this run (target in brackets):\n");
       std::printf("  added latency p50: %.3f ms vs %.3f ms (%s): ratio %.2f [<= 0.5]\n", mesh->p50 - direct->p50,
-                  best50->p50 - direct->p50, best50->name.c_str(), (mesh->p50 - direct->p50) / (best50->p50 - direct->p50));
+                  best50->p50 - direct->p50, best50->name.c_str(),
+                  (mesh->p50 - direct->p50) / (best50->p50 - direct->p50));
       std::printf("  added latency p99: %.3f ms vs %.3f ms (%s): ratio %.2f [<= 0.5]\n", mesh->p99 - direct->p99,
-                  best99->p99 - direct->p99, best99->name.c_str(), (mesh->p99 - direct->p99) / (best99->p99 - direct->p99));
+                  best99->p99 - direct->p99, best99->name.c_str(),
+                  (mesh->p99 - direct->p99) / (best99->p99 - direct->p99));
       std::printf("  max throughput: %.0f vs %.0f req/s (%s): ratio %.2f [>= 1.3]\n", mesh->maxRps, bestMax->maxRps,
                   bestMax->name.c_str(), mesh->maxRps / bestMax->maxRps);
       std::printf("  CPU per 1,000 requests: %.3f vs %.3f s (%s): ratio %.2f [<= 0.5]\n", mesh->cpuPer1000,
@@ -426,15 +452,16 @@ class Bench {
     if (direct) maxRps = std::max(maxRps, direct->maxRps);
     std::ostringstream s;
     const int w = 760, h = 320;
-    s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "' font-family='sans-serif' font-size='12'>\n";
+    s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h
+      << "' font-family='sans-serif' font-size='12'>\n";
     s << "<rect width='100%' height='100%' fill='white'/>\n";
     s << "<text x='10' y='18' font-size='14'>Latency added over direct at " << o_.rps << " req/s (ms)</text>\n";
     s << "<text x='400' y='18' font-size='14'>Maximum throughput (req/s)</text>\n";
     const char* colors[] = {"#4c78a8", "#f58518", "#54a24b"};
     const char* labels[] = {"p50", "p90", "p99"};
     for (int k = 0; k < 3; ++k) {
-      s << "<rect x='" << 10 + 60 * k << "' y='295' width='10' height='10' fill='" << colors[k] << "'/><text x='" << 24 + 60 * k
-        << "' y='304'>" << labels[k] << "</text>\n";
+      s << "<rect x='" << 10 + 60 * k << "' y='295' width='10' height='10' fill='" << colors[k] << "'/><text x='"
+        << 24 + 60 * k << "' y='304'>" << labels[k] << "</text>\n";
     }
     for (std::size_t i = 0; i < proxies.size(); ++i) {
       const auto* f = proxies[i];
@@ -444,7 +471,8 @@ class Bench {
       for (int k = 0; k < 3; ++k) {
         const double v = std::max(0.0, added[k]);
         const int bh = static_cast<int>(220 * v / maxAdded);
-        s << "<rect x='" << x0 + 28 * k << "' y='" << 270 - bh << "' width='24' height='" << bh << "' fill='" << colors[k] << "'/>\n";
+        s << "<rect x='" << x0 + 28 * k << "' y='" << 270 - bh << "' width='24' height='" << bh << "' fill='"
+          << colors[k] << "'/>\n";
         s << "<text x='" << x0 + 28 * k << "' y='" << 266 - bh << "' font-size='9'>" << fmt(added[k], 2) << "</text>\n";
       }
       s << "<text x='" << x0 << "' y='285'>" << f->name << "</text>\n";
@@ -480,8 +508,10 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", o.seconds, "Seconds of each measured run")->check(CLI::Range(2, 600));
   app.add_option("--rps", o.rps, "Fixed request rate for the latency run")->check(CLI::Range(10, 1000000));
   app.add_option("--clients", o.clients, "Connections for the fixed-rate run")->check(CLI::Range(1, 10000));
-  app.add_option("--max-clients", o.maxClients, "Connections for the maximum-throughput run")->check(CLI::Range(1, 10000));
-  app.add_option("--max-requests", o.maxRequests, "Requests of the maximum-throughput run")->check(CLI::Range(1000, 100000000));
+  app.add_option("--max-clients", o.maxClients, "Connections for the maximum-throughput run")
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--max-requests", o.maxRequests, "Requests of the maximum-throughput run")
+      ->check(CLI::Range(1000, 100000000));
   app.add_option("--svg", o.svg, "Write a plot (SVG) here");
   CLI11_PARSE(app, argc, argv);
   try {

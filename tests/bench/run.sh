@@ -19,3 +19,5 @@ echo "== bench_policy_processes (50 real meshd)"; "$b/bench_policy_processes" --
 echo "== bench_policy_sim (10,000 nodes, virtual time)"
 "$b/bench_policy_sim" --nodes 10000 --documents 100 --loss 0
 "$b/bench_policy_sim" --nodes 10000 --documents 100 --loss 0.1
+echo "== bench_proxy (meshd pair vs HAProxy and nginx pairs, TLS between, 1 kB responses)"
+"$b/bench_proxy" --seconds 10 --max-requests 150000 --svg "$build/proxy-bench-http1.svg"

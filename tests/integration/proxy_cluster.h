@@ -4,11 +4,10 @@
 // ADDR:15001 and inbound on ADDR:15006; real upstream servers (mesh_test_upstream) registered
 // through each node's services directory; the load client (mesh_test_load).
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -56,17 +55,22 @@ class ProxyCluster {
   void start(int n, const std::vector<std::string>& extra = {}) {
     for (int i = 1; i <= n; ++i) {
       std::filesystem::create_directories(servicesDir(i));
-      std::vector<std::string> args = {"--tls-dir",  issue(name(i)),         "--outbound", outbound(i).toString(),
-                                       "--inbound",  inbound(i).toString(),  "--workers",  "1",
-                                       "--services-dir", servicesDir(i),     "--gossip-profile", "local"};
+      std::vector<std::string> args = {
+          "--tls-dir",      issue(name(i)),        "--outbound",       outbound(i).toString(),
+          "--inbound",      inbound(i).toString(), "--workers",        "1",
+          "--services-dir", servicesDir(i),        "--gossip-profile", "local"};
       args.insert(args.end(), extra.begin(), extra.end());
       if (i > 1) args.insert(args.end(), {"--join", address(1) + ":7946"});
-      nodes.emplace_back(MeshdOptions{.name = name(i), .address = address(i), .dataDir = tmp.sub("d" + std::to_string(i)),
-                                      .logDir = tmp.path(), .extraArgs = args});
+      nodes.emplace_back(MeshdOptions{.name = name(i),
+                                      .address = address(i),
+                                      .dataDir = tmp.sub("d" + std::to_string(i)),
+                                      .logDir = tmp.path(),
+                                      .extraArgs = args});
     }
     for (auto& node : nodes) node.start();
     for (auto& node : nodes) {
-      if (!node.waitReady()) throw std::runtime_error(node.options().name + " not ready: " + node.process().stderrText());
+      if (!node.waitReady())
+        throw std::runtime_error(node.options().name + " not ready: " + node.process().stderrText());
     }
     if (!everyNodeSeesAlive(nodes, static_cast<std::size_t>(n), std::chrono::seconds(30))) {
       throw std::runtime_error("the nodes did not all see each other");
@@ -74,8 +78,10 @@ class ProxyCluster {
   }
 
   // A real upstream on node i's address; `args` as mesh_test_upstream takes them.
-  ChildProcess& upstream(int i, std::uint16_t port, const std::string& upstreamName, std::vector<std::string> args = {}) {
-    std::vector<std::string> argv{upstreamPath(), "--listen", address(i) + ":" + std::to_string(port), "--name", upstreamName};
+  ChildProcess& upstream(int i, std::uint16_t port, const std::string& upstreamName,
+                         std::vector<std::string> args = {}) {
+    std::vector<std::string> argv{upstreamPath(), "--listen", address(i) + ":" + std::to_string(port), "--name",
+                                  upstreamName};
     argv.insert(argv.end(), args.begin(), args.end());
     upstreams.push_back(ChildProcess::start(argv, tmp.path(), "upstream-" + upstreamName));
     auto& p = upstreams.back();
@@ -87,9 +93,21 @@ class ProxyCluster {
   void service(int i, const std::string& id, const std::string& serviceName, std::uint16_t port,
                const std::string& protocol = "http", const std::string& extra = "") {
     std::ofstream(servicesDir(i) + "/" + id + ".yaml")
-        << "service:\n  id: " << id << "\n  name: " << serviceName << "\n  address: " << address(i) << "\n  port: " << port
-        << "\n  protocol: " << protocol << "\n" << extra << "  checks:\n    - tcp: " << address(i) << ":" << port
+        << "service:\n  id: " << id << "\n  name: " << serviceName << "\n  address: " << address(i)
+        << "\n  port: " << port << "\n  protocol: " << protocol << "\n"
+        << extra << "  checks:\n    - tcp: " << address(i) << ":" << port
         << "\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
+  }
+  // The common start: two nodes; on node 2 an upstream (`args` as mesh_test_upstream takes them)
+  // registered as instance NAME-1 of service NAME; node 1 routes to it.
+  void twoNodesServing(const std::string& serviceName, std::uint16_t port, const std::string& protocol = "http",
+                       const std::vector<std::string>& args = {}) {
+    start(2);
+    upstream(2, port, serviceName + "-b", args);
+    service(2, serviceName + "-1", serviceName, port, protocol);
+    if (!waitEndpoints(1, serviceName, 1) || !waitEndpoints(2, serviceName, 1)) {
+      throw std::runtime_error("node 1 never routed " + serviceName + " to node 2");
+    }
   }
   void removeService(int i, const std::string& id) { std::filesystem::remove(servicesDir(i) + "/" + id + ".yaml"); }
 
@@ -100,13 +118,15 @@ class ProxyCluster {
     if (!r.ok() || r->status != 200) return out;
     auto j = nlohmann::json::parse(r->body, nullptr, false);
     if (j.is_discarded() || !j.contains("clusters") || !j["clusters"].contains(serviceName)) return out;
-    for (const auto& e : j["clusters"][serviceName]["endpoints"]) out.push_back(e.value("node", "") + "/" + e.value("instance", ""));
+    for (const auto& e : j["clusters"][serviceName]["endpoints"])
+      out.push_back(e.value("node", "") + "/" + e.value("instance", ""));
     std::sort(out.begin(), out.end());
     return out;
   }
   bool waitEndpoints(int i, const std::string& serviceName, std::size_t count,
                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    return eventually([&] { return endpoints(i, serviceName).size() == count; }, timeout, std::chrono::milliseconds(50));
+    return eventually([&] { return endpoints(i, serviceName).size() == count; }, timeout,
+                      std::chrono::milliseconds(50));
   }
 
   // One request through node i's outbound listener.
@@ -149,7 +169,8 @@ class ProxyCluster {
   // Metrics are counted when a request's logging phase runs, just after its response is
   // written: a test reading them right after a response waits a little.
   bool metricAtLeast(int i, const std::string& metricName, const std::vector<std::string>& labels, double min) {
-    return eventually([&] { return metric(i, metricName, labels) >= min; }, std::chrono::seconds(5), std::chrono::milliseconds(20));
+    return eventually([&] { return metric(i, metricName, labels) >= min; }, std::chrono::seconds(5),
+                      std::chrono::milliseconds(20));
   }
 
   LoopbackSubnet net;

@@ -2,13 +2,12 @@
 // meshd B (inbound) -> a real upstream server.
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <thread>
 
@@ -72,21 +71,21 @@ class ProxyTest : public ::testing::Test {
 };
 
 TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
-  c.start(2);
-  c.upstream(2, 9080, "reviews-b");
-  c.service(2, "reviews-1", "reviews", 9080);
-  ASSERT_TRUE(c.waitEndpoints(1, "reviews", 1)) << c.node(1).get("/v1/proxy")->body;
+  c.twoNodesServing("reviews", 9080);
 
   // GET by service name, and by name.mesh with a port; the upstream sees who called (the
   // calling node's SPIFFE ID), a generated request id and the trace headers as sent.
-  auto r = c.request(1, "reviews", "GET", "/hello", {}, {{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
-                                                      {"x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"}});
+  auto r = c.request(1, "reviews", "GET", "/hello", {},
+                     {{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+                      {"x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"}});
   ASSERT_TRUE(r.ok()) << r.error().message();
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "reviews-b\n");
-  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-forwarded-client-cert").value_or(""), "URI=spiffe://test.mesh/node/p1");
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-forwarded-client-cert").value_or(""),
+            "URI=spiffe://test.mesh/node/p1");
   EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-request-id").value_or("").size(), 36u);
-  EXPECT_EQ(http::findHeader(r->headers, "x-seen-traceparent").value_or(""), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(http::findHeader(r->headers, "x-seen-traceparent").value_or(""),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
   EXPECT_EQ(http::findHeader(r->headers, "x-seen-x-b3-traceid").value_or(""), "80f198ee56343ba864fe8b2a57d3eff7");
   r = c.request(1, "reviews.mesh:80", "GET", "/", {}, {{"x-request-id", "given-id-1"}});
   ASSERT_TRUE(r.ok());
@@ -100,7 +99,8 @@ TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
   EXPECT_EQ(r->body.size(), 100000u);
   {
     RawConn raw(c.outbound(1));
-    raw.send("POST /echo HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n");
+    raw.send(
+        "POST /echo HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n");
     auto got = raw.readUntil("0\r\n\r\n");
     EXPECT_EQ(statusOf(got), 200) << got;
     EXPECT_NE(got.find("4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n"), std::string::npos) << got;
@@ -124,14 +124,22 @@ TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 503);
   EXPECT_EQ(r->body, "no service 'ratings' in the mesh catalog\n");
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"no_route\""}, 1)) << c.metric(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"no_route\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"no_route\""}, 1))
+      << c.metric(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"no_route\""});
 
   // Metrics on both sides: requests by service and class, handshakes, latency histograms.
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_requests_total", {"direction=\"outbound\"", "service=\"reviews\"", "class=\"2xx\""}, 505)) << c.metric(1, "mesh_proxy_requests_total", {"direction=\"outbound\"", "service=\"reviews\"", "class=\"2xx\""});
-  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "service=\"reviews\"", "class=\"2xx\""}, 505)) << c.metric(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "service=\"reviews\"", "class=\"2xx\""});
-  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"ok\""}, 1)) << c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"ok\""});
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_request_duration_seconds_count", {"service=\"reviews\""}, 505)) << c.metric(1, "mesh_proxy_request_duration_seconds_count", {"service=\"reviews\""});
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_upstream_duration_seconds_count", {"service=\"reviews\""}, 505)) << c.metric(1, "mesh_proxy_upstream_duration_seconds_count", {"service=\"reviews\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_requests_total",
+                              {"direction=\"outbound\"", "service=\"reviews\"", "class=\"2xx\""}, 505))
+      << c.metric(1, "mesh_proxy_requests_total", {"direction=\"outbound\"", "service=\"reviews\"", "class=\"2xx\""});
+  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_requests_total",
+                              {"direction=\"inbound\"", "service=\"reviews\"", "class=\"2xx\""}, 505))
+      << c.metric(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "service=\"reviews\"", "class=\"2xx\""});
+  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"ok\""}, 1))
+      << c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"ok\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_request_duration_seconds_count", {"service=\"reviews\""}, 505))
+      << c.metric(1, "mesh_proxy_request_duration_seconds_count", {"service=\"reviews\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_upstream_duration_seconds_count", {"service=\"reviews\""}, 505))
+      << c.metric(1, "mesh_proxy_upstream_duration_seconds_count", {"service=\"reviews\""});
   // Pooled: far fewer upstream connections than requests.
   EXPECT_LE(c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""}), 10);
 }
@@ -148,14 +156,12 @@ std::string wsFrame(int opcode, const std::string& payload) {
 }
 
 TEST_F(ProxyTest, WebSocketUpgradeAndConnectPassThroughBothProxies) {
-  c.start(2);
-  c.upstream(2, 9081, "ws-b");
-  c.service(2, "chat-1", "chat", 9081);
-  ASSERT_TRUE(c.waitEndpoints(1, "chat", 1));
+  c.twoNodesServing("chat", 9081);
   RawConn raw(c.outbound(1));
   ASSERT_TRUE(raw.ok());
-  raw.send("GET /socket HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  raw.send(
+      "GET /socket HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
   auto head = raw.readUntil("\r\n\r\n");
   EXPECT_EQ(statusOf(head), 101) << head;
   // RFC 6455 section 1.3's example key and accept value.
@@ -178,9 +184,9 @@ TEST_F(ProxyTest, WebSocketUpgradeAndConnectPassThroughBothProxies) {
   auto established = tunnel.readUntil("\r\n\r\n");
   EXPECT_EQ(established, "HTTP/1.1 200 Connection established\r\n\r\n");
   tunnel.send("GET /inside HTTP/1.1\r\nHost: anything\r\n\r\n");
-  auto inside = tunnel.readUntil("ws-b\n");
+  auto inside = tunnel.readUntil("chat-b\n");
   EXPECT_EQ(statusOf(inside), 200) << inside;
-  EXPECT_NE(inside.find("ws-b\n"), std::string::npos) << inside;
+  EXPECT_NE(inside.find("chat-b\n"), std::string::npos) << inside;
   // The request went through the tunnel untouched: no request id was added on the way.
   EXPECT_EQ(inside.find("x-seen-x-request-id"), std::string::npos) << inside;
   RawConn nowhere(c.outbound(1));
@@ -189,10 +195,7 @@ TEST_F(ProxyTest, WebSocketUpgradeAndConnectPassThroughBothProxies) {
 }
 
 TEST_F(ProxyTest, RequestsThatCouldSmuggleOrOverflowAreRefused) {
-  c.start(2);
-  c.upstream(2, 9082, "strict-b");
-  c.service(2, "strict-1", "strict", 9082);
-  ASSERT_TRUE(c.waitEndpoints(1, "strict", 1));
+  c.twoNodesServing("strict", 9082);
   struct Case {
     const char* what;
     std::string request;
@@ -202,20 +205,27 @@ TEST_F(ProxyTest, RequestsThatCouldSmuggleOrOverflowAreRefused) {
   const std::vector<Case> cases = {
       {"both Content-Length and Transfer-Encoding",
        "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-      {"two different Content-Length values", "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400},
-      {"a Content-Length that is not a number", "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: +5\r\n\r\nhello", 400},
-      {"Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-      {"a coding other than chunked", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      {"two different Content-Length values",
+       "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400},
+      {"a Content-Length that is not a number", "POST / HTTP/1.1\r\nHost: strict\r\nContent-Length: +5\r\n\r\nhello",
+       400},
+      {"Transfer-Encoding twice",
+       "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       400},
+      {"a coding other than chunked",
+       "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
       {"obsolete line folding", "GET / HTTP/1.1\r\nHost: strict\r\nX-A: one\r\n two\r\n\r\n", 400},
       {"a space before the colon", "GET / HTTP/1.1\r\nHost: strict\r\nContent-Length : 0\r\n\r\n", 400},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", 400},
       {"two Hosts", "GET / HTTP/1.1\r\nHost: strict\r\nHost: other\r\n\r\n", 400},
       {"a header block over 32 KiB", "GET / HTTP/1.1\r\nHost: strict\r\nX-Big: " + big + "\r\n\r\n", 431},
-      {"more than 100 fields", [] {
+      {"more than 100 fields",
+       [] {
          std::string r = "GET / HTTP/1.1\r\nHost: strict\r\n";
          for (int i = 0; i < 120; ++i) r += "X-F" + std::to_string(i) + ": v\r\n";
          return r + "\r\n";
-       }(), 431},
+       }(),
+       431},
       {"bad chunk framing", "POST / HTTP/1.1\r\nHost: strict\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0},
   };
   for (const auto& k : cases) {
@@ -231,8 +241,10 @@ TEST_F(ProxyTest, RequestsThatCouldSmuggleOrOverflowAreRefused) {
       EXPECT_NE(statusOf(got), 200) << k.what << ": " << got;
     }
   }
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"cause=\"bad_request\""}, 8)) << c.metric(1, "mesh_proxy_errors_total", {"cause=\"bad_request\""});
-  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"cause=\"header_too_large\""}, 2)) << c.metric(1, "mesh_proxy_errors_total", {"cause=\"header_too_large\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"cause=\"bad_request\""}, 8))
+      << c.metric(1, "mesh_proxy_errors_total", {"cause=\"bad_request\""});
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"cause=\"header_too_large\""}, 2))
+      << c.metric(1, "mesh_proxy_errors_total", {"cause=\"header_too_large\""});
   // The upstream never saw any of them: its proxy counted no request.
   EXPECT_LE(c.metric(2, "mesh_proxy_requests_total", {"direction=\"inbound\"", "class=\"2xx\""}), 1);
 }
@@ -264,8 +276,10 @@ struct TlsProbe {
       while (got.find("\r\n\r\n") == std::string::npos && (n = SSL_read(ssl, buf, sizeof buf)) > 0) {
         got.append(buf, static_cast<std::size_t>(n));
       }
-      if (got.empty()) result = "no response";
-      else if (!got.starts_with("HTTP/1.1 200")) result = "not 200: " + got;
+      if (got.empty())
+        result = "no response";
+      else if (!got.starts_with("HTTP/1.1 200"))
+        result = "not 200: " + got;
     }
     SSL_free(ssl);
     SSL_CTX_free(ctx);
@@ -274,11 +288,7 @@ struct TlsProbe {
 };
 
 TEST_F(ProxyTest, PeersWithoutAValidCertificateGetNothing) {
-  c.start(2);
-  c.upstream(2, 9083, "secret-b");
-  c.service(2, "secret-1", "secret", 9083);
-  ASSERT_TRUE(c.waitEndpoints(1, "secret", 1));
-  ASSERT_TRUE(c.waitEndpoints(2, "secret", 1));
+  c.twoNodesServing("secret", 9083);
   // Our own node's certificate works (the check is not refusing everything).
   EXPECT_EQ(TlsProbe::tryRequest(c.inbound(2), c.tmp.sub("p1-ca-tls"), "secret-1"), "");
   // No certificate; a certificate of another trust domain; an expired one (from a CA whose clock
@@ -292,7 +302,8 @@ TEST_F(ProxyTest, PeersWithoutAValidCertificateGetNothing) {
   auto expired = identity::issueNode(c.tmp.sub("ca"), "old", c.tmp.sub("old-tls"), 1, twoYearsAgo);
   ASSERT_TRUE(expired.ok()) << expired.error().message();
   EXPECT_NE(TlsProbe::tryRequest(c.inbound(2), c.tmp.sub("old-tls"), "secret-1"), "");
-  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"refused\""}, 3)) << c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"refused\""});
+  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"refused\""}, 3))
+      << c.metric(2, "mesh_proxy_tls_handshakes_total", {"side=\"server\"", "result=\"refused\""});
   // Plain HTTP to the inbound port gets no answer either.
   RawConn plain(c.inbound(2));
   plain.send("GET / HTTP/1.1\r\nHost: secret\r\n\r\n");
@@ -334,7 +345,8 @@ TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
   publish("{algorithm: RING_HASH, hashHeader: x-user}", "\"ring_hash\"");
   std::map<std::string, int> usersPer;
   for (int u = 0; u < 30; ++u) {
-    auto one = c.load(1, "lb", {"--connections", "2", "--requests", "10", "--header", "x-user: user-" + std::to_string(u)});
+    auto one =
+        c.load(1, "lb", {"--connections", "2", "--requests", "10", "--header", "x-user: user-" + std::to_string(u)});
     ASSERT_EQ(one["upstreams"].size(), 1u) << "user " << u << ": " << one.dump();
     ++usersPer[one["upstreams"].begin().key()];
   }
@@ -420,7 +432,8 @@ TEST_F(ProxyLifecycleTest, EndpointsAndPolicyChangeUnder200ConnectionsWithoutAFa
   auto load = startLoad(1, "live", {"--connections", "200", "--duration", "12"});
   auto publish = [&](const std::string& lb) {
     std::ofstream(c.tmp.sub("dp.yaml")) << "kind: DestinationPolicy\nmetadata: {name: live}\nspec:\n  service: live\n"
-                                           "  trafficPolicy:\n    loadBalancer: " << lb << "\n";
+                                           "  trafficPolicy:\n    loadBalancer: "
+                                        << lb << "\n";
     auto r = c.cli({"policy", "publish", c.tmp.sub("dp.yaml"), "--key", c.tmp.sub("op.key"), "--node",
                     c.node(1).admin().toString(), "--wait"});
     EXPECT_EQ(r.status.code, 0) << r.out << r.err;
@@ -478,10 +491,7 @@ TEST_F(ProxyLifecycleTest, RawTcpRedirectedByIptablesIsSplicedOverMutualTls) {
     if (std::getenv("CI")) FAIL() << *why;
     GTEST_SKIP() << *why;
   }
-  c.start(2);
-  c.upstream(2, 9100, "echo-b", {"--tcp"});
-  c.service(2, "echo-1", "echo", 9100, "tcp");
-  ASSERT_TRUE(c.waitEndpoints(1, "echo", 1));
+  c.twoNodesServing("echo", 9100, "tcp", {"--tcp"});
   // The app (source address .100) dials the instance's own address; iptables sends it to node
   // 1's outbound listener, which finds the service by the original destination. (On a real
   // host the rule matches the app's traffic by owner; see deploy/iptables.)

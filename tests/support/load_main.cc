@@ -5,16 +5,15 @@
 //    "upstreams": {"<x-upstream>": n, ...}, "latency_us": {"p50": .., "p99": .., "max": ..}}
 // An error is any request that got no complete response.
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "common/asio.h"
 #include "common/net_address.h"
@@ -104,8 +103,10 @@ awaitable<void> client(Shared& sh) {
     if (framing == h1::Framing::length) {
       while (buf.size() < length && !failed) {
         auto n = co_await s->async_read_some(asio::buffer(tmp), tok(ec));
-        if (ec) failed = true;
-        else buf.append(tmp, n);
+        if (ec)
+          failed = true;
+        else
+          buf.append(tmp, n);
       }
       if (!failed) buf.erase(0, length);
     } else if (framing == h1::Framing::chunked) {
@@ -135,8 +136,8 @@ awaitable<void> client(Shared& sh) {
     }
     ++sh.status[status];
     if (!upstream.empty()) ++sh.upstreams[upstream];
-    sh.latencies.push_back(static_cast<std::uint32_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+    sh.latencies.push_back(
+        static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
     if (!keep) s.reset();
   }
 }
@@ -169,8 +170,9 @@ int main(int argc, char** argv) {
   for (const auto& h : headers) sh.request += h + "\r\n";
   sh.request += "\r\n";
   sh.limit = requests;
-  sh.until = Clock::now() + (seconds > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))
-                                         : std::chrono::hours(1));
+  sh.until =
+      Clock::now() + (seconds > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))
+                                  : std::chrono::hours(1));
   asio::io_context io(1);
   for (int i = 0; i < connections; ++i) asio::co_spawn(io, client(sh), asio::detached);
   io.run();

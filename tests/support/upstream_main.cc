@@ -13,15 +13,15 @@
 
 #include <openssl/sha.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
 #include "common/asio.h"
 #include "common/base64.h"
+#include "common/http/message.h"
 #include "common/net_address.h"
 #include "node/proxy/http1.h"
 
@@ -164,8 +164,9 @@ awaitable<void> serve(tcp::socket s) {
       }
     }
     if (!wsKey.empty()) {
-      std::string r = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-                      wsAccept(wsKey) + "\r\nx-upstream: " + opt.name + "\r\n\r\n";
+      std::string r =
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+          wsAccept(wsKey) + "\r\nx-upstream: " + opt.name + "\r\n\r\n";
       co_await asio::async_write(s, asio::buffer(r), tok(ec));
       if (!ec) co_await websocket(s, std::move(buf));
       co_return;
@@ -178,15 +179,17 @@ awaitable<void> serve(tcp::socket s) {
       asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(delay));
       co_await t.async_wait(tok(ec));
     }
-    std::string head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(h1::reasonPhrase(status)) +
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(mesh::http::reasonPhrase(status)) +
                        "\r\nx-upstream: " + opt.name + "\r\n" + seen;
     if (!keep) head += "Connection: close\r\n";
     std::string out;
     if (path == "/chunked") {
       out = head + "Transfer-Encoding: chunked\r\n\r\n" + "5\r\nhello\r\n7\r\n, world\r\n0\r\ngrpc-status: 0\r\n\r\n";
     } else if (method == "POST" || method == "PUT") {
-      if (framing == h1::Framing::chunked) out = head + "Transfer-Encoding: chunked\r\n\r\n" + body;
-      else out = head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+      if (framing == h1::Framing::chunked)
+        out = head + "Transfer-Encoding: chunked\r\n\r\n" + body;
+      else
+        out = head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     } else if (status == 204 || status == 304 || status < 200) {
       out = head + "\r\n";
     } else if (method == "HEAD") {
@@ -206,8 +209,10 @@ awaitable<void> acceptLoop(tcp::acceptor& acc) {
     if (ec) co_return;
     s.set_option(tcp::no_delay(true), ec);
     auto ex = s.get_executor();
-    if (opt.tcpEcho) asio::co_spawn(ex, tcpEcho(std::move(s)), asio::detached);
-    else asio::co_spawn(ex, serve(std::move(s)), asio::detached);
+    if (opt.tcpEcho)
+      asio::co_spawn(ex, tcpEcho(std::move(s)), asio::detached);
+    else
+      asio::co_spawn(ex, serve(std::move(s)), asio::detached);
   }
 }
 

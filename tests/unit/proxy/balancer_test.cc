@@ -88,8 +88,10 @@ TEST(BalancerTest, RingHashIsStableAndMovesOnlyTheKeysOfAnEndpointThatGoes) {
     EXPECT_EQ(b.pick(*three, key), e);  // the same key, the same endpoint
     ++counts[e->node];
     const auto* after = b.pick(*two, key);
-    if (e->node == "c") ++wasOnC;
-    else if (after->node != e->node) ++moved;
+    if (e->node == "c")
+      ++wasOnC;
+    else if (after->node != e->node)
+      ++moved;
   }
   for (const auto& [n, k] : counts) EXPECT_NEAR(k, 1000, 150) << n;
   EXPECT_EQ(moved, 0);  // only c's keys moved
@@ -129,7 +131,8 @@ TEST(BalancerTest, ARetryAvoidsTheEndpointThatFailed) {
   EXPECT_EQ(b.pick(*none, {}), nullptr);
 }
 
-catalog::Instance instance(const std::string& id, const std::string& name, catalog::Health h, const std::string& zone = "z1") {
+catalog::Instance instance(const std::string& id, const std::string& name, catalog::Health h,
+                           const std::string& zone = "z1") {
   catalog::Instance in;
   in.id = id;
   in.name = name;
@@ -143,7 +146,10 @@ catalog::Instance instance(const std::string& id, const std::string& name, catal
 TEST(SnapshotTest, OnlyHealthyInstancesOfLiveProxiedNodesAreEndpoints) {
   catalog::Catalog cat;
   cat.apply({"me", 1, {instance("mine", "reviews", catalog::Health::passing)}});
-  cat.apply({"n1", 1, {instance("r1", "reviews", catalog::Health::passing), instance("x1", "ratings", catalog::Health::critical)}});
+  cat.apply(
+      {"n1",
+       1,
+       {instance("r1", "reviews", catalog::Health::passing), instance("x1", "ratings", catalog::Health::critical)}});
   cat.apply({"n2", 1, {instance("r2", "reviews", catalog::Health::warning, "z2")}});
   cat.apply({"n3", 1, {instance("r3", "reviews", catalog::Health::passing)}});  // dead
   cat.apply({"n4", 1, {instance("r4", "reviews", catalog::Health::passing)}});  // runs no proxy

@@ -14,7 +14,8 @@ ParseResult req(const std::string& s, Head& h, Limits l = {}) {
 
 TEST(Http1Test, ParsesARequestHeadInPlaceWithItsFraming) {
   Head h;
-  std::string s = "POST /a?b=1 HTTP/1.1\r\nHost: reviews.mesh:80\r\nContent-Length: 5\r\nX-Request-Id: abc\r\n\r\nhelloGET";
+  std::string s =
+      "POST /a?b=1 HTTP/1.1\r\nHost: reviews.mesh:80\r\nContent-Length: 5\r\nX-Request-Id: abc\r\n\r\nhelloGET";
   auto r = req(s, h);
   ASSERT_EQ(r.state, Parse::complete);
   EXPECT_EQ(h.method, "POST");
@@ -40,7 +41,8 @@ TEST(Http1Test, ParsesARequestHeadInPlaceWithItsFraming) {
   EXPECT_TRUE(h.keepAlive);
   ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", h).state, Parse::complete);
   EXPECT_FALSE(h.keepAlive);
-  ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h).state, Parse::complete);
+  ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h).state,
+            Parse::complete);
   EXPECT_TRUE(h.upgrade);
   ASSERT_EQ(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", h).state, Parse::complete);
   EXPECT_EQ(h.framing, Framing::chunked);
@@ -109,19 +111,24 @@ TEST(Http1Test, ResponseFramingFollowsRfc9112) {
   EXPECT_EQ(h.framing, Framing::none);
   ASSERT_EQ(parseResponse("HTTP/1.1 204 No Content\r\n\r\n", l, "GET", h).state, Parse::complete);
   EXPECT_EQ(h.framing, Framing::none);
-  ASSERT_EQ(parseResponse("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", l, "GET", h).state, Parse::complete);
+  ASSERT_EQ(parseResponse("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", l, "GET", h).state,
+            Parse::complete);
   EXPECT_EQ(h.framing, Framing::none);
   ASSERT_EQ(parseResponse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", l, "GET", h).state, Parse::complete);
   EXPECT_EQ(h.framing, Framing::chunked);
   ASSERT_EQ(parseResponse("HTTP/1.1 200 OK\r\n\r\n", l, "GET", h).state, Parse::complete);
   EXPECT_EQ(h.framing, Framing::untilClose);
   EXPECT_FALSE(h.keepAlive);
-  ASSERT_EQ(parseResponse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", l, "GET", h).state,
+  ASSERT_EQ(parseResponse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", l,
+                          "GET", h)
+                .state,
             Parse::complete);
   EXPECT_EQ(h.framing, Framing::tunnel);
   ASSERT_EQ(parseResponse("HTTP/1.1 200 Connection established\r\n\r\n", l, "CONNECT", h).state, Parse::complete);
   EXPECT_EQ(h.framing, Framing::tunnel);
-  EXPECT_EQ(parseResponse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", l, "GET", h).status, 502);
+  EXPECT_EQ(
+      parseResponse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", l, "GET", h).status,
+      502);
   EXPECT_EQ(parseResponse("garbage\r\n\r\n", l, "GET", h).status, 502);
 }
 
@@ -151,8 +158,9 @@ TEST(Http1Test, ChunkedScannerFindsTheEndWithoutChangingAByte) {
 
 TEST(Http1Test, TheNextHopGetsNoHopByHopFields) {
   Head h;
-  std::string s = "GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\n"
-                  "TE: trailers\r\nProxy-Connection: x\r\nX-Request-Id: old\r\nAccept: */*\r\n\r\n";
+  std::string s =
+      "GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\n"
+      "TE: trailers\r\nProxy-Connection: x\r\nX-Request-Id: old\r\nAccept: */*\r\n\r\n";
   ASSERT_EQ(req(s, h).state, Parse::complete);
   std::string out;
   writeRequest(h, h.path, {{"x-request-id", "new"}}, true, out);
@@ -161,7 +169,8 @@ TEST(Http1Test, TheNextHopGetsNoHopByHopFields) {
   writeRequest(h, h.path, {}, false, out);
   EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos);
   // An upgrade keeps its Upgrade field and says so in Connection.
-  ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h).state, Parse::complete);
+  ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h).state,
+            Parse::complete);
   out.clear();
   writeRequest(h, h.path, {}, true, out);
   EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
@@ -170,8 +179,9 @@ TEST(Http1Test, TheNextHopGetsNoHopByHopFields) {
   out.clear();
   writeRequest(h, h.path, {}, true, out);
   EXPECT_NE(out.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
-  EXPECT_EQ(simpleResponse(503, "no\n", false), "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                                                  "Content-Length: 3\r\nConnection: close\r\n\r\nno\n");
+  EXPECT_EQ(simpleResponse(503, "no\n", false),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: 3\r\nConnection: close\r\n\r\nno\n");
 }
 
 }  // namespace
