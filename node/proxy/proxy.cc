@@ -330,6 +330,16 @@ ServiceSeries& Worker::seriesFor(Direction d, const std::string& service) {
   return series.emplace(std::move(key), s).first->second;
 }
 
+// Whether an idle connection is still usable: the peer has neither closed it nor sent anything
+// (a TLS close_notify, stray bytes). Apps close idle keep-alive connections on their own clocks
+// (Node.js after 5 s); a request written to one is lost, and one with a body cannot go again.
+// One non-blocking peek, only for connections idle 200 ms or more (under load they are not).
+bool stillOpen(tcp::socket& s) {
+  char b;
+  auto n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 std::unique_ptr<Upstream> Worker::take(const std::string& key) {
   auto it = pool.find(key);
   if (it == pool.end()) return nullptr;
@@ -338,7 +348,8 @@ std::unique_ptr<Upstream> Worker::take(const std::string& key) {
     auto up = std::move(it->second.back());
     it->second.pop_back();
     --impl.upstreamIdle;
-    if (now - up->idleSince < impl.opt.poolIdleTimeout && up->stream.isOpen()) {
+    if (now - up->idleSince < impl.opt.poolIdleTimeout && up->stream.isOpen() &&
+        (now - up->idleSince < std::chrono::milliseconds(200) || stillOpen(up->stream.socket()))) {
       up->reused = true;
       return up;
     }

@@ -144,6 +144,20 @@ TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
   EXPECT_LE(c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""}), 10);
 }
 
+TEST_F(ProxyTest, AnUpstreamClosingIdleConnectionsCostsNoRequest) {
+  // The app closes keep-alive connections idle 500 ms (Node.js does after 5 s): a pooled
+  // connection it closed is never used for the next request, even one with a body that could
+  // not be sent again.
+  c.twoNodesServing("idle", 9084, "http", {"--idle-close-ms", "500"});
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.request(1, "idle", "POST", "/echo", "body " + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->status, 200) << i << ": " << r->body;
+    EXPECT_EQ(r->body, "body " + std::to_string(i));
+    std::this_thread::sleep_for(1200ms);
+  }
+}
+
 // RFC 6455 client frame: FIN + opcode, masked payload.
 std::string wsFrame(int opcode, const std::string& payload) {
   std::string f;

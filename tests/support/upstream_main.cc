@@ -9,6 +9,7 @@
 //   /delay/MS            answers after MS milliseconds (--delay-ms: every request)
 //   /chunked             a chunked response with a trailer (grpc-status: 0)
 //   Upgrade: websocket   101 with the RFC 6455 accept key, then every frame echoed
+// --idle-close-ms N closes keep-alive connections idle N ms (as Node.js does after 5 s).
 // Prints "ready <address>" once listening; SIGTERM stops it.
 
 #include <openssl/sha.h>
@@ -37,6 +38,7 @@ struct Options {
   std::string name = "upstream";
   std::size_t bodyBytes = 0;
   int delayMs = 0;
+  int idleCloseMs = 0;  // close a keep-alive connection idle this long (as Node.js does after 5 s)
   bool tcpEcho = false;
 };
 Options opt;
@@ -117,7 +119,15 @@ awaitable<void> serve(tcp::socket s) {
     h1::ParseResult pr;
     error_code ec;
     while ((pr = h1::parseRequest(buf, limits, req)).state == h1::Parse::incomplete) {
+      std::optional<asio::steady_timer> idle;
+      if (opt.idleCloseMs > 0 && buf.empty()) {
+        idle.emplace(s.get_executor(), std::chrono::milliseconds(opt.idleCloseMs));
+        idle->async_wait([&s](error_code e) {
+          if (!e) s.close();
+        });
+      }
       auto n = co_await s.async_read_some(asio::buffer(tmp), tok(ec));
+      if (idle) idle->cancel();
       if (ec) co_return;
       buf.append(tmp, n);
     }
@@ -225,6 +235,7 @@ int main(int argc, char** argv) {
   app.add_option("--name", opt.name, "Name answered in bodies and x-upstream");
   app.add_option("--body-bytes", opt.bodyBytes, "GET bodies of this many bytes instead of the name");
   app.add_option("--delay-ms", opt.delayMs, "Answer every request after this many milliseconds");
+  app.add_option("--idle-close-ms", opt.idleCloseMs, "Close keep-alive connections idle this long");
   app.add_flag("--tcp", opt.tcpEcho, "TCP echo instead of HTTP");
   CLI11_PARSE(app, argc, argv);
   auto at = mesh::parseHostPort(listen, {.allowPortZero = true});

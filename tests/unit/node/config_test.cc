@@ -79,7 +79,9 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "zone" ? "us-east-1a"
                         : key == "tag" ? "team=payments"
                         : key == "query-handler" ? "uptime=uptime"
-                        : key == "policy-threshold" ? "2"
+                        : key == "policy-threshold" || key == "workers" ? "2"
+                        : key == "drain-timeout" ? "10s"
+                        : key == "access-log" ? "stdout"
                         : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
@@ -88,6 +90,27 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : "127.0.0.9:1234";
     auto cl = parse({"--" + key, value});
     EXPECT_TRUE(cl.ok()) << key << ": " << (cl.ok() ? "" : cl.error().message());
+  }
+}
+
+TEST(Config, ProxyFlags) {
+  auto cl = parse({"--outbound", "127.0.0.1:0", "--inbound", "10.0.0.5:15006", "--workers", "4", "--access-log", "stderr",
+                   "--drain-timeout", "30s"});
+  ASSERT_TRUE(cl.ok()) << cl.error().message();
+  const auto& c = cl->config;
+  EXPECT_EQ(c.outbound.toString(), "127.0.0.1:0");
+  EXPECT_EQ(c.inbound.toString(), "10.0.0.5:15006");
+  EXPECT_EQ(c.workers, 4);
+  EXPECT_EQ(c.accessLog, "stderr");
+  EXPECT_EQ(c.drainTimeout, std::chrono::seconds(30));
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--workers", "0"}, {"--workers", "x"}, {"--workers", "257"}, {"--drain-timeout", "11m"},
+           {"--drain-timeout", "soon"}, {"--inbound", "nowhere"}, {"--access-log", ""}}) {
+    auto r = parse(bad);
+    EXPECT_FALSE(r.ok()) << bad[0] << " " << bad[1];
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message().find(bad[0].substr(2)), std::string::npos) << r.error().message();
+    }
   }
 }
 
