@@ -2,8 +2,10 @@
 # The local demo: three meshd nodes on their own loopback addresses (127.0.2.1-3 unless
 # DEMO_SUBNET says otherwise) form one gossip cluster with encryption on, each shown with
 # `meshcli status`; a user event and a query go to every member; a service registered on one
-# node reaches every catalog; then one node is killed to show failure detection (its instances
-# are marked at once), and one leaves gracefully; the rest stop with SIGTERM.
+# node reaches every catalog; signed policy reaches every node; a request crosses two proxies
+# over mTLS (node identities from `meshcli ca init` / `cert issue`); then one node is killed to
+# show failure detection (its instances are marked at once), and one leaves gracefully; the rest
+# stop with SIGTERM.
 # Stops by itself; exits non-zero if any step fails. Needs a build: MESH_BIN=build (default).
 #   deploy/local/demo.sh
 set -euo pipefail
@@ -35,12 +37,16 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 key=$(head -c 32 /dev/urandom | base64)
 # The operator's policy signing key: nodes trust its public half.
 "$meshcli" keygen --out "$work/operator" >/dev/null
-step "Starting ${#nodes[@]} meshd nodes on $subnet.1-${#nodes[@]}, encrypted gossip (logs in $work)"
+step "A trust domain (meshcli ca init) and a certificate for each node (meshcli cert issue)"
+"$meshcli" ca init --trust-domain demo.mesh --out "$work/ca"
+for name in "${nodes[@]}"; do "$meshcli" cert issue --ca "$work/ca" --node "$name" --out "$work/$name-tls"; done
+step "Starting ${#nodes[@]} meshd nodes on $subnet.1-${#nodes[@]}, encrypted gossip, proxies on :15001/:15006 (logs in $work)"
 for i in "${!nodes[@]}"; do
   n=$((i + 1)); name=${nodes[$i]}; addr="$subnet.$n"
   join=(); [ "$n" -gt 1 ] && join=(--join "$subnet.1:7946")
   "$meshd" --node-name "$name" --cluster demo --bind "$addr:7946" --admin "$addr:15000" \
-    --data-dir "$work/$name" --encrypt "$key" --policy-trusted-key "$work/operator.pub" --query-handler 'load=cat /proc/loadavg' "${join[@]}" >"$work/$name.log" 2>&1 &
+    --data-dir "$work/$name" --encrypt "$key" --policy-trusted-key "$work/operator.pub" --query-handler 'load=cat /proc/loadavg' \
+    --tls-dir "$work/$name-tls" --outbound "$addr:15001" --inbound "$addr:15006" --workers 1 "${join[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
   echo "  $name: pid $! gossip $addr:7946 admin $addr:15000"
 done
@@ -83,6 +89,10 @@ step "meshcli query load   (every member answers with its --query-handler: cat /
 "$meshcli" --node "$subnet.1:15000" query load --timeout 2s
 
 step "Register a service on ${nodes[2]} (PUT /v1/agent/services/reviews-1): every node's catalog has it"
+# The app behind it: a static page served on gamma's address.
+mkdir -p "$work/reviews-app" && echo "reviews, answered by the app on ${nodes[2]}" >"$work/reviews-app/index.html"
+python3 -m http.server 9080 --bind "$subnet.3" --directory "$work/reviews-app" >"$work/reviews-app.log" 2>&1 &
+pids+=($!)
 curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/services/reviews-1" \
   -d '{"name": "reviews", "port": 9080, "labels": {"version": "v2"}, "checks": [{"ttl": "1h"}]}' >/dev/null
 curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/checks/reviews-1:0?status=passing" -d 'ready' >/dev/null
@@ -126,6 +136,18 @@ if "$meshcli" --node "$subnet.3:15000" policy publish "$work/reviews.yaml" --key
   echo "demo: an untrusted signature was accepted"; exit 1
 fi
 
+step "A request through the mesh: app -> ${nodes[0]}'s outbound listener (Host: reviews) -> mTLS -> ${nodes[2]}'s inbound -> the app"
+through_mesh() { curl -fsS -H 'Host: reviews' "http://$subnet.1:15001/" 2>/dev/null | grep -q answered; }
+wait_for 10 through_mesh || { echo "demo: no answer through the mesh"; cat "$work/${nodes[0]}.log"; exit 1; }
+curl -sS -H 'Host: reviews' "http://$subnet.1:15001/"
+echo "  ${nodes[0]} routes reviews to: $(curl -fsS "http://$subnet.1:15000/v1/proxy" | grep -o '"via": "[^"]*"' | head -1)"
+echo "  An unknown service gets a 503 that says so:"
+curl -sS -H 'Host: ratings' "http://$subnet.1:15001/" || true
+echo "  And a peer without the mesh's certificate gets nothing from ${nodes[2]}'s inbound listener:"
+if curl -sk --max-time 3 "https://$subnet.3:15006/" >/dev/null 2>&1; then echo "demo: the inbound listener answered without a client certificate"; exit 1; fi
+echo "  refused (TLS 1.3, client certificate required)"
+curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^mesh_proxy_(requests_total\{direction="outbound",service="reviews"|tls_handshakes_total\{side="client")'
+
 step "A few of ${nodes[0]}'s metrics (GET /metrics)"
 curl -fsS "http://$subnet.1:15000/metrics" | grep -E '^(mesh_build_info\{|mesh_gossip_members\{state="alive"\}|(mesh_node_uptime_seconds|process_resident_memory_bytes|process_cpu_seconds_total|mesh_gossip_probes_total) )'
 
@@ -137,6 +159,8 @@ wait_for 30 gamma_dead || { echo "demo: the failure was not detected"; exit 1; }
 echo "  ${nodes[0]} reports ${nodes[2]} dead after about $((SECONDS - start)) s"
 "$meshcli" --node "$subnet.1:15000" members
 "$meshcli" --node "$subnet.1:15000" service reviews
+echo "  ${nodes[0]}'s proxy took ${nodes[2]} out of the pool at the same moment:"
+curl -sS -H 'Host: reviews' "http://$subnet.1:15001/" || true
 
 step "${nodes[1]} leaves gracefully (SIGTERM): the others record 'left', not 'dead'"
 kill -TERM "${pids[1]}"
