@@ -24,9 +24,10 @@ done
 
 work=$(mktemp -d /tmp/mesh-demo-XXXXXX)
 pids=()
+helpers=()  # processes that are not nodes (the demo's app)
 cleanup() {
-  # Whatever happened, leave no node running.
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # Whatever happened, leave no node or helper running.
+  for pid in "${pids[@]}" "${helpers[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -91,8 +92,11 @@ step "meshcli query load   (every member answers with its --query-handler: cat /
 step "Register a service on ${nodes[2]} (PUT /v1/agent/services/reviews-1): every node's catalog has it"
 # The app behind it: a static page served on gamma's address.
 mkdir -p "$work/reviews-app" && echo "reviews, answered by the app on ${nodes[2]}" >"$work/reviews-app/index.html"
+if curl -s --max-time 1 "http://$subnet.3:9080/" >/dev/null 2>&1; then
+  echo "demo: something already listens on $subnet.3:9080" >&2; exit 1
+fi
 python3 -m http.server 9080 --bind "$subnet.3" --directory "$work/reviews-app" >"$work/reviews-app.log" 2>&1 &
-pids+=($!)
+helpers+=($!)
 curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/services/reviews-1" \
   -d '{"name": "reviews", "port": 9080, "labels": {"version": "v2"}, "checks": [{"ttl": "1h"}]}' >/dev/null
 curl -fsS -X PUT "http://$subnet.3:15000/v1/agent/checks/reviews-1:0?status=passing" -d 'ready' >/dev/null
@@ -138,7 +142,7 @@ fi
 
 step "A request through the mesh: app -> ${nodes[0]}'s outbound listener (Host: reviews) -> mTLS -> ${nodes[2]}'s inbound -> the app"
 through_mesh() { curl -fsS -H 'Host: reviews' "http://$subnet.1:15001/" 2>/dev/null | grep -q answered; }
-wait_for 10 through_mesh || { echo "demo: no answer through the mesh"; cat "$work/${nodes[0]}.log"; exit 1; }
+wait_for 10 through_mesh || { echo "demo: no answer through the mesh:"; curl -sS -H 'Host: reviews' "http://$subnet.1:15001/"; cat "$work/reviews-app.log"; exit 1; }
 curl -sS -H 'Host: reviews' "http://$subnet.1:15001/"
 echo "  ${nodes[0]} routes reviews to: $(curl -fsS "http://$subnet.1:15000/v1/proxy" | grep -o '"via": "[^"]*"' | head -1)"
 echo "  An unknown service gets a 503 that says so:"
