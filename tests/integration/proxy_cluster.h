@@ -109,6 +109,18 @@ class ProxyCluster {
       throw std::runtime_error("node 1 never routed " + serviceName + " to node 2");
     }
   }
+  // n nodes; nodes 2..n each run an upstream PREFIX-i registered as instance PREFIX-i of the
+  // service; node 1 routes to all of them.
+  void nodesServing(int n, const std::string& serviceName, std::uint16_t port, const std::string& prefix) {
+    start(n);
+    for (int i = 2; i <= n; ++i) {
+      upstream(i, port, prefix + "-" + std::to_string(i));
+      service(i, prefix + "-" + std::to_string(i), serviceName, port);
+    }
+    if (!waitEndpoints(1, serviceName, static_cast<std::size_t>(n - 1))) {
+      throw std::runtime_error("node 1 never routed " + serviceName + " to every other node");
+    }
+  }
   void removeService(int i, const std::string& id) { std::filesystem::remove(servicesDir(i) + "/" + id + ".yaml"); }
 
   // The endpoints node i's proxy routes `service` to ("node/instance"), from GET /v1/proxy.

@@ -411,12 +411,7 @@ class ProxyLifecycleTest : public ::testing::Test {
 };
 
 TEST_F(ProxyLifecycleTest, AKilledNodeLeavesThePoolWithinDetectionTimeWithoutClientErrors) {
-  c.start(4);
-  for (int i = 2; i <= 4; ++i) {
-    c.upstream(i, 9095, "up-" + std::to_string(i));
-    c.service(i, "ha-" + std::to_string(i), "ha", 9095);
-  }
-  ASSERT_TRUE(c.waitEndpoints(1, "ha", 3));
+  c.nodesServing(4, "ha", 9095, "up");
   auto load = startLoad(1, "ha", {"--connections", "8", "--duration", "10"});
   std::this_thread::sleep_for(2s);
   c.node(4).process().kill();  // kill -9: no leave, SWIM has to find out
@@ -471,12 +466,7 @@ TEST_F(ProxyLifecycleTest, EndpointsAndPolicyChangeUnder200ConnectionsWithoutAFa
 }
 
 TEST_F(ProxyLifecycleTest, GracefulDrainLetsRequestsInFlightFinish) {
-  c.start(3);
-  for (int i = 2; i <= 3; ++i) {
-    c.upstream(i, 9097, "dr-" + std::to_string(i));
-    c.service(i, "dr-" + std::to_string(i), "drain", 9097);
-  }
-  ASSERT_TRUE(c.waitEndpoints(1, "drain", 2));
+  c.nodesServing(3, "drain", 9097, "dr");
   // Slow requests in flight on both nodes, then node 2 is told to stop (SIGTERM).
   std::vector<std::thread> clients;
   std::vector<int> statuses(6, 0);
