@@ -58,8 +58,11 @@ bool parseLength(std::string_view v, std::uint64_t& out, bool& seen) {
   return ok && seen;
 }
 
+// Expect is end to end in RFC 9110, but the proxy answers 100-continue itself (the body then
+// comes at once), so the next hop must not wait for it.
 bool isHopByHop(std::string_view name) {
   return ieq(name, "connection") || ieq(name, "keep-alive") || ieq(name, "proxy-connection") || ieq(name, "te") ||
+         ieq(name, "expect") ||
          ieq(name, "upgrade") || ieq(name, "transfer-encoding") || ieq(name, "content-length");
 }
 

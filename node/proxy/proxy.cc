@@ -960,6 +960,13 @@ class Relay {
     // HTTP/1.0 may come without Host (routed by the original destination); what we send on is
     // HTTP/1.1, which must have one.
     if (req.host.empty()) ctx.upstreamHeaders.push_back({"Host", ctx.service});
+    // Expect: 100-continue is answered here, as Envoy does: the client sends its body to us at
+    // once, and the upstream gets the request without Expect (many servers never send a 100;
+    // waiting for one while holding the body back would stall until a timeout).
+    if (req.framing != h1::Framing::none && req.find("expect")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (!co_await writeDown(kContinue, ctx)) co_return false;
+    }
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
     std::string exclude;
     std::unique_ptr<Upstream> up;
@@ -1087,23 +1094,15 @@ class Relay {
     h1::writeRequest(req, req.path, ctx.upstreamHeaders, true, upHead_);
     ctx.upstreamStart = Clock::now();
     error_code ec;
-    const bool expectContinue = req.framing != h1::Framing::none && req.find("expect") != nullptr;
     BodyState reqBody(req);
-    if (expectContinue) {
-      // The body waits for the upstream's 100 Continue.
-      co_await up.stream.write(asio::buffer(upHead_), ec);
-      if (ec) co_return Attempt::retry;
-    } else {
-      const bool bodyless = reqBody.done;
-      if (!co_await writeHeadAndBody(up.stream, upHead_, c_->buf, reqBody, true, ctx, ctx.requestBytes)) {
-        // Nothing of a bodyless request reached the upstream: it may go again.
-        if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
-        co_return Attempt::failed;
-      }
-      if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
-        co_return Attempt::failed;
+    const bool bodyless = reqBody.done;
+    if (!co_await writeHeadAndBody(up.stream, upHead_, c_->buf, reqBody, true, ctx, ctx.requestBytes)) {
+      // Nothing of a bodyless request reached the upstream: it may go again.
+      if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
+      co_return Attempt::failed;
     }
-    bool bodySent = !expectContinue;
+    if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
+      co_return Attempt::failed;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
     // attempt, not the downstream connection: the client gets a 504.
     c_->after(impl_.opt.upstreamTimeout);
@@ -1129,12 +1128,6 @@ class Relay {
             ctx.failure = Failure::downstreamClosed;
             co_return Attempt::failed;
           }
-          if (!bodySent && resp.status == 100) {
-            if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
-              co_return Attempt::failed;
-            bodySent = true;
-            c_->after(impl_.opt.upstreamTimeout);
-          }
           continue;
         }
         break;
@@ -1159,7 +1152,7 @@ class Relay {
     ctx.status = resp.status;
     // Response filter phase.
     for (auto& f : impl_.filters) f->onResponse(ctx, resp);
-    const bool keep = req.keepAlive && resp.keepAlive && !w_.draining && bodySent;
+    const bool keep = req.keepAlive && resp.keepAlive && !w_.draining;
     downHead_.clear();
     h1::writeResponse(resp, ctx.downstreamHeaders, keep, downHead_);
     up.buf.consume(resp.headBytes);
@@ -1179,11 +1172,6 @@ class Relay {
     }
     if (!co_await relayBody(up.stream, up.buf, c_->down, respBody, false, ctx, ctx.responseBytes))
       co_return Attempt::failed;
-    if (!bodySent) {
-      // The upstream answered without asking for the body (Expect: 100-continue refused):
-      // the body is still on the downstream connection, which therefore closes.
-      req.keepAlive = false;
-    }
     c_->after(impl_.opt.idleTimeout);
     co_return Attempt::ok;
   }

@@ -107,6 +107,14 @@ TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
     raw.send("GET /chunked HTTP/1.1\r\nHost: reviews\r\n\r\n");
     got = raw.readUntil("grpc-status: 0\r\n\r\n");
     EXPECT_NE(got.find("5\r\nhello\r\n7\r\n, world\r\n0\r\ngrpc-status: 0\r\n\r\n"), std::string::npos) << got;
+    // Expect: 100-continue: the proxy says 100 itself (the upstream, like many servers, never
+    // would), the client then sends its body, and the upstream gets it without Expect.
+    raw.send("POST /echo HTTP/1.1\r\nHost: reviews\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_EQ(raw.readUntil("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+    raw.send("12345");
+    got = raw.readUntil("12345");
+    EXPECT_EQ(statusOf(got), 200) << got;
+    EXPECT_NE(got.find("\r\n\r\n12345"), std::string::npos) << got;
     // HEAD: a length but no body; the connection stays usable.
     raw.send("HEAD / HTTP/1.1\r\nHost: reviews\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: reviews\r\n\r\n");
     got = raw.readUntil("204 No Content");
