@@ -1276,8 +1276,15 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
   if (const char* sni = SSL_get_servername(c->down.ssl(), TLSEXT_NAMETYPE_host_name)) c->sni = sni;
   const auto& snap = w.snapshot();
   auto it = snap.local.find(c->sni);
-  if (it != snap.local.end() &&
-      (it->second.protocol == catalog::Protocol::tcp || alpnOf(c->down.ssl()) == kTunnelProtocol)) {
+  const bool tunnelAsked = alpnOf(c->down.ssl()) == kTunnelProtocol;
+  if (it == snap.local.end() && tunnelAsked) {
+    // A tunnel carries the app's bytes, not HTTP: no answer of ours can go in it. Closing says
+    // "not here" (the caller's client sees its connection end).
+    impl.errors(Direction::inbound, Failure::noRoute).inc();
+    impl.log->debug("tunnel from {} to unknown instance '{}' closed", c->peerIdentity, c->sni);
+    co_return;
+  }
+  if (it != snap.local.end() && (it->second.protocol == catalog::Protocol::tcp || tunnelAsked)) {
     RequestContext ctx;
     ctx.direction = Direction::inbound;
     ctx.start = Clock::now();
