@@ -60,6 +60,7 @@ class ProxyCluster {
           "--inbound",      inbound(i).toString(), "--workers",        "1",
           "--services-dir", servicesDir(i),        "--gossip-profile", "local"};
       args.insert(args.end(), extra.begin(), extra.end());
+      if (auto it = nodeArgs.find(i); it != nodeArgs.end()) args.insert(args.end(), it->second.begin(), it->second.end());
       if (i > 1) args.insert(args.end(), {"--join", address(1) + ":7946"});
       nodes.emplace_back(MeshdOptions{.name = name(i),
                                       .address = address(i),
@@ -185,6 +186,7 @@ class ProxyCluster {
                       std::chrono::milliseconds(20));
   }
 
+  std::map<int, std::vector<std::string>> nodeArgs;  // more flags for one node (before start)
   LoopbackSubnet net;
   TempDir tmp{"mesh-proxy"};
   std::vector<MeshdNode> nodes;

@@ -152,6 +152,31 @@ TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
   EXPECT_LE(c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""}), 10);
 }
 
+TEST_F(ProxyTest, SameZoneFirstThenSpillOverWhenItHasNoHealthyEndpoint) {
+  c.nodeArgs[1] = {"--zone", "zone-a"};
+  c.nodeArgs[2] = {"--zone", "zone-a"};
+  c.nodeArgs[3] = {"--zone", "zone-b"};
+  c.start(3);
+  c.upstream(2, 9086, "near");
+  c.upstream(3, 9086, "far");
+  c.service(2, "zoned-2", "zoned", 9086);  // an instance's zone is its node's
+  c.service(3, "zoned-3", "zoned", 9086);
+  ASSERT_TRUE(c.waitEndpoints(1, "zoned", 2));
+  // Round robin, but node 1 is in zone-a: everything stays in zone-a while it has a healthy endpoint.
+  auto j = c.load(1, "zoned", {"--connections", "2", "--requests", "200"});
+  EXPECT_EQ(j["upstreams"].value("near", 0), 200) << j.dump();
+  // The zone-a app stops: its health check fails, the instance goes critical and leaves the
+  // pool; traffic spills over to zone-b, with no failed request once it has.
+  c.upstreams[0].kill();
+  ASSERT_TRUE(c.waitEndpoints(1, "zoned", 1, 30s));
+  j = c.load(1, "zoned", {"--connections", "2", "--requests", "200"});
+  EXPECT_EQ(j["upstreams"].value("far", 0), 200) << j.dump();
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  auto r = c.node(1).get("/v1/proxy");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->body.find("\"zone\": \"zone-b\""), std::string::npos) << r->body;
+}
+
 TEST_F(ProxyTest, AnUpstreamClosingIdleConnectionsCostsNoRequest) {
   // The app closes keep-alive connections idle 500 ms (Node.js does after 5 s): a pooled
   // connection it closed is never used for the next request, even one with a body that could
