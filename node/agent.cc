@@ -676,6 +676,7 @@ struct Agent::Impl {
           rememberMember(e);
           updateMeshPeers(e.member);
           catalogMemberEvent(e);
+          if (proxyService) proxyService->membersChanged();  // after the catalog knows
         },
         [this](const gossip::serf::UserEventDelivery& e) {
           recentEvents.push_back({e, loop.wallNow()});
@@ -957,10 +958,7 @@ struct Agent::Impl {
     if (e.member.name == config.nodeName) return;
     switch (e.type) {
       case T::join: catalog.setAvailable(e.member.name, true); break;
-      case T::failed:
-        catalog.setAvailable(e.member.name, false);
-        if (proxyService) proxyService->changed();  // at once: no traffic to a dead node
-        break;
+      case T::failed: catalog.setAvailable(e.member.name, false); break;  // at once: no traffic to a dead node
       case T::leave:
       case T::reap:
         if (catalog.remove(e.member.name)) {

@@ -18,36 +18,22 @@ struct ProxyService::Impl {
   std::uint64_t version = 0;
   // What the last compile saw.
   std::uint64_t catalogGeneration = ~0ull, policyVersion = ~0ull;
-  std::string membersFingerprint;
+  bool membersDirty = true;  // a member joined, failed, left or changed tags since the last compile
   bool stopped = false;
   metrics::Counter* compiles = nullptr;
 
   explicit Impl(Deps deps) : d(std::move(deps)) {}
 
-  // Members' liveness and inbound addresses, as one string to compare.
-  static std::string fingerprint(const std::map<std::string, proxy::MemberInfo>& m) {
-    std::string f;
-    for (const auto& [name, info] : m) {
-      f += name;
-      f += info.alive ? '+' : '-';
-      if (info.inbound) f += info.inbound->toString();
-      f += ';';
-    }
-    return f;
-  }
-
   void compile(bool force) {
     if (stopped || !proxy) return;
-    auto members = d.members();
-    auto fp = fingerprint(members);
     auto* store = d.policies();
     std::shared_ptr<const policy::Snapshot> pol = store ? store->snapshot() : nullptr;
     const std::uint64_t pv = pol ? pol->version : 0;
-    if (!force && d.catalog.generation() == catalogGeneration && pv == policyVersion && fp == membersFingerprint)
-      return;
+    if (!force && !membersDirty && d.catalog.generation() == catalogGeneration && pv == policyVersion) return;
     catalogGeneration = d.catalog.generation();
     policyVersion = pv;
-    membersFingerprint = std::move(fp);
+    membersDirty = false;
+    const auto members = d.members();
     proxy::CompileInput in;
     in.version = ++version;
     in.nodeName = d.nodeName;
@@ -131,7 +117,6 @@ ProxyService::~ProxyService() {
 Result<std::unique_ptr<ProxyService>> ProxyService::start(Deps deps) {
   auto impl = std::make_unique<Impl>(std::move(deps));
   auto& d = impl->d;
-  d.options.nodeName = d.nodeName;
   auto p = proxy::Proxy::start(d.options, d.tls, nullptr, {}, d.registry);
   if (!p) return p.error();
   impl->proxy = std::move(*p);
@@ -153,6 +138,11 @@ void ProxyService::attach(admin::Server& admin) {
 }
 
 void ProxyService::changed() { impl_->compile(false); }
+
+void ProxyService::membersChanged() {
+  impl_->membersDirty = true;
+  impl_->compile(false);
+}
 
 void ProxyService::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
   auto& m = *impl_;

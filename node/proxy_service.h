@@ -51,9 +51,11 @@ class ProxyService {
   // "host:port" peers connect to: the serf tag "inbound".
   std::string advertisedInbound() const;
   void attach(admin::Server& admin);
-  // Something the snapshot depends on changed: recompile now (a dead member leaves every pool
-  // at once). Other changes are noticed within kPoll.
+  // The catalog or the policy changed: recompile now rather than at the next poll (kPoll).
   void changed();
+  // A member joined, failed, left or changed its tags: recompile now (a dead member leaves every
+  // pool at once). Members are read only then, not at every poll.
+  void membersChanged();
   // Closes the listeners and lets requests in flight finish; done() once every connection is
   // closed or after the timeout (the rest are cut), with the proxy stopped.
   void drain(std::chrono::milliseconds timeout, std::function<void()> done);

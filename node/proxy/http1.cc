@@ -58,12 +58,12 @@ bool parseLength(std::string_view v, std::uint64_t& out, bool& seen) {
   return ok && seen;
 }
 
-// Expect is end to end in RFC 9110, but the proxy answers 100-continue itself (the body then
-// comes at once), so the next hop must not wait for it.
+// RFC 9110 section 7.6.1's hop-by-hop fields. Expect is end to end there, but the proxy answers
+// 100-continue itself (the body then comes at once), so the next hop must not wait for it.
+// Framing fields (Content-Length, Transfer-Encoding) pass unchanged: bodies are relayed as they came.
 bool isHopByHop(std::string_view name) {
   return ieq(name, "connection") || ieq(name, "keep-alive") || ieq(name, "proxy-connection") || ieq(name, "te") ||
-         ieq(name, "expect") ||
-         ieq(name, "upgrade") || ieq(name, "transfer-encoding") || ieq(name, "content-length");
+         ieq(name, "expect") || ieq(name, "upgrade");
 }
 
 struct Fields {
@@ -345,7 +345,9 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
   for (const auto& h : head.headers) {
     if (!ieq(h.name, "connection")) continue;
     forEachElement(h.value, [&](std::string_view e) {
-      if (!ieq(e, "close") && !ieq(e, "keep-alive") && !ieq(e, "upgrade") && nNamed < std::size(named))
+      if (!ieq(e, "close") && !ieq(e, "keep-alive") && !ieq(e, "upgrade") &&
+          // Connection cannot strip framing: the body is relayed as framed.
+          !ieq(e, "content-length") && !ieq(e, "transfer-encoding") && nNamed < std::size(named))
         named[nNamed++] = e;
     });
   }
@@ -357,11 +359,7 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
   };
   for (const auto& h : head.headers) {
     if (isHopByHop(h.name)) {
-      // Framing fields pass as they came (the body is relayed unchanged); an upgrade keeps its
-      // Upgrade field.
-      const bool keep =
-          ieq(h.name, "transfer-encoding") || ieq(h.name, "content-length") || (head.upgrade && ieq(h.name, "upgrade"));
-      if (!keep) continue;
+      if (!(head.upgrade && ieq(h.name, "upgrade"))) continue;  // an upgrade keeps its Upgrade field
     } else if (nNamed && isNamed(h.name)) {
       continue;
     }

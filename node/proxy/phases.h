@@ -37,7 +37,7 @@ enum class Failure {
   upstreamTimeout,   // 504: no response head within the upstream timeout
   badResponse,       // 502: the upstream's response could not be framed
   downstreamClosed,  // the client went away mid-request
-  requestTimeout,    // 408: the request head or body did not arrive in time
+  requestTimeout,    // 408: the request head or body did not arrive in time (keep it last)
 };
 const char* failureName(Failure f);
 

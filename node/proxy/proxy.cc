@@ -266,10 +266,11 @@ struct Shared {
     if (access && ownsAccess) std::fclose(access);
   }
 
-  metrics::Counter& errors(Direction d, Failure f) {
-    return registry.counter("mesh_proxy_errors_total", "Requests the proxy failed or refused, by cause.",
-                            {{"direction", directionName(d)}, {"cause", failureName(f)}});
-  }
+  // Every (direction, cause) series, registered at start: counting one is an atomic add, not a
+  // registry lookup under its lock.
+  static constexpr int kFailures = static_cast<int>(Failure::requestTimeout) + 1;
+  metrics::Counter* errorSeries[2][kFailures] = {};
+  metrics::Counter& errors(Direction d, Failure f) { return *errorSeries[d == Direction::outbound ? 0 : 1][static_cast<int>(f)]; }
 };
 
 Worker::Worker(Shared& i, int idx)
@@ -1419,6 +1420,13 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
   impl->snap = initial ? std::move(initial) : std::make_shared<Snapshot>();
   impl->published = 1;
   auto& r = registry;
+  for (Direction d : {Direction::outbound, Direction::inbound}) {
+    for (int f = 0; f < Shared::kFailures; ++f) {
+      impl->errorSeries[d == Direction::outbound ? 0 : 1][f] =
+          &r.counter("mesh_proxy_errors_total", "Requests the proxy failed or refused, by cause.",
+                     {{"direction", directionName(d)}, {"cause", failureName(static_cast<Failure>(f))}});
+    }
+  }
   impl->activeOut = &r.gauge("mesh_proxy_connections_active", "Downstream connections open, by listener.",
                              {{"listener", "outbound"}});
   impl->activeIn =

@@ -31,7 +31,6 @@ class MeshTls;
 namespace mesh::proxy {
 
 struct ProxyOptions {
-  std::string nodeName;
   HostPort outbound{"127.0.0.1", 15001, false, true};
   HostPort inbound{"0.0.0.0", 15006, false, true};
   int workers = 0;  // 0: one per core

@@ -67,13 +67,22 @@ std::vector<std::uint32_t> smoothSchedule(const std::vector<const Endpoint*>& ep
   return out;
 }
 
-LoadBalancing loadBalancingOf(const policy::Snapshot* snap, const std::string& service) {
-  LoadBalancing lb;
-  if (!snap) return lb;
-  // The DestinationPolicy for a service may have any name: look for the one naming it.
+// The DestinationPolicy in force for each service (named by its `service` field; the document
+// may have any name), found once per compile.
+std::unordered_map<std::string, const policy::Held*> destinationPolicies(const policy::Snapshot* snap) {
+  std::unordered_map<std::string, const policy::Held*> out;
+  if (!snap) return out;
   for (const auto& [key, held] : snap->documents) {
-    if (held->doc.envelope.kind != policy::kindName(policy::Kind::destinationPolicy)) continue;
-    if (held->subsetsService != service) continue;
+    if (held->doc.envelope.kind == policy::kindName(policy::Kind::destinationPolicy)) {
+      out.try_emplace(held->subsetsService, held.get());
+    }
+  }
+  return out;
+}
+
+LoadBalancing loadBalancingOf(const policy::Held* held) {
+  LoadBalancing lb;
+  if (held) {
     (void)schema::readRecord<schema::DestinationPolicy>(
         held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
         [&](schema::DestinationPolicy::Reader d) -> Result<void> {
@@ -100,7 +109,6 @@ LoadBalancing loadBalancingOf(const policy::Snapshot* snap, const std::string& s
           lb.sameZone = l.getLocalityPreference() == schema::LoadBalancer::LocalityPreference::SAME_ZONE;
           return {};
         });
-    break;
   }
   return lb;
 }
@@ -188,11 +196,13 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
   for (const auto& [owner, entry] : in.catalog->entries()) {
     for (const auto& inst : entry.services.instances) byService.try_emplace(inst.name);
   }
+  const auto policies = destinationPolicies(in.policy);
   for (auto& [service, endpoints] : byService) {
     auto c = std::make_shared<Cluster>();
     c->service = service;
     if (auto p = protocols.find(service); p != protocols.end()) c->protocol = p->second;
-    c->lb = loadBalancingOf(in.policy, service);
+    auto dp = policies.find(service);
+    c->lb = loadBalancingOf(dp == policies.end() ? nullptr : dp->second);
     std::sort(endpoints.begin(), endpoints.end(), [](const Endpoint& a, const Endpoint& b) { return a.key < b.key; });
     c->endpoints = std::move(endpoints);
     std::vector<const Endpoint*> all, local;

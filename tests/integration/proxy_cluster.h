@@ -14,6 +14,7 @@
 #include "common/http/client.h"
 #include "tests/support/child_process.h"
 #include "tests/support/env.h"
+#include "tests/integration/policy_cluster.h"
 #include "tests/support/meshd_node.h"
 
 namespace mesh::testing {
@@ -39,9 +40,20 @@ class ProxyCluster {
   }
 
   RunResult cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
-    std::vector<std::string> argv{meshcliPath()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, timeout, tmp.path());
+    return meshcli(args, tmp.path(), timeout);
+  }
+
+  // Publishes (signed by tmp/op.key, through node 1, --wait) a DestinationPolicy giving
+  // `serviceName` the load balancer `lb` (YAML flow map); true once node 1's proxy applies it
+  // (its /v1/proxy shows `algorithm`, e.g. "ring_hash").
+  bool publishLoadBalancer(const std::string& serviceName, const std::string& lb, const std::string& algorithm) {
+    const std::string file = tmp.sub("dp-" + serviceName + ".yaml");
+    writeFile(file, "kind: DestinationPolicy\nmetadata: {name: " + serviceName + "}\nspec:\n  service: " + serviceName +
+                        "\n  trafficPolicy:\n    loadBalancer: " + lb + "\n");
+    auto r = cli({"policy", "publish", file, "--key", tmp.sub("op.key"), "--node", node(1).admin().toString(), "--wait"});
+    if (r.status.code != 0) throw std::runtime_error("policy publish: " + r.out + r.err);
+    return eventually([&] { return node(1).get("/v1/proxy")->body.find("\"" + algorithm + "\"") != std::string::npos; },
+                      std::chrono::seconds(10));
   }
 
   std::string address(int i) const { return net.address(i); }

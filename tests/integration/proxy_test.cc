@@ -61,7 +61,6 @@ class RawConn {
   bool ok_ = false;
 };
 
-void writeFileText(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 int statusOf(const std::string& raw) { return raw.size() > 12 ? std::atoi(raw.c_str() + 9) : 0; }
 
@@ -357,11 +356,6 @@ TEST_F(ProxyTest, PeersWithoutAValidCertificateGetNothing) {
   EXPECT_EQ(plain.readAll().find("HTTP/1.1"), std::string::npos);
 }
 
-std::string destinationPolicy(const std::string& service, const std::string& lb) {
-  return "kind: DestinationPolicy\nmetadata: {name: " + service + "}\nspec:\n  service: " + service +
-         "\n  trafficPolicy:\n    loadBalancer: " + lb + "\n";
-}
-
 TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
   ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
   c.start(4, {"--policy-trusted-key", c.tmp.sub("op.pub")});
@@ -380,16 +374,8 @@ TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
   EXPECT_EQ(j["upstreams"].value("lb-3", 0), 100) << j.dump();
   EXPECT_EQ(j["upstreams"].value("lb-4", 0), 100) << j.dump();
 
-  auto publish = [&](const std::string& lb, const std::string& expect) {
-    writeFileText(c.tmp.sub("dp.yaml"), destinationPolicy("lb", lb));
-    auto r = c.cli({"policy", "publish", c.tmp.sub("dp.yaml"), "--key", c.tmp.sub("op.key"), "--node",
-                    c.node(1).admin().toString(), "--wait"});
-    ASSERT_EQ(r.status.code, 0) << r.out << r.err;
-    ASSERT_TRUE(eventually([&] { return c.node(1).get("/v1/proxy")->body.find(expect) != std::string::npos; }, 10s));
-  };
-
   // Ring hash on a header: one user always lands on one upstream; users spread over all three.
-  publish("{algorithm: RING_HASH, hashHeader: x-user}", "\"ring_hash\"");
+  ASSERT_TRUE(c.publishLoadBalancer("lb", "{algorithm: RING_HASH, hashHeader: x-user}", "ring_hash"));
   std::map<std::string, int> usersPer;
   for (int u = 0; u < 30; ++u) {
     auto one =
@@ -402,7 +388,7 @@ TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
   EXPECT_GT(usersPer["lb-2"], usersPer["lb-3"]);
 
   // Random, weighted 2:1:1: 800 requests within five standard deviations of 400/200/200.
-  publish("{algorithm: RANDOM}", "\"random\"");
+  ASSERT_TRUE(c.publishLoadBalancer("lb", "{algorithm: RANDOM}", "random"));
   j = c.load(1, "lb", {"--connections", "8", "--requests", "800"});
   EXPECT_NEAR(j["upstreams"].value("lb-2", 0), 400, 71) << j.dump();
   EXPECT_NEAR(j["upstreams"].value("lb-3", 0), 200, 61) << j.dump();
@@ -410,7 +396,7 @@ TEST_F(ProxyTest, LoadBalancingFollowsTheAlgorithmAcrossThreeNodes) {
 
   // Least request (power of two choices): the slow upstream, busy with what it has, gets far
   // less than the quarter round robin would give it.
-  publish("{algorithm: LEAST_REQUEST}", "\"least_request\"");
+  ASSERT_TRUE(c.publishLoadBalancer("lb", "{algorithm: LEAST_REQUEST}", "least_request"));
   j = c.load(1, "lb", {"--connections", "16", "--duration", "3"});
   const int total = j["requests"].get<int>();
   EXPECT_TRUE(j["errors"].empty()) << j.dump();
@@ -472,22 +458,14 @@ TEST_F(ProxyLifecycleTest, EndpointsAndPolicyChangeUnder200ConnectionsWithoutAFa
   c.service(3, "live-3", "live", 9096);
   ASSERT_TRUE(c.waitEndpoints(1, "live", 2));
   auto load = startLoad(1, "live", {"--connections", "200", "--duration", "12"});
-  auto publish = [&](const std::string& lb) {
-    std::ofstream(c.tmp.sub("dp.yaml")) << "kind: DestinationPolicy\nmetadata: {name: live}\nspec:\n  service: live\n"
-                                           "  trafficPolicy:\n    loadBalancer: "
-                                        << lb << "\n";
-    auto r = c.cli({"policy", "publish", c.tmp.sub("dp.yaml"), "--key", c.tmp.sub("op.key"), "--node",
-                    c.node(1).admin().toString(), "--wait"});
-    EXPECT_EQ(r.status.code, 0) << r.out << r.err;
-  };
   std::this_thread::sleep_for(2s);
   c.service(4, "live-4", "live", 9096);  // an endpoint joins
   EXPECT_TRUE(c.waitEndpoints(1, "live", 3));
-  publish("{algorithm: LEAST_REQUEST}");
+  EXPECT_TRUE(c.publishLoadBalancer("live", "{algorithm: LEAST_REQUEST}", "least_request"));
   std::this_thread::sleep_for(1s);
   c.removeService(2, "live-2");  // an endpoint leaves while it has requests in flight
   EXPECT_TRUE(c.waitEndpoints(1, "live", 2));
-  publish("{algorithm: RANDOM}");
+  EXPECT_TRUE(c.publishLoadBalancer("live", "{algorithm: RANDOM}", "random"));
   auto j = result(load);
   EXPECT_TRUE(j["errors"].empty()) << j.dump();
   EXPECT_EQ(j["status"].size(), 1u) << j.dump();
