@@ -624,6 +624,82 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
   co_return up;
 }
 
+// The logging phase, for every request and every tunnel: filters, metrics, the access log.
+void accessLog(Shared& impl, const RequestContext& ctx);
+std::string isoNow();
+
+void logPhase(Worker& w, RequestContext& ctx) {
+  auto& impl = w.impl;
+  ctx.end = Clock::now();
+  for (auto& f : impl.filters) f->onLog(ctx);
+  auto& s = w.seriesFor(ctx.direction, ctx.service);
+  s.byClass[classOf(ctx.status)]->inc();
+  s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
+  if (ctx.upstreamHead > ctx.upstreamStart) {
+    s.upstream->observe(std::chrono::duration<double>(ctx.upstreamHead - ctx.upstreamStart).count());
+  }
+  if (ctx.failure != Failure::none) impl.errors(ctx.direction, ctx.failure).inc();
+  if (impl.access) accessLog(impl, ctx);
+}
+
+void accessLog(Shared& impl, const RequestContext& ctx) {
+  auto us = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+  const auto* r = ctx.request;
+  auto field = [&](std::string_view name) -> std::string_view {
+    if (!r) return {};
+    auto v = r->find(name);
+    return v ? *v : std::string_view{};
+  };
+  std::string line;
+  line.reserve(512);
+  auto str = [&](const char* key, std::string_view v) {
+    line.append(line.empty() ? "{\"" : ",\"").append(key).append("\":\"");
+    appendJsonEscaped(line, v);
+    line.push_back('"');
+  };
+  auto num = [&](const char* key, long long v) {
+    line.append(",\"").append(key).append("\":").append(std::to_string(v));
+  };
+  str("time", isoNow());
+  str("direction", directionName(ctx.direction));
+  str("method", r ? r->method : "");
+  str("path", r ? r->path : "");
+  str("authority", r ? r->host : "");
+  str("service", ctx.service);
+  num("status", ctx.status);
+  str("error", ctx.failure == Failure::none ? "" : failureName(ctx.failure));
+  str("upstream", ctx.endpoint ? std::string_view(ctx.endpoint->key) : std::string_view{});
+  num("attempts", ctx.attempts);
+  num("request_bytes", static_cast<long long>(ctx.requestBytes));
+  num("response_bytes", static_cast<long long>(ctx.responseBytes));
+  num("duration_us", us(ctx.end - ctx.start));
+  num("upstream_us", ctx.upstreamHead > ctx.upstreamStart ? us(ctx.upstreamHead - ctx.upstreamStart) : 0);
+  str("request_id", ctx.requestId);
+  str("traceparent", field("traceparent"));
+  str("b3_trace_id", field("x-b3-traceid"));
+  str("peer", ctx.peerIdentity);
+  str("source", ctx.sourceAddress);
+  line.append("}\n");
+  std::lock_guard lock(impl.accessMu);
+  std::fwrite(line.data(), 1, line.size(), impl.access);
+  std::fflush(impl.access);
+}
+
+std::string isoNow() {
+  auto now = std::chrono::system_clock::now();
+  auto t = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return out;
+}
+
+// Relays a body of the given framing from `in` (its buffer first) to `out`. Returns false
+// when either side failed (ctx.failure says which).
+
 class Relay {
  public:
   Relay(std::shared_ptr<Conn> c) : c_(std::move(c)), w_(c_->worker), impl_(w_.impl) {}
@@ -666,76 +742,6 @@ class Relay {
     co_return keep&& ok;
   }
 
-  void logPhase(RequestContext& ctx) {
-    ctx.end = Clock::now();
-    for (auto& f : impl_.filters) f->onLog(ctx);
-    auto& s = w_.seriesFor(ctx.direction, ctx.service);
-    s.byClass[classOf(ctx.status)]->inc();
-    s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
-    if (ctx.upstreamHead > ctx.upstreamStart) {
-      s.upstream->observe(std::chrono::duration<double>(ctx.upstreamHead - ctx.upstreamStart).count());
-    }
-    if (ctx.failure != Failure::none) impl_.errors(ctx.direction, ctx.failure).inc();
-    if (impl_.access) accessLog(ctx);
-  }
-
-  void accessLog(const RequestContext& ctx) {
-    auto us = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
-    const auto* r = ctx.request;
-    auto field = [&](std::string_view name) -> std::string_view {
-      if (!r) return {};
-      auto v = r->find(name);
-      return v ? *v : std::string_view{};
-    };
-    std::string line;
-    line.reserve(512);
-    auto str = [&](const char* key, std::string_view v) {
-      line.append(line.empty() ? "{\"" : ",\"").append(key).append("\":\"");
-      appendJsonEscaped(line, v);
-      line.push_back('"');
-    };
-    auto num = [&](const char* key, long long v) {
-      line.append(",\"").append(key).append("\":").append(std::to_string(v));
-    };
-    str("time", isoNow());
-    str("direction", directionName(ctx.direction));
-    str("method", r ? r->method : "");
-    str("path", r ? r->path : "");
-    str("authority", r ? r->host : "");
-    str("service", ctx.service);
-    num("status", ctx.status);
-    str("error", ctx.failure == Failure::none ? "" : failureName(ctx.failure));
-    str("upstream", ctx.endpoint ? std::string_view(ctx.endpoint->key) : std::string_view{});
-    num("attempts", ctx.attempts);
-    num("request_bytes", static_cast<long long>(ctx.requestBytes));
-    num("response_bytes", static_cast<long long>(ctx.responseBytes));
-    num("duration_us", us(ctx.end - ctx.start));
-    num("upstream_us", ctx.upstreamHead > ctx.upstreamStart ? us(ctx.upstreamHead - ctx.upstreamStart) : 0);
-    str("request_id", ctx.requestId);
-    str("traceparent", field("traceparent"));
-    str("b3_trace_id", field("x-b3-traceid"));
-    str("peer", ctx.peerIdentity);
-    str("source", ctx.sourceAddress);
-    line.append("}\n");
-    std::lock_guard lock(impl_.accessMu);
-    std::fwrite(line.data(), 1, line.size(), impl_.access);
-    std::fflush(impl_.access);
-  }
-
-  static std::string isoNow() {
-    auto now = std::chrono::system_clock::now();
-    auto t = std::chrono::system_clock::to_time_t(now);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char out[64];
-    std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    return out;
-  }
-
-  // Relays a body of the given framing from `in` (its buffer first) to `out`. Returns false
-  // when either side failed (ctx.failure says which).
   // Where a body stands: how much of it is still to come, by its framing.
   struct BodyState {
     explicit BodyState(const h1::Head& h)
@@ -894,7 +900,7 @@ class Relay {
                                       {{"x-mesh-error", failureName(ctx.failure)}});
       ctx.responseBytes = bytes.size();
       co_await writeDown(bytes, ctx);
-      logPhase(ctx);
+      logPhase(w_, ctx);
       co_return false;
     }
     // The head leaves the buffer (which the body reuses) for the request's own copy.
@@ -903,7 +909,7 @@ class Relay {
     c_->buf.consume(req.headBytes);
     ctx.request = &req;
     bool keep = co_await phases(req, ctx);
-    logPhase(ctx);
+    logPhase(w_, ctx);
     pin_.reset();
     spareUp_ = std::move(ctx.upstreamHeaders);
     spareUp_.clear();
@@ -1215,6 +1221,7 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
       RequestContext ctx;
       ctx.direction = Direction::outbound;
       ctx.start = Clock::now();
+      ctx.sourceAddress = c->sourceAddress;
       ctx.service = found->service;
       ctx.cluster = found;
       auto pin = w.snap;
@@ -1243,11 +1250,7 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
         break;
       }
       if (ctx.status == 0) ctx.failure = ctx.attempts ? Failure::connectFailed : Failure::noEndpoint;
-      ctx.end = Clock::now();
-      auto& s = w.seriesFor(Direction::outbound, ctx.service);
-      s.byClass[ctx.status ? 2 : 0]->inc();
-      s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
-      if (ctx.failure != Failure::none) w.impl.errors(Direction::outbound, ctx.failure).inc();
+      logPhase(w, ctx);
       co_return;
     }
   }
@@ -1289,6 +1292,8 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
     RequestContext ctx;
     ctx.direction = Direction::inbound;
     ctx.start = Clock::now();
+    ctx.peerIdentity = c->peerIdentity;
+    ctx.sourceAddress = c->sourceAddress;
     ctx.service = it->second.service;
     Target t;
     t.local = &it->second;
@@ -1302,12 +1307,8 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
       --impl.upstreamOpen[1];
     } else {
       ctx.failure = Failure::connectFailed;
-      impl.errors(Direction::inbound, ctx.failure).inc();
     }
-    ctx.end = Clock::now();
-    auto& s = w.seriesFor(Direction::inbound, ctx.service);
-    s.byClass[ctx.status ? 2 : 0]->inc();
-    s.duration->observe(std::chrono::duration<double>(ctx.end - ctx.start).count());
+    logPhase(w, ctx);
     co_return;
   }
   Relay r(c);
