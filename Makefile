@@ -34,7 +34,7 @@ BUILD_PKGS := build-essential cmake libboost-dev libboost-system-dev libssl-dev 
   zlib1g-dev ninja-build ccache curl git
 TEST_PKGS := golang-go golang-github-hashicorp-memberlist-dev golang-github-hashicorp-serf-dev \
   nghttp2-client wrk haproxy nginx-light iproute2 iptables procps psmisc clang-14 \
-  libclang-rt-14-dev python3
+  libclang-rt-14-dev python3 python3-grpcio
 DEPS_PKGS := $(BUILD_PKGS) $(TEST_PKGS)
 
 .PHONY: all deps build test unit integration demo bench sanitize fuzz clean

@@ -236,7 +236,7 @@ ParseResult parseResponse(std::string_view buf, const Limits& limits, std::strin
   return ParseResult{Parse::complete, 0, ""};
 }
 
-ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
+ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes, std::string* data, std::string* trailers) {
   constexpr std::size_t kMaxOverhead = 32 * 1024;
   Step s;
   std::size_t i = 0;
@@ -284,6 +284,7 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
         break;
       case State::data: {
         auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, bytes.size() - i));
+        if (data) data->append(bytes.substr(i, take));
         i += take;
         remaining_ -= take;
         if (remaining_ == 0) state_ = State::dataCr;
@@ -301,12 +302,14 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
         break;
       case State::trailerStart:
         ++i;
-        if (c == '\r')
+        if (c == '\r') {
           state_ = State::lastLf;
-        else if (c == '\n')
+        } else if (c == '\n') {
           return bad();
-        else
+        } else {
           state_ = State::trailer;
+          if (trailers) trailers->push_back(c);
+        }
         break;
       case State::trailer:
         if (++overhead_ > kMaxOverhead) return bad();
@@ -314,11 +317,14 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes) {
           state_ = State::trailerLf;
         else if (c == '\n')
           return bad();
+        else if (trailers)
+          trailers->push_back(c);
         ++i;
         break;
       case State::trailerLf:
         if (c != '\n') return bad();
         ++i;
+        if (trailers) trailers->push_back('\n');
         state_ = State::trailerStart;
         break;
       case State::lastLf:
@@ -388,6 +394,24 @@ void writeResponse(const Head& head, const std::vector<Header>& extra, bool keep
   out.append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ");
   out.append(head.reason.empty() ? http::reasonPhrase(head.status) : head.reason).append("\r\n");
   writeFields(head, extra, keepAlive, out);
+}
+
+std::vector<std::pair<std::string_view, std::string_view>> trailerFields(std::string_view lines) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  while (!lines.empty()) {
+    auto eol = lines.find('\n');
+    auto line = lines.substr(0, eol);
+    lines = eol == std::string_view::npos ? std::string_view{} : lines.substr(eol + 1);
+    auto colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) continue;
+    auto name = line.substr(0, colon);
+    if (name.find_first_of(" \t") != std::string_view::npos) continue;
+    auto value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    out.emplace_back(name, value);
+  }
+  return out;
 }
 
 std::string simpleResponse(int status, std::string_view body, bool keepAlive, const std::vector<Header>& extra) {

@@ -79,7 +79,9 @@ class ChunkedScanner {
     bool done = false;     // the body's last byte was among them
     bool error = false;    // not chunked encoding
   };
-  Step feed(std::string_view bytes);
+  // With `data` and `trailers`, also decodes: the chunks' bytes are appended to data, and each
+  // trailer field to trailers as a "name: value\n" line (for HTTP/2, which frames them itself).
+  Step feed(std::string_view bytes, std::string* data = nullptr, std::string* trailers = nullptr);
 
  private:
   enum class State { size, extension, sizeLf, data, dataCr, dataLf, trailerStart, trailer, trailerLf, lastLf, done };
@@ -88,6 +90,9 @@ class ChunkedScanner {
   int digits_ = 0;
   std::size_t overhead_ = 0;  // extension and trailer bytes so far
 };
+
+// The fields of trailer lines as ChunkedScanner decodes them; lines that are not fields are skipped.
+std::vector<std::pair<std::string_view, std::string_view>> trailerFields(std::string_view lines);
 
 // Appends the head to send on: request line (always HTTP/1.1) or status line, Host from the
 // target when it came in absolute form (RFC 9112 section 3.2.2), the fields less the hop-by-hop ones (Connection,

@@ -1,23 +1,9 @@
 #include "node/proxy/proxy.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <atomic>
-#include <boost/asio/ssl.hpp>
-#include <cstdio>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
-
-#include "common/asio.h"
 #include "common/json_escape.h"
-#include "common/log.h"
-#include "common/metrics.h"
 #include "node/identity/identity.h"
-#include "node/identity/tls.h"
-#include "node/proxy/balancer.h"
+#include "node/proxy/http2.h"
+#include "node/proxy/worker.h"
 
 // From <linux/netfilter_ipv4.h>, which cannot be included beside <netinet/in.h>.
 #ifndef SO_ORIGINAL_DST
@@ -26,11 +12,7 @@
 
 namespace mesh::proxy {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-using asio::awaitable;
-using Clock = std::chrono::steady_clock;
-using boost::system::error_code;
+using namespace detail;
 
 const char* directionName(Direction d) { return d == Direction::outbound ? "outbound" : "inbound"; }
 
@@ -62,17 +44,12 @@ const char* failureName(Failure f) {
   return "?";
 }
 
-namespace {
+namespace detail {
 
-auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
 // ALPN between proxies says what a connection carries: HTTP/1.1 requests for the instance, or
 // (mesh-tcp/1) a byte tunnel to it: a TCP service, a CONNECT. The inbound side splices a tunnel
 // whatever the instance's protocol.
-constexpr unsigned char kAlpnHttp[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-constexpr unsigned char kAlpnTunnel[] = {10, 'm', 'e', 's', 'h', '-', 't', 'c', 'p', '/', '1'};
-constexpr std::string_view kTunnelProtocol = "mesh-tcp/1";
-
 int selectAlpn(SSL*, const unsigned char** out, unsigned char* outLen, const unsigned char* in, unsigned int inLen,
                void*) {
   const unsigned char* chosen = nullptr;
@@ -81,7 +58,7 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* outLen, const uns
     if (i + 1 + len > inLen) break;
     std::string_view p(reinterpret_cast<const char*>(in + i + 1), len);
     if (p == kTunnelProtocol) chosen = in + i;
-    if (p == "http/1.1" && !chosen) chosen = in + i;
+    if ((p == "h2" || p == "http/1.1") && !chosen) chosen = in + i;
     i += 1 + len;
   }
   if (!chosen) return SSL_TLSEXT_ERR_NOACK;
@@ -96,183 +73,6 @@ std::string_view alpnOf(SSL* ssl) {
   SSL_get0_alpn_selected(ssl, &p, &len);
   return p ? std::string_view(reinterpret_cast<const char*>(p), len) : std::string_view{};
 }
-
-// A connection's input: bytes read and not yet used. Heads are parsed in place; a parsed head
-// is copied out (relocate) before the buffer is reused for the body.
-class Buffer {
- public:
-  explicit Buffer(std::size_t capacity = 16 * 1024) : data_(capacity) {}
-  std::string_view view() const { return {data_.data() + start_, end_ - start_}; }
-  std::size_t size() const { return end_ - start_; }
-  bool empty() const { return start_ == end_; }
-  void consume(std::size_t n) {
-    start_ += n;
-    if (start_ == end_) start_ = end_ = 0;
-  }
-  // Room for at least `min` bytes (the buffer grows to hold a head up to the limit).
-  asio::mutable_buffer prepare(std::size_t min = 4096) {
-    if (data_.size() - end_ < min) {
-      if (start_ > 0) {
-        std::memmove(data_.data(), data_.data() + start_, end_ - start_);
-        end_ -= start_;
-        start_ = 0;
-      }
-      if (data_.size() - end_ < min) data_.resize(std::max(data_.size() * 2, end_ + min));
-    }
-    return asio::buffer(data_.data() + end_, data_.size() - end_);
-  }
-  void commit(std::size_t n) { end_ += n; }
-
- private:
-  std::vector<char> data_;
-  std::size_t start_ = 0, end_ = 0;
-};
-
-using SslStream = asio::ssl::stream<tcp::socket>;
-
-// A plain or TLS byte stream: the four ends of the two hops are one or the other.
-class Stream {
- public:
-  explicit Stream(tcp::socket s) : tcp_(std::move(s)) {}
-  Stream(tcp::socket s, asio::ssl::context& ctx) : tls_(std::make_unique<SslStream>(std::move(s), ctx)) {}
-  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *tcp_; }
-  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
-  SslStream* tls() { return tls_.get(); }
-
-  // One asynchronous operation on whichever stream this is, awaited directly (no coroutine
-  // frame of its own: these run several times per request).
-  auto read(asio::mutable_buffer b, error_code& ec) {
-    auto token = tok(ec);
-    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
-        [this](auto handler, asio::mutable_buffer buf) {
-          if (tls_)
-            tls_->async_read_some(buf, std::move(handler));
-          else
-            tcp_->async_read_some(buf, std::move(handler));
-        },
-        token, b);
-  }
-  template <typename Buffers>
-  auto write(const Buffers& b, error_code& ec) {
-    auto token = tok(ec);
-    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
-        [this](auto handler, const Buffers& buf) {
-          if (tls_)
-            asio::async_write(*tls_, buf, std::move(handler));
-          else
-            asio::async_write(*tcp_, buf, std::move(handler));
-        },
-        token, b);
-  }
-  void close() {
-    error_code ec;
-    socket().close(ec);
-  }
-  void shutdownSend() {
-    error_code ec;
-    socket().shutdown(tcp::socket::shutdown_send, ec);
-  }
-  bool isOpen() { return socket().is_open(); }
-
- private:
-  std::optional<tcp::socket> tcp_;
-  std::unique_ptr<SslStream> tls_;
-};
-
-// An upstream connection: to a peer's inbound listener (TLS) or to a local app (plain).
-struct Upstream {
-  Upstream(tcp::socket s) : stream(std::move(s)) {}
-  Upstream(tcp::socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx) {}
-  Stream stream;
-  Buffer buf{8 * 1024};
-  std::string key;
-  Clock::time_point idleSince;
-  bool reused = false;
-};
-
-// Metrics of one (direction, service): looked up once per request in a per-worker table, the
-// series themselves are the registry's (atomics shared by the workers).
-struct ServiceSeries {
-  metrics::Counter* byClass[6] = {};  // 1xx..5xx, and [0] for requests with no response
-  metrics::Histogram* duration = nullptr;
-  metrics::Histogram* upstream = nullptr;
-};
-
-struct Shared;
-
-struct Conn;
-
-struct Worker {
-  Worker(Shared& shared, int index);
-  Shared& impl;
-  int index;
-  std::thread thread;
-  std::optional<tcp::acceptor> outbound, inbound;
-  std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
-  Balancer balancer;
-  std::shared_ptr<const Snapshot> snap;
-  std::uint64_t snapVersion = ~0ull;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
-  std::unordered_set<Conn*> conns;
-  std::unordered_map<std::string, ServiceSeries> series;
-  bool draining = false;
-  // Last, so destroyed first: the handlers it still holds (suspended connections) are
-  // destroyed while the tables they deregister from are alive.
-  asio::io_context io{1};
-
-  const Snapshot& snapshot();
-  ServiceSeries& seriesFor(Direction d, const std::string& service);
-  std::unique_ptr<Upstream> take(const std::string& key);
-  void giveBack(std::unique_ptr<Upstream> up);
-  void sweepPool(bool all);
-  void startDrain();
-};
-
-struct Shared {
-  ProxyOptions opt;
-  std::shared_ptr<const identity::MeshTls> tls;
-  std::vector<std::shared_ptr<Filter>> filters;
-  metrics::Registry& registry;
-  std::shared_ptr<spdlog::logger> log = log::get("proxy");
-  std::vector<std::unique_ptr<Worker>> workers;
-  HostPort outboundBound, inboundBound;
-
-  mutable std::mutex snapMu;
-  std::shared_ptr<const Snapshot> snap;
-  std::atomic<std::uint64_t> published{0};
-
-  std::atomic<std::int64_t> openConns{0};
-  std::atomic<std::int64_t> upstreamOpen[2] = {0, 0};
-  std::atomic<std::int64_t> upstreamIdle{0};
-
-  metrics::Gauge* activeOut;
-  metrics::Gauge* activeIn;
-  metrics::Counter* acceptedOut;
-  metrics::Counter* acceptedIn;
-  metrics::Counter* handshakeServerOk;
-  metrics::Counter* handshakeServerFail;
-  metrics::Counter* handshakeClientOk;
-  metrics::Counter* handshakeClientFail;
-  metrics::Counter* connectOk[2];
-  metrics::Counter* connectFail[2];
-  metrics::Counter* retries[2];
-
-  std::mutex accessMu;
-  std::FILE* access = nullptr;
-  bool ownsAccess = false;
-
-  Shared(ProxyOptions o, metrics::Registry& r) : opt(std::move(o)), registry(r) {}
-  ~Shared() {
-    if (access && ownsAccess) std::fclose(access);
-  }
-
-  // Every (direction, cause) series, registered at start: counting one is an atomic add, not a
-  // registry lookup under its lock.
-  static constexpr int kFailures = static_cast<int>(Failure::requestTimeout) + 1;
-  metrics::Counter* errorSeries[2][kFailures] = {};
-  metrics::Counter& errors(Direction d, Failure f) { return *errorSeries[d == Direction::outbound ? 0 : 1][static_cast<int>(f)]; }
-};
-
 Worker::Worker(Shared& i, int idx)
     : impl(i),
       index(idx),
@@ -288,14 +88,7 @@ const Snapshot& Worker::snapshot() {
     // Endpoints gone from the mesh (a dead node, a removed instance) lose their idle
     // connections at once.
     for (auto it = pool.begin(); it != pool.end();) {
-      bool known = it->first.starts_with("local:");
-      if (!known) {
-        for (const auto& [name, c] : snap->clusters) {
-          for (const auto& e : c->endpoints) known = known || e.key == it->first;
-          if (known) break;
-        }
-      }
-      if (!known) {
+      if (!knownKey(*snap, it->first)) {
         impl.upstreamIdle -= static_cast<std::int64_t>(it->second.size());
         impl.upstreamOpen[0] -= static_cast<std::int64_t>(it->second.size());
         it = pool.erase(it);
@@ -303,11 +96,22 @@ const Snapshot& Worker::snapshot() {
         ++it;
       }
     }
+    pruneH2(*this, *snap);
   }
   return *snap;
 }
 
-ServiceSeries& Worker::seriesFor(Direction d, const std::string& service) {
+bool knownKey(const Snapshot& snap, std::string_view key) {
+  if (key.starts_with("local:")) return true;
+  for (const auto& [name, c] : snap.clusters) {
+    for (const auto& e : c->endpoints) {
+      if (e.key == key) return true;
+    }
+  }
+  return false;
+}
+
+ServiceSeries& Worker::seriesFor(Direction d, std::string_view service) {
   std::string key;
   key.reserve(service.size() + 2);
   key.push_back(d == Direction::outbound ? 'o' : 'i');
@@ -316,7 +120,7 @@ ServiceSeries& Worker::seriesFor(Direction d, const std::string& service) {
   if (it != series.end()) return it->second;
   ServiceSeries s;
   static const char* kClasses[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  const std::string svc = service.empty() ? "unknown" : service;
+  const std::string svc = service.empty() ? std::string("unknown") : std::string(service);
   for (int c = 0; c < 6; ++c) {
     s.byClass[c] =
         &impl.registry.counter("mesh_proxy_requests_total", "Requests by direction, service and response class.",
@@ -383,62 +187,6 @@ void Worker::sweepPool(bool all) {
     });
   }
 }
-
-// One downstream connection and what its timeouts may have to close.
-struct Conn : std::enable_shared_from_this<Conn> {
-  Conn(Worker& w, Direction d, Stream s) : worker(w), direction(d), down(std::move(s)) {
-    worker.conns.insert(this);
-    ++worker.impl.openConns;
-    (d == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->inc();
-  }
-  ~Conn() {
-    worker.conns.erase(this);
-    --worker.impl.openConns;
-    (direction == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->dec();
-  }
-  Worker& worker;
-  Direction direction;
-  Stream down;
-  Buffer buf;
-  // When the current phase times out; the worker's sweep (every kSweep) closes what is past it.
-  Clock::time_point deadline = Clock::time_point::max();
-  bool timedOut = false;      // the downstream timed out: the connection is closed
-  bool upstreamOnly = false;  // a timeout now ends only the upstream attempt (connect, response head)
-  bool upTimedOut = false;
-  bool closed = false;
-  bool idle = false;  // waiting for a request with nothing buffered: a drain closes it
-  Stream* up = nullptr;
-  std::string peerIdentity, sourceAddress, sni;
-  std::string redirectedTo;  // outbound, redirected by iptables: the original destination's service
-  std::string head;          // the current request head, copied out of buf
-
-  void setDeadline(Clock::time_point t) { deadline = t; }
-  void after(std::chrono::milliseconds d) { setDeadline(Clock::now() + d); }
-  void closeAll() {
-    closed = true;
-    down.close();
-    if (up) up->close();
-  }
-  // Called by the sweep once the deadline has passed: a timeout while connecting or waiting
-  // for a response head ends that attempt only (the client gets a 504, or another endpoint);
-  // any other ends the connection.
-  void expire() {
-    if (upstreamOnly && up) {
-      upTimedOut = true;
-      up->close();
-      deadline = Clock::time_point::max();
-      return;
-    }
-    timedOut = true;
-    deadline = Clock::time_point::max();
-    down.close();
-    if (up) up->close();
-  }
-};
-
-// One timer per worker instead of one per connection: setting a deadline is a store, never a
-// timer operation (a syscall when it becomes the earliest), and timeouts fire within kSweep.
-constexpr std::chrono::milliseconds kSweep{100};
 
 // Rebases a head's views from one copy of its bytes to another.
 void relocate(h1::Head& h, const char* from, const char* to) {
@@ -548,65 +296,63 @@ awaitable<void> tunnel(std::shared_ptr<Conn> c, Stream& up, std::string_view pen
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
 // The HTTP/1.1 relay: one downstream connection, requests in turn (pipelined ones too).
 
-namespace {
+namespace detail {
 
-struct Target {
-  // Outbound: a cluster and the endpoint picked; inbound: the local app.
-  const Cluster* cluster = nullptr;
-  const Endpoint* endpoint = nullptr;
-  const LocalTarget* local = nullptr;
-};
 
-awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec,
-                                                     bool tunnel = false) {
+awaitable<void> dial(Worker& w, Upstream& up, const Target& t, const unsigned char* alpn, std::size_t alpnLen,
+                     error_code& ec) {
   auto& impl = w.impl;
-  const int dir = t.endpoint ? 0 : 1;
   const HostPort& to = t.endpoint ? t.endpoint->inbound : t.local->address;
   tcp::endpoint ep(asio::ip::make_address(to.host, ec), to.port);
-  if (ec) co_return nullptr;
-  tcp::socket s(w.io);
+  if (ec) co_return;
+  co_await up.stream.socket().async_connect(ep, tok(ec));
+  if (!ec) {
+    up.stream.socket().set_option(tcp::no_delay(true), ec);
+    ec = {};
+  }
+  if (ec || !t.endpoint) co_return;
+  // SNI names the instance to the peer's inbound listener; the peer must prove it is the node
+  // the catalog says runs it.
+  SSL_set_tlsext_host_name(up.stream.ssl(), t.endpoint->instanceId.c_str());
+  SSL_set_alpn_protos(up.stream.ssl(), alpn, static_cast<unsigned>(alpnLen));
+  co_await up.stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
+  if (!ec) {
+    auto id = impl.tls->peerIdentity(up.stream.ssl());
+    if (!id || *id != identity::nodeSpiffeId(impl.tls->trustDomain(), t.endpoint->node)) {
+      impl.log->warn("peer {} at {} presented {}, not its own identity", t.endpoint->node, to.toString(),
+                     id ? *id : id.error().message());
+      ec = asio::error::access_denied;
+    }
+  }
+  (ec ? impl.handshakeClientFail : impl.handshakeClientOk)->inc();
+}
+
+awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec,
+                                                     bool tunnel) {
+  auto& impl = w.impl;
+  const int dir = t.endpoint ? 0 : 1;
   auto saved = c.deadline;
   c.after(impl.opt.connectTimeout);
   std::unique_ptr<Upstream> up;
   if (t.endpoint) {
-    up = std::make_unique<Upstream>(std::move(s), *w.clientCtx);
+    up = std::make_unique<Upstream>(tcp::socket(w.io), *w.clientCtx);
     up->key = t.endpoint->key;
   } else {
-    up = std::make_unique<Upstream>(std::move(s));
+    up = std::make_unique<Upstream>(tcp::socket(w.io));
     up->key = t.local->poolKey;
   }
   c.up = &up->stream;
   c.upstreamOnly = true;
   c.upTimedOut = false;
-  co_await up->stream.socket().async_connect(ep, tok(ec));
-  if (!ec) {
-    up->stream.socket().set_option(tcp::no_delay(true), ec);
-    ec = {};
-  }
-  if (!ec && t.endpoint) {
-    // SNI names the instance to the peer's inbound listener; the peer must prove it is the
-    // node the catalog says runs it.
-    SSL_set_tlsext_host_name(up->stream.ssl(), t.endpoint->instanceId.c_str());
-    if (tunnel)
-      SSL_set_alpn_protos(up->stream.ssl(), kAlpnTunnel, sizeof kAlpnTunnel);
-    else
-      SSL_set_alpn_protos(up->stream.ssl(), kAlpnHttp, sizeof kAlpnHttp);
-    co_await up->stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
-    if (!ec) {
-      auto id = impl.tls->peerIdentity(up->stream.ssl());
-      if (!id || *id != identity::nodeSpiffeId(impl.tls->trustDomain(), t.endpoint->node)) {
-        impl.log->warn("peer {} at {} presented {}, not its own identity", t.endpoint->node, to.toString(),
-                       id ? *id : id.error().message());
-        ec = asio::error::access_denied;
-      }
-    }
-    (ec ? impl.handshakeClientFail : impl.handshakeClientOk)->inc();
-  }
+  if (tunnel)
+    co_await dial(w, *up, t, kAlpnTunnel, sizeof kAlpnTunnel, ec);
+  else
+    co_await dial(w, *up, t, kAlpnHttp, sizeof kAlpnHttp, ec);
   c.up = nullptr;
   c.upstreamOnly = false;
   if (c.upTimedOut) {
@@ -624,7 +370,6 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
   co_return up;
 }
 
-// The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void accessLog(Shared& impl, const RequestContext& ctx);
 std::string isoNow();
 
@@ -1254,6 +999,23 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
       co_return;
     }
   }
+  // HTTP/2 with prior knowledge (h2c: gRPC clients, h2load) starts with the client preface;
+  // HTTP/1.1 never does. Read until the first bytes tell.
+  c->idle = true;
+  c->after(w.impl.opt.idleTimeout);
+  while (c->buf.size() < h2::kPreface.size()) {
+    auto have = c->buf.view();
+    if (have != h2::kPreface.substr(0, have.size())) break;
+    error_code ec;
+    auto n = co_await c->down.read(c->buf.prepare(), ec);
+    c->buf.commit(n);
+    if (n == 0 && ec) co_return;
+  }
+  c->idle = false;
+  if (c->buf.view().starts_with(h2::kPreface)) {
+    co_await serveH2(c);
+    co_return;
+  }
   Relay r(c);
   co_await r.run();
 }
@@ -1280,7 +1042,12 @@ awaitable<void> serveInbound(std::shared_ptr<Conn> c) {
   if (const char* sni = SSL_get_servername(c->down.ssl(), TLSEXT_NAMETYPE_host_name)) c->sni = sni;
   const auto& snap = w.snapshot();
   auto it = snap.local.find(c->sni);
-  const bool tunnelAsked = alpnOf(c->down.ssl()) == kTunnelProtocol;
+  const auto alpn = alpnOf(c->down.ssl());
+  const bool tunnelAsked = alpn == kTunnelProtocol;
+  if (alpn == "h2") {
+    co_await serveH2(c);
+    co_return;
+  }
   if (it == snap.local.end() && tunnelAsked) {
     // A tunnel carries the app's bytes, not HTTP: no answer of ours can go in it. Closing says
     // "not here" (the caller's client sees its connection end).
@@ -1388,11 +1155,13 @@ awaitable<void> sweeper(Worker& w) {
       if (c->deadline <= now) expired.push_back(c);
     }
     for (auto* c : expired) c->expire();
-    if (++n % 50 == 0 && !w.draining) w.sweepPool(false);  // idle upstream connections, every 5 s
+    const bool pools = ++n % 50 == 0 && !w.draining;  // idle upstream connections, every 5 s
+    if (pools) w.sweepPool(false);
+    sweepH2(w, now, pools);
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 void Worker::startDrain() {
   draining = true;
@@ -1400,6 +1169,7 @@ void Worker::startDrain() {
   if (outbound) outbound->close(ec);
   if (inbound) inbound->close(ec);
   sweepPool(true);
+  drainH2(*this);
   for (auto* c : conns) {
     if (c->idle) c->closeAll();
   }
@@ -1552,6 +1322,7 @@ void Proxy::stop() {
   for (auto& w : impl_->workers) {
     asio::post(w->io, [wp = w.get()] {
       wp->startDrain();
+      stopH2(*wp);
       for (auto* c : std::vector<Conn*>(wp->conns.begin(), wp->conns.end())) c->closeAll();
       wp->io.stop();
     });
@@ -1560,6 +1331,7 @@ void Proxy::stop() {
     if (w->thread.joinable()) w->thread.join();
     // Sockets go before the io_context they belong to.
     w->pool.clear();
+    w->h2pool.clear();
     w->outbound.reset();
     w->inbound.reset();
   }

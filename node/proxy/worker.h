@@ -1,0 +1,322 @@
+#pragma once
+// The proxy's internals shared by its two relays: proxy.cc (workers, listeners, HTTP/1.1,
+// tunnels) and h2_relay.cc (HTTP/2 both sides). Not an interface: only these two include it.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio/ssl.hpp>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/asio.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "node/identity/tls.h"
+#include "node/proxy/balancer.h"
+#include "node/proxy/proxy.h"
+
+namespace mesh::proxy::detail {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+inline auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// ALPN between proxies says what a connection carries: HTTP/1.1 or HTTP/2 requests for the
+// instance, or (mesh-tcp/1) a byte tunnel to it: a TCP service, a CONNECT. The inbound side
+// splices a tunnel whatever the instance's protocol.
+inline constexpr unsigned char kAlpnHttp[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+inline constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+inline constexpr unsigned char kAlpnTunnel[] = {10, 'm', 'e', 's', 'h', '-', 't', 'c', 'p', '/', '1'};
+inline constexpr std::string_view kTunnelProtocol = "mesh-tcp/1";
+std::string_view alpnOf(SSL* ssl);
+
+
+// A connection's input: bytes read and not yet used. Heads are parsed in place; a parsed head
+// is copied out (relocate) before the buffer is reused for the body.
+class Buffer {
+ public:
+  explicit Buffer(std::size_t capacity = 16 * 1024) : data_(capacity) {}
+  std::string_view view() const { return {data_.data() + start_, end_ - start_}; }
+  std::size_t size() const { return end_ - start_; }
+  bool empty() const { return start_ == end_; }
+  void consume(std::size_t n) {
+    start_ += n;
+    if (start_ == end_) start_ = end_ = 0;
+  }
+  // Room for at least `min` bytes (the buffer grows to hold a head up to the limit).
+  asio::mutable_buffer prepare(std::size_t min = 4096) {
+    if (data_.size() - end_ < min) {
+      if (start_ > 0) {
+        std::memmove(data_.data(), data_.data() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+      }
+      if (data_.size() - end_ < min) data_.resize(std::max(data_.size() * 2, end_ + min));
+    }
+    return asio::buffer(data_.data() + end_, data_.size() - end_);
+  }
+  void commit(std::size_t n) { end_ += n; }
+
+ private:
+  std::vector<char> data_;
+  std::size_t start_ = 0, end_ = 0;
+};
+
+using SslStream = asio::ssl::stream<tcp::socket>;
+
+// A plain or TLS byte stream: the four ends of the two hops are one or the other.
+class Stream {
+ public:
+  explicit Stream(tcp::socket s) : tcp_(std::move(s)) {}
+  Stream(tcp::socket s, asio::ssl::context& ctx) : tls_(std::make_unique<SslStream>(std::move(s), ctx)) {}
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *tcp_; }
+  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
+  SslStream* tls() { return tls_.get(); }
+
+  // One asynchronous operation on whichever stream this is, awaited directly (no coroutine
+  // frame of its own: these run several times per request).
+  auto read(asio::mutable_buffer b, error_code& ec) {
+    auto token = tok(ec);
+    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
+        [this](auto handler, asio::mutable_buffer buf) {
+          if (tls_)
+            tls_->async_read_some(buf, std::move(handler));
+          else
+            tcp_->async_read_some(buf, std::move(handler));
+        },
+        token, b);
+  }
+  template <typename Buffers>
+  auto write(const Buffers& b, error_code& ec) {
+    auto token = tok(ec);
+    return asio::async_initiate<decltype(token), void(error_code, std::size_t)>(
+        [this](auto handler, const Buffers& buf) {
+          if (tls_)
+            asio::async_write(*tls_, buf, std::move(handler));
+          else
+            asio::async_write(*tcp_, buf, std::move(handler));
+        },
+        token, b);
+  }
+  // The same write with a plain completion handler (HTTP/2 connections write from callbacks).
+  template <typename Buffers, typename Handler>
+  void writeThen(const Buffers& b, Handler&& h) {
+    if (tls_)
+      asio::async_write(*tls_, b, std::forward<Handler>(h));
+    else
+      asio::async_write(*tcp_, b, std::forward<Handler>(h));
+  }
+  void close() {
+    error_code ec;
+    socket().close(ec);
+  }
+  void shutdownSend() {
+    error_code ec;
+    socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+  bool isOpen() { return socket().is_open(); }
+
+ private:
+  std::optional<tcp::socket> tcp_;
+  std::unique_ptr<SslStream> tls_;
+};
+
+// An upstream connection: to a peer's inbound listener (TLS) or to a local app (plain).
+struct Upstream {
+  Upstream(tcp::socket s) : stream(std::move(s)) {}
+  Upstream(tcp::socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx) {}
+  Stream stream;
+  Buffer buf{8 * 1024};
+  std::string key;
+  Clock::time_point idleSince;
+  bool reused = false;
+};
+
+// Metrics of one (direction, service): looked up once per request in a per-worker table, the
+// series themselves are the registry's (atomics shared by the workers).
+struct ServiceSeries {
+  metrics::Counter* byClass[6] = {};  // 1xx..5xx, and [0] for requests with no response
+  metrics::Histogram* duration = nullptr;
+  metrics::Histogram* upstream = nullptr;
+};
+
+struct Shared;
+
+struct Conn;
+struct H2Client;
+struct H2Server;
+
+struct Worker {
+  Worker(Shared& shared, int index);
+  Shared& impl;
+  int index;
+  std::thread thread;
+  std::optional<tcp::acceptor> outbound, inbound;
+  std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
+  Balancer balancer;
+  std::shared_ptr<const Snapshot> snap;
+  std::uint64_t snapVersion = ~0ull;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
+  std::unordered_set<Conn*> conns;
+  std::unordered_map<std::string, ServiceSeries> series;
+  // HTTP/2 (h2_relay.cc): multiplexed upstream connections by endpoint key (one each, shared by
+  // every request of this worker), and the downstream HTTP/2 connections being served.
+  std::unordered_map<std::string, std::shared_ptr<H2Client>> h2pool;
+  std::unordered_set<H2Server*> h2servers;
+  bool draining = false;
+  // Last, so destroyed first: the handlers it still holds (suspended connections) are
+  // destroyed while the tables they deregister from are alive.
+  asio::io_context io{1};
+
+  const Snapshot& snapshot();
+  ServiceSeries& seriesFor(Direction d, std::string_view service);
+  std::unique_ptr<Upstream> take(const std::string& key);
+  void giveBack(std::unique_ptr<Upstream> up);
+  void sweepPool(bool all);
+  void startDrain();
+};
+
+struct Shared {
+  ProxyOptions opt;
+  std::shared_ptr<const identity::MeshTls> tls;
+  std::vector<std::shared_ptr<Filter>> filters;
+  metrics::Registry& registry;
+  std::shared_ptr<spdlog::logger> log = log::get("proxy");
+  std::vector<std::unique_ptr<Worker>> workers;
+  HostPort outboundBound, inboundBound;
+
+  mutable std::mutex snapMu;
+  std::shared_ptr<const Snapshot> snap;
+  std::atomic<std::uint64_t> published{0};
+
+  std::atomic<std::int64_t> openConns{0};
+  std::atomic<std::int64_t> upstreamOpen[2] = {0, 0};
+  std::atomic<std::int64_t> upstreamIdle{0};
+
+  metrics::Gauge* activeOut;
+  metrics::Gauge* activeIn;
+  metrics::Counter* acceptedOut;
+  metrics::Counter* acceptedIn;
+  metrics::Counter* handshakeServerOk;
+  metrics::Counter* handshakeServerFail;
+  metrics::Counter* handshakeClientOk;
+  metrics::Counter* handshakeClientFail;
+  metrics::Counter* connectOk[2];
+  metrics::Counter* connectFail[2];
+  metrics::Counter* retries[2];
+
+  std::mutex accessMu;
+  std::FILE* access = nullptr;
+  bool ownsAccess = false;
+
+  Shared(ProxyOptions o, metrics::Registry& r) : opt(std::move(o)), registry(r) {}
+  ~Shared() {
+    if (access && ownsAccess) std::fclose(access);
+  }
+
+  // Every (direction, cause) series, registered at start: counting one is an atomic add, not a
+  // registry lookup under its lock.
+  static constexpr int kFailures = static_cast<int>(Failure::requestTimeout) + 1;
+  metrics::Counter* errorSeries[2][kFailures] = {};
+  metrics::Counter& errors(Direction d, Failure f) { return *errorSeries[d == Direction::outbound ? 0 : 1][static_cast<int>(f)]; }
+};
+
+// One downstream connection and what its timeouts may have to close.
+struct Conn : std::enable_shared_from_this<Conn> {
+  Conn(Worker& w, Direction d, Stream s) : worker(w), direction(d), down(std::move(s)) {
+    worker.conns.insert(this);
+    ++worker.impl.openConns;
+    (d == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->inc();
+  }
+  ~Conn() {
+    worker.conns.erase(this);
+    --worker.impl.openConns;
+    (direction == Direction::outbound ? worker.impl.activeOut : worker.impl.activeIn)->dec();
+  }
+  Worker& worker;
+  Direction direction;
+  Stream down;
+  Buffer buf;
+  // When the current phase times out; the worker's sweep (every kSweep) closes what is past it.
+  Clock::time_point deadline = Clock::time_point::max();
+  bool timedOut = false;      // the downstream timed out: the connection is closed
+  bool upstreamOnly = false;  // a timeout now ends only the upstream attempt (connect, response head)
+  bool upTimedOut = false;
+  bool closed = false;
+  bool idle = false;  // waiting for a request with nothing buffered: a drain closes it
+  Stream* up = nullptr;
+  std::string peerIdentity, sourceAddress, sni;
+  std::string redirectedTo;  // outbound, redirected by iptables: the original destination's service
+  std::string head;          // the current request head, copied out of buf
+
+  void setDeadline(Clock::time_point t) { deadline = t; }
+  void after(std::chrono::milliseconds d) { setDeadline(Clock::now() + d); }
+  void closeAll() {
+    closed = true;
+    down.close();
+    if (up) up->close();
+  }
+  // Called by the sweep once the deadline has passed: a timeout while connecting or waiting
+  // for a response head ends that attempt only (the client gets a 504, or another endpoint);
+  // any other ends the connection.
+  void expire() {
+    if (upstreamOnly && up) {
+      upTimedOut = true;
+      up->close();
+      deadline = Clock::time_point::max();
+      return;
+    }
+    timedOut = true;
+    deadline = Clock::time_point::max();
+    down.close();
+    if (up) up->close();
+  }
+};
+
+// One timer per worker instead of one per connection: setting a deadline is a store, never a
+// timer operation (a syscall when it becomes the earliest), and timeouts fire within kSweep.
+constexpr std::chrono::milliseconds kSweep{100};
+
+struct Target {
+  // Outbound: a cluster and the endpoint picked; inbound: the local app.
+  const Cluster* cluster = nullptr;
+  const Endpoint* endpoint = nullptr;
+  const LocalTarget* local = nullptr;
+};
+
+bool stillOpen(tcp::socket& s);
+// Whether a pool key names an endpoint of the snapshot (local ones always do).
+bool knownKey(const Snapshot& snap, std::string_view key);
+std::string serviceOf(std::string_view host);
+int classOf(int status);
+bool idempotent(std::string_view method);
+void newRequestId(Worker& w, std::string& out);
+// TCP connect, and to a peer the mTLS handshake (SNI the instance, ALPN `alpn`) with the check
+// that the peer is the node the catalog names. No timeout of its own: the caller's.
+awaitable<void> dial(Worker& w, Upstream& up, const Target& t, const unsigned char* alpn, std::size_t alpnLen,
+                     error_code& ec);
+// dial() under the connection's deadline (a timeout ends the attempt, not the connection).
+awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec,
+                                                     bool tunnel = false);
+// The logging phase, for every request and every tunnel: filters, metrics, the access log.
+void logPhase(Worker& w, RequestContext& ctx);
+
+// HTTP/2 (h2_relay.cc). serveH2 serves a downstream connection whose first bytes (the client's
+// preface, or more) are in c->buf.
+awaitable<void> serveH2(std::shared_ptr<Conn> c);
+void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
+void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
+void drainH2(Worker& w);                                      // GOAWAY everywhere
+void stopH2(Worker& w);                                       // close everything now
+
+}  // namespace mesh::proxy::detail

@@ -1,0 +1,277 @@
+#include "node/proxy/http2.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "node/proxy/http1.h"
+
+namespace mesh::proxy::h2 {
+namespace {
+
+// Records what a session reported, per stream.
+struct Recorder : Handler {
+  struct Stream {
+    std::vector<Head> heads;
+    std::string data;
+    std::vector<Field> trailers;
+    bool ended = false, closed = false;
+    std::uint32_t error = 0;
+    std::size_t sent = 0;
+  };
+  std::map<std::int32_t, Stream> streams;
+  Session* session = nullptr;
+  bool autoConsume = true;
+  void onHead(std::int32_t id, Head&& h, bool end) override {
+    streams[id].heads.push_back(std::move(h));
+    if (end) streams[id].ended = true;
+  }
+  void onData(std::int32_t id, std::string_view d) override {
+    streams[id].data.append(d);
+    if (autoConsume) session->consumed(id, d.size());
+  }
+  void onTrailers(std::int32_t id, std::vector<Field>&& t) override { streams[id].trailers = std::move(t); }
+  void onEnd(std::int32_t id) override { streams[id].ended = true; }
+  void onClose(std::int32_t id, std::uint32_t e) override {
+    streams[id].closed = true;
+    streams[id].error = e;
+  }
+  void onSent(std::int32_t id, std::size_t n) override { streams[id].sent += n; }
+};
+
+// A client and a server session wired back to back in memory.
+struct Pair {
+  Recorder c, s;
+  std::unique_ptr<Session> client, server;
+  explicit Pair(Settings settings = {}) {
+    client = Session::make(Session::Role::client, c, settings).value();
+    server = Session::make(Session::Role::server, s, settings).value();
+    c.session = client.get();
+    s.session = server.get();
+  }
+  // Moves bytes both ways until neither side has anything to say.
+  void pump() {
+    for (int i = 0; i < 100; ++i) {
+      std::string a, b;
+      client->drain(a);
+      server->drain(b);
+      if (a.empty() && b.empty()) return;
+      if (!a.empty()) {
+        ASSERT_TRUE(server->feed(a));
+      }
+      if (!b.empty()) {
+        ASSERT_TRUE(client->feed(b));
+      }
+    }
+  }
+};
+
+Head request(std::string method, std::string path, std::vector<Field> fields = {}) {
+  Head h;
+  h.method = std::move(method);
+  h.scheme = "http";
+  h.authority = "reviews";
+  h.path = std::move(path);
+  h.fields = std::move(fields);
+  return h;
+}
+
+TEST(Http2Test, RequestWithBodyAndResponseWithTrailersRoundTrip) {
+  Pair p;
+  auto id = p.client->request(request("POST", "/greet.Greeter/Hello", {{"te", "trailers"}, {"x-a", "1"}}), false);
+  ASSERT_TRUE(id);
+  p.client->send(*id, "hello ", false);
+  p.client->send(*id, "world", true);
+  p.pump();
+  auto& in = p.s.streams[*id];
+  ASSERT_EQ(in.heads.size(), 1u);
+  EXPECT_EQ(in.heads[0].method, "POST");
+  EXPECT_EQ(in.heads[0].authority, "reviews");
+  EXPECT_EQ(in.heads[0].path, "/greet.Greeter/Hello");
+  ASSERT_NE(in.heads[0].find("x-a"), nullptr);
+  EXPECT_EQ(*in.heads[0].find("te"), "trailers");
+  EXPECT_EQ(in.data, "hello world");
+  EXPECT_TRUE(in.ended);
+  EXPECT_EQ(p.c.streams[*id].sent, 11u);  // reported as framed
+
+  Head resp;
+  resp.status = 200;
+  resp.fields = {{"content-type", "application/grpc"}};
+  ASSERT_TRUE(p.server->respond(*id, resp, false));
+  p.server->send(*id, std::string(100'000, 'x'), false);
+  p.server->trailers(*id, {{"grpc-status", "0"}, {"grpc-message", "ok"}});
+  p.pump();
+  auto& out = p.c.streams[*id];
+  ASSERT_EQ(out.heads.size(), 1u);
+  EXPECT_EQ(out.heads[0].status, 200);
+  EXPECT_EQ(out.data.size(), 100'000u);
+  ASSERT_EQ(out.trailers.size(), 2u);
+  EXPECT_EQ(out.trailers[0].name, "grpc-status");
+  EXPECT_EQ(out.trailers[0].value, "0");
+  EXPECT_TRUE(out.ended);
+  EXPECT_TRUE(out.closed);
+  EXPECT_EQ(out.error, 0u);
+  EXPECT_TRUE(p.s.streams[*id].closed);
+  EXPECT_EQ(p.server->openStreams(), 0u);
+}
+
+TEST(Http2Test, InterimResponsesComeBeforeTheFinalHead) {
+  Pair p;
+  auto id = p.client->request(request("GET", "/"), true);
+  ASSERT_TRUE(id);
+  p.pump();
+  Head early;
+  early.status = 103;
+  early.fields = {{"link", "</a.css>; rel=preload"}};
+  ASSERT_TRUE(p.server->respond(*id, early, false));
+  Head resp;
+  resp.status = 204;
+  ASSERT_TRUE(p.server->respond(*id, resp, true));
+  p.pump();
+  auto& out = p.c.streams[*id];
+  ASSERT_EQ(out.heads.size(), 2u);
+  EXPECT_EQ(out.heads[0].status, 103);
+  EXPECT_EQ(out.heads[1].status, 204);
+  EXPECT_TRUE(out.trailers.empty());  // the final head after a 1xx is a head, not trailers
+  EXPECT_TRUE(out.ended);
+}
+
+TEST(Http2Test, DataIsAcknowledgedOnlyWhenConsumedSoASlowReaderHoldsTheWriterBack) {
+  Settings small;
+  small.initialWindow = 65535;
+  small.connectionWindow = 65535;
+  Pair p(small);
+  p.s.autoConsume = false;
+  auto id = p.client->request(request("POST", "/upload"), false);
+  ASSERT_TRUE(id);
+  p.client->send(*id, std::string(200'000, 'u'), true);
+  p.pump();
+  // Only one window's worth crossed; the rest waits in the client.
+  EXPECT_EQ(p.s.streams[*id].data.size(), 65535u);
+  EXPECT_EQ(p.client->queued(*id), 200'000u - 65535u);
+  EXPECT_FALSE(p.s.streams[*id].ended);
+  // The next hop took it: the windows reopen and the rest follows.
+  std::size_t acknowledged = 0;
+  for (int i = 0; i < 10 && !p.s.streams[*id].ended; ++i) {
+    p.server->consumed(*id, p.s.streams[*id].data.size() - acknowledged);
+    acknowledged = p.s.streams[*id].data.size();
+    p.pump();
+  }
+  EXPECT_EQ(p.s.streams[*id].data.size(), 200'000u);
+  EXPECT_TRUE(p.s.streams[*id].ended);
+}
+
+TEST(Http2Test, MalformedRequestsAreResetNeverDelivered) {
+  // Connection-specific fields (a smuggling vector when downgraded to HTTP/1.1), a field value
+  // with a line break, a content-length the DATA contradicts: the stream is reset.
+  Pair p;
+  auto te = p.client->request(request("POST", "/", {{"transfer-encoding", "chunked"}}), false);
+  auto crlf = p.client->request(request("GET", "/", {{"x-a", "b\r\nx-injected: 1"}}), true);
+  auto cl = p.client->request(request("POST", "/", {{"content-length", "3"}}), false);
+  ASSERT_TRUE(te && crlf && cl);
+  p.client->send(*cl, "too long", true);
+  p.pump();
+  for (auto id : {*te, *crlf}) {
+    EXPECT_TRUE(p.s.streams[id].heads.empty()) << id;
+    EXPECT_TRUE(p.c.streams[id].closed) << id;
+    EXPECT_NE(p.c.streams[id].error, 0u) << id;
+  }
+  EXPECT_NE(p.s.streams[*cl].data, "too long");
+  EXPECT_TRUE(p.c.streams[*cl].closed);
+  EXPECT_NE(p.c.streams[*cl].error, 0u);
+}
+
+TEST(Http2Test, HeadsOverTheLimitsAreFlaggedTooLarge) {
+  Settings s;
+  s.maxFields = 10;
+  s.maxHeadBytes = 1024;
+  Pair p(s);
+  std::vector<Field> many;
+  for (int i = 0; i < 20; ++i) many.push_back({"x-f" + std::to_string(i), "v"});
+  auto a = p.client->request(request("GET", "/", many), true);
+  auto b = p.client->request(request("GET", "/", {{"x-big", std::string(900, 'b')}, {"x-big2", std::string(900, 'b')}}), true);
+  auto ok = p.client->request(request("GET", "/", {{"x-small", "s"}}), true);
+  ASSERT_TRUE(a && b && ok);
+  p.pump();
+  ASSERT_EQ(p.s.streams[*a].heads.size(), 1u);
+  EXPECT_TRUE(p.s.streams[*a].heads[0].tooLarge);
+  EXPECT_LE(p.s.streams[*a].heads[0].fields.size(), 10u);
+  ASSERT_EQ(p.s.streams[*b].heads.size(), 1u);
+  EXPECT_TRUE(p.s.streams[*b].heads[0].tooLarge);
+  ASSERT_EQ(p.s.streams[*ok].heads.size(), 1u);
+  EXPECT_FALSE(p.s.streams[*ok].heads[0].tooLarge);
+}
+
+TEST(Http2Test, GarbageAndHttp1AreConnectionErrors) {
+  Recorder r;
+  auto s = Session::make(Session::Role::server, r).value();
+  r.session = s.get();
+  EXPECT_FALSE(s->feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+  std::string out;
+  s->drain(out);  // a GOAWAY may be queued; nothing crashes
+  EXPECT_FALSE(s->alive());
+  // After the preface, a frame of an unknown layout with a huge length.
+  Recorder r2;
+  auto s2 = Session::make(Session::Role::server, r2).value();
+  r2.session = s2.get();
+  std::string bad(kPreface);
+  bad += std::string("\xff\xff\xff\x00\x00\x00\x00\x00\x01", 9);
+  // Refused either at once or by a GOAWAY that ends the session.
+  const bool refused = !s2->feed(bad);
+  out.clear();
+  s2->drain(out);
+  EXPECT_TRUE(refused || !s2->alive());
+  EXPECT_TRUE(r2.streams.empty());
+}
+
+TEST(Http2Test, ResetAndGoAwayEndStreams) {
+  Pair p;
+  auto a = p.client->request(request("GET", "/a"), true);
+  auto b = p.client->request(request("GET", "/b"), true);
+  ASSERT_TRUE(a && b);
+  p.pump();
+  p.server->reset(*a, kCancel);
+  p.pump();
+  EXPECT_TRUE(p.c.streams[*a].closed);
+  EXPECT_EQ(p.c.streams[*a].error, kCancel);
+  p.server->goAway();
+  p.pump();
+  EXPECT_FALSE(p.client->acceptsStreams());
+  Head resp;
+  resp.status = 200;
+  ASSERT_TRUE(p.server->respond(*b, resp, true));  // an open stream still finishes
+  p.pump();
+  EXPECT_EQ(p.c.streams[*b].heads.size(), 1u);
+  EXPECT_FALSE(p.server->alive());
+}
+
+TEST(Http2Test, ConnectionSpecificFieldsAreNamed) {
+  EXPECT_TRUE(connectionSpecific("connection", "close"));
+  EXPECT_TRUE(connectionSpecific("transfer-encoding", "chunked"));
+  EXPECT_TRUE(connectionSpecific("keep-alive", "5"));
+  EXPECT_TRUE(connectionSpecific("upgrade", "websocket"));
+  EXPECT_TRUE(connectionSpecific("te", "gzip"));
+  EXPECT_FALSE(connectionSpecific("te", "trailers"));
+  EXPECT_FALSE(connectionSpecific("content-length", "3"));
+  EXPECT_FALSE(connectionSpecific("grpc-status", "0"));
+}
+
+TEST(Http2Test, ChunkedBodiesDecodeIntoDataAndTrailerFields) {
+  h1::ChunkedScanner sc;
+  std::string data, trailers;
+  std::string body = "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\ngrpc-status: 0\r\nx-t:  v \r\n\r\n";
+  // Byte by byte: the same result.
+  h1::ChunkedScanner::Step st;
+  for (char ch : body) st = sc.feed(std::string_view(&ch, 1), &data, &trailers);
+  EXPECT_TRUE(st.done);
+  EXPECT_EQ(data, "hello world");
+  auto f = h1::trailerFields(trailers);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].first, "grpc-status");
+  EXPECT_EQ(f[0].second, "0");
+  EXPECT_EQ(f[1].first, "x-t");
+  EXPECT_EQ(f[1].second, "v");
+}
+
+}  // namespace
+}  // namespace mesh::proxy::h2
