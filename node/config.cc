@@ -282,6 +282,16 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"peer-protocol", "http1|http2",
+       "How HTTP/1.1 requests travel to peers' proxies: http1 (one connection per request in flight; "
+       "http2 and grpc services go over HTTP/2 anyway) or http2 (multiplexed) (default http1)",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v != "http1" && v != "http2") return Error(errc::invalid_argument, "'" + v + "' is not http1 or http2");
+         c.peerHttp2 = v == "http2";
+         return {};
+       },
+       nullptr},
       {"drain-timeout", "DURATION", "On stop, how long requests in flight may take to finish (default 5s)", false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          auto d = parseDuration(v);

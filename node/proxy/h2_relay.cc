@@ -9,6 +9,7 @@
 // flow control is end to end (a stream's received bytes are acknowledged when the next hop
 // took them), so a slow reader holds back its writer, not the proxy's memory.
 
+#include "common/http/message.h"
 #include "node/proxy/http2.h"
 #include "node/proxy/worker.h"
 
@@ -185,15 +186,47 @@ struct H2Server : H2Conn {
   }
 };
 
-// One request on a downstream HTTP/2 connection, through its phases to its logging.
-struct Exchange : std::enable_shared_from_this<Exchange> {
-  Exchange(std::shared_ptr<H2Server> s, std::int32_t id) : server(std::move(s)), downId(id), w(server->w) {}
+// Where an exchange's response goes, and what tells its client's side that request bytes were
+// taken: a stream of a downstream HTTP/2 connection (H2Down), or an HTTP/1.1 client whose relay
+// coroutine writes what is queued (H1Down).
+struct Down {
+  virtual ~Down() = default;
+  virtual bool respond(const h2::Head& head, bool end) = 0;  // interim (1xx) or final
+  virtual void send(std::string_view data, bool end) = 0;
+  virtual void trailers(const std::vector<h2::Field>& fields) = 0;
+  virtual void reset(std::uint32_t error) = 0;
+  virtual void consumed(std::size_t bytes) = 0;  // request body bytes the upstream took
+  virtual std::size_t queued() const = 0;         // response bytes not yet written
+  virtual void flush() = 0;
+};
+
+struct H2Down final : Down {
+  H2Down(std::shared_ptr<H2Server> s, std::int32_t i) : server(std::move(s)), id(i) {}
   std::shared_ptr<H2Server> server;
-  std::int32_t downId;
+  std::int32_t id;
+  bool respond(const h2::Head& h, bool end) override { return bool(server->session->respond(id, h, end)); }
+  void send(std::string_view d, bool end) override { server->session->send(id, d, end); }
+  void trailers(const std::vector<h2::Field>& t) override { server->session->trailers(id, t); }
+  void reset(std::uint32_t e) override { server->session->reset(id, e); }
+  void consumed(std::size_t n) override { server->session->consumed(id, n); }
+  std::size_t queued() const override { return server->session->queued(id); }
+  void flush() override { server->flush(); }
+};
+
+// One request relayed to an HTTP/2 upstream (or, from an HTTP/2 client, to an HTTP/1.1 app),
+// through its phases to its logging.
+struct Exchange : std::enable_shared_from_this<Exchange> {
+  // external: the HTTP/1.1 relay's context (it runs the phases before and logs after).
+  Exchange(std::shared_ptr<Conn> c, std::shared_ptr<Down> d, RequestContext* external = nullptr)
+      : conn(std::move(c)), down(std::move(d)), w(conn->worker), ctx(external ? *external : own), logs(!external) {}
+  std::shared_ptr<Conn> conn;
+  std::shared_ptr<Down> down;
   Worker& w;
   h2::Head req;
   h1::Head view;  // the request as filters and the access log see it (views into req)
-  RequestContext ctx;
+  RequestContext own;
+  RequestContext& ctx;
+  bool logs;
   std::shared_ptr<const Snapshot> pin;
   const Cluster* cluster = nullptr;
   const LocalTarget* local = nullptr;
@@ -207,7 +240,12 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool bodySent = false;
   // Upstream: an HTTP/2 stream, or the HTTP/1.1 bridge.
   std::shared_ptr<H2Client> up;
-  std::int32_t upId = 0;
+  std::int32_t upId = 0;    // 0 once the upstream stream closed
+  std::int32_t flowId = 0;  // the upstream stream whose DATA the client's reads acknowledge: kept
+                            // after it closes (its last DATA may still be on its way down)
+  // Bytes handed to the other side and not yet taken by it: acknowledged when that side goes,
+  // or the connection windows would shrink by them for good.
+  std::size_t pendingDown = 0, pendingUp = 0;
   const Endpoint* counted = nullptr;  // balancer.started() was called for it
   bool h1 = false;
   Stream* h1Up = nullptr;
@@ -225,10 +263,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void begin(h2::Head&& head, bool end) {
     req = std::move(head);
     reqEnd = end;
-    ctx.direction = server->c->direction;
+    ctx.direction = conn->direction;
     ctx.start = Clock::now();
-    ctx.peerIdentity = server->c->peerIdentity;
-    ctx.sourceAddress = server->c->sourceAddress;
+    ctx.peerIdentity = conn->peerIdentity;
+    ctx.sourceAddress = conn->sourceAddress;
     view.method = req.method;
     view.target = view.path = req.path;
     view.host = req.authority;
@@ -259,8 +297,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (ctx.direction == Direction::outbound) {
       ctx.service = serviceOf(view.host);
       cluster = snap.find(ctx.service);
-      if (!cluster && !server->c->redirectedTo.empty()) {
-        ctx.service = server->c->redirectedTo;
+      if (!cluster && !conn->redirectedTo.empty()) {
+        ctx.service = conn->redirectedTo;
         cluster = snap.find(ctx.service);
       }
       if (!cluster) {
@@ -270,13 +308,13 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       }
       ctx.cluster = cluster;
     } else {
-      auto it = snap.local.find(server->c->sni);
+      auto it = snap.local.find(conn->sni);
       if (it == snap.local.end()) {
-        return reply(503, "no instance '" + server->c->sni + "' on this node", Failure::noRoute);
+        return reply(503, "no instance '" + conn->sni + "' on this node", Failure::noRoute);
       }
       local = &it->second;
       ctx.service = local->service;
-      xfcc = "URI=" + server->c->peerIdentity;
+      xfcc = "URI=" + conn->peerIdentity;
       ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc});
     }
     if (req.method == "CONNECT") {
@@ -342,7 +380,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.failure = Failure::none;
     (void)cause;
     up.reset();
-    upId = 0;
+    upId = flowId = 0;
     attempt();
     return true;
   }
@@ -360,14 +398,17 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (h2::connectionSpecific(f.name, f.value) || namedIn(f.name, ctx.upstreamHeaders)) continue;
       uh.fields.push_back(f);
     }
-    for (const auto& f : ctx.upstreamHeaders) uh.fields.push_back({lower(f.name), std::string(f.value)});
+    for (const auto& f : ctx.upstreamHeaders) {
+      auto n = lower(f.name);
+      if (n != "host") uh.fields.push_back({std::move(n), std::string(f.value)});
+    }
     const bool endNow = reqEnd && body.empty() && reqTrailers.empty();
     auto id = up->session->request(uh, endNow);
     if (!id) {
       if (!retry(Failure::upstreamReset)) reply(502, "upstream failed (upstream_reset)", Failure::upstreamReset);
       return;
     }
-    upId = *id;
+    upId = flowId = *id;
     up->exchanges[upId] = shared_from_this();
     if (ctx.endpoint) {
       w.balancer.started(*ctx.endpoint);
@@ -401,26 +442,25 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     h.fields.push_back({"content-length", std::to_string(b.size())});
     if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
     for (const auto& d : ctx.downstreamHeaders) h.fields.push_back({lower(d.name), std::string(d.value)});
-    if (server->session->respond(downId, h, noBody)) {
-      if (!noBody) server->session->send(downId, b, true);
-      ctx.responseBytes += noBody ? 0 : b.size();
+    if (down->respond(h, noBody) && !noBody) down->send(b, true);
+    // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
+    if (pendingUp) {
+      down->consumed(pendingUp);
+      pendingUp = 0;
     }
-    // What the client still sends of its body goes nowhere: acknowledged as it comes.
-    if (!body.empty()) {
-      server->session->consumed(downId, body.size());
-      body.clear();
-    }
-    server->flush();
+    body.clear();
+    down->flush();
   }
 
   // --- Downstream events.
   void downData(std::string_view d) {
     if (upDone) {
       // Answered already: the rest of the body goes nowhere.
-      server->session->consumed(downId, d.size());
-      server->flush();
+      down->consumed(d.size());
+      down->flush();
       return;
     }
+    pendingUp += d.size();
     if (up && upId) {
       up->session->send(upId, d, false);
       bodySent = true;
@@ -450,8 +490,12 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
   void downSent(std::size_t n) {
     ctx.responseBytes += n;
-    if (up && upId) {
-      up->session->consumed(upId, n);
+    // Only what came from upstream is acknowledged there (not the proxy's own replies).
+    const auto k = std::min(pendingDown, n);
+    pendingDown -= k;
+    if (k && up && flowId) {
+      // Also after the stream closed: the connection's window counts these bytes.
+      up->session->consumed(flowId, k);
       up->flush();
     }
     if (wake) wake->cancel();
@@ -470,8 +514,13 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     (void)error;
     if (wake) wake->cancel();
+    if (pendingDown && up && flowId) {
+      up->session->consumed(flowId, pendingDown);
+      up->flush();
+    }
+    pendingDown = 0;
     release();
-    logPhase(w, ctx);
+    if (logs) logPhase(w, ctx);
   }
 
   void release() {
@@ -506,8 +555,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (finished) return;
     if (head.status < 200) {
       // A stream the client reset meanwhile takes nothing more (here and below).
-      if (head.status != 100) (void)server->session->respond(downId, downHead(std::move(head)), false);
-      server->flush();
+      if (head.status != 100) down->respond(downHead(std::move(head)), false);
+      down->flush();
       return;
     }
     if (ctx.direction == Direction::outbound && head.status == 503 && !bodySent) {
@@ -526,17 +575,19 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     responded = true;
     upDone = end;
     deadline = end ? Clock::time_point::max() : Clock::now() + impl().opt.bodyTimeout;
-    (void)server->session->respond(downId, downHead(std::move(head)), end);
-    server->flush();
+    down->respond(downHead(std::move(head)), end);
+    down->flush();
   }
   void upData(std::string_view d) {
     if (finished) {
       up->session->consumed(upId, d.size());
+      up->flush();
       return;
     }
-    server->session->send(downId, d, false);
+    pendingDown += d.size();
+    down->send(d, false);
     deadline = Clock::now() + impl().opt.bodyTimeout;
-    server->flush();
+    down->flush();
   }
   void upTrailers(std::vector<h2::Field>&& t) {
     trailersSeen = true;
@@ -545,22 +596,26 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     for (auto& f : t) {
       if (!h2::connectionSpecific(f.name, f.value)) kept.push_back(std::move(f));
     }
-    server->session->trailers(downId, kept);
+    down->trailers(kept);
     upDone = true;
     deadline = Clock::time_point::max();
-    server->flush();
+    down->flush();
   }
   void upEnd() {
     if (finished || upDone) return;
-    if (!trailersSeen) server->session->send(downId, {}, true);
+    if (!trailersSeen) down->send({}, true);
     upDone = true;
     deadline = Clock::time_point::max();
-    server->flush();
+    down->flush();
   }
   void upSent(std::size_t n) {
     ctx.requestBytes += n;
-    server->session->consumed(downId, n);
-    server->flush();
+    const auto k = std::min(pendingUp, n);
+    pendingUp -= k;
+    if (k) {
+      down->consumed(k);
+      down->flush();
+    }
   }
   // The upstream stream closed; error: reset, or the connection failed (kInternalError).
   void upClose(std::uint32_t error) {
@@ -569,19 +624,28 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       counted = nullptr;
     }
     upId = 0;
-    if (finished || upDone) return;
-    if (!responded) {
+    if (!finished && !upDone && !responded) {
       // Refused (GOAWAY, REFUSED_STREAM): the peer did not process it, any request may go
-      // again; otherwise only an idempotent one with no body.
+      // again; otherwise only an idempotent one with no body. (What of the body is buffered
+      // goes with the retry.)
       if ((error == h2::kRefusedStream && !bodySent) || replayable) {
         if (retry(Failure::upstreamReset)) return;
       }
-      return reply(502, "upstream failed (upstream_reset)", Failure::upstreamReset);
     }
+    if (pendingUp) {
+      // Body bytes the stream will never carry: acknowledged, or the client's connection
+      // window would shrink by them for good.
+      down->consumed(pendingUp);
+      down->flush();
+      pendingUp = 0;
+    }
+    body.clear();
+    if (finished || upDone) return;
+    if (!responded) return reply(502, "upstream failed (upstream_reset)", Failure::upstreamReset);
     ctx.failure = Failure::upstreamReset;
     upDone = true;
-    server->session->reset(downId, h2::kInternalError);
-    server->flush();
+    down->reset(h2::kInternalError);
+    down->flush();
   }
   void connectFailed() {
     if (finished) return;
@@ -608,8 +672,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
     ctx.failure = Failure::upstreamTimeout;
     upDone = true;
-    server->session->reset(downId, h2::kCancel);
-    server->flush();
+    down->reset(h2::kCancel);
+    down->flush();
   }
 
   awaitable<void> waitWake() {
@@ -627,7 +691,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
 void H2Server::onHead(std::int32_t id, h2::Head&& head, bool end) {
   if (head.status) return;  // a response on a server: nghttp2 refuses it before this
-  auto ex = std::make_shared<Exchange>(std::static_pointer_cast<H2Server>(shared_from_this()), id);
+  auto ex = std::make_shared<Exchange>(c, std::make_shared<H2Down>(std::static_pointer_cast<H2Server>(shared_from_this()), id));
   exchanges[id] = ex;
   c->setDeadline(Clock::time_point::max());
   ex->begin(std::move(head), end);
@@ -750,8 +814,8 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
       ctx.failure = f;
       ex->upDone = true;
       if (!ex->finished) {
-        ex->server->session->reset(ex->downId, h2::kInternalError);
-        ex->server->flush();
+        ex->down->reset(h2::kInternalError);
+        ex->down->flush();
       }
       return;
     }
@@ -850,8 +914,9 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     }
     if (!chunk.empty()) {
       ctx.requestBytes += chunk.size();
-      ex->server->session->consumed(ex->downId, chunk.size());
-      ex->server->flush();
+      ex->pendingUp -= std::min(ex->pendingUp, chunk.size());
+      ex->down->consumed(chunk.size());
+      ex->down->flush();
       ex->deadline = Clock::now() + impl.opt.bodyTimeout;
     }
     if (end) break;
@@ -881,8 +946,8 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
             auto n = lower(f.name);
             if (!h2::connectionSpecific(n, f.value)) interim.fields.push_back({n, std::string(f.value)});
           }
-          (void)ex->server->session->respond(ex->downId, interim, false);
-          ex->server->flush();
+          ex->down->respond(interim, false);
+          ex->down->flush();
         }
         up->buf.consume(resp.headBytes);
         continue;
@@ -919,8 +984,8 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
   const bool noBody = framing == h1::Framing::none || (framing == h1::Framing::length && left == 0);
   up->buf.consume(resp.headBytes);
   ex->responded = true;
-  (void)ex->server->session->respond(ex->downId, dh, noBody);
-  ex->server->flush();
+  ex->down->respond(dh, noBody);
+  ex->down->flush();
   ex->deadline = Clock::now() + impl.opt.bodyTimeout;
   // Response body, decoded from its HTTP/1.1 framing into DATA (and trailers).
   h1::ChunkedScanner scanner;
@@ -957,22 +1022,22 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
       }
       if (!data.empty() || done) {
         if (done && framing == h1::Framing::chunked && !trailerLines.empty()) {
-          if (!data.empty()) ex->server->session->send(ex->downId, data, false);
+          if (!data.empty()) ex->down->send(data, false);
           std::vector<h2::Field> tf;
           for (auto [n, val] : h1::trailerFields(trailerLines)) {
             auto ln = lower(n);
             if (!h2::connectionSpecific(ln, val)) tf.push_back({std::move(ln), std::string(val)});
           }
-          ex->server->session->trailers(ex->downId, tf);
+          ex->down->trailers(tf);
         } else {
-          ex->server->session->send(ex->downId, data, done);
+          ex->down->send(data, done);
         }
-        ex->server->flush();
+        ex->down->flush();
       }
       continue;
     }
     // Held back while the client's window keeps what was sent from going.
-    while (!ex->finished && !ex->h1TimedOut && ex->server->session->queued(ex->downId) > kHighWater)
+    while (!ex->finished && !ex->h1TimedOut && ex->down->queued() > kHighWater)
       co_await ex->waitWake();
     if (ex->finished || ex->h1TimedOut) {
       drop();
@@ -985,8 +1050,8 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     up->buf.commit(n);
     if (n == 0 && ec) {
       if (framing == h1::Framing::untilClose && !ex->h1TimedOut && !ex->finished) {
-        ex->server->session->send(ex->downId, {}, true);
-        ex->server->flush();
+        ex->down->send({}, true);
+        ex->down->flush();
         keep = false;
         break;
       }
@@ -1002,6 +1067,216 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     w.giveBack(std::move(up));
   else
     drop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 client -> HTTP/2 upstream: the relay coroutine reads the request body and writes the
+// response as HTTP/1.1 (chunked when the upstream gave no length, trailers in the last chunk);
+// the exchange does the rest as for an HTTP/2 client.
+
+namespace {
+
+struct H1Down final : Down {
+  H1Down(Worker& w, bool head, int minor, bool keep) : wake(w.io), headRequest(head), minorVersion(minor), keepAlive(keep) {}
+  asio::steady_timer wake;
+  std::string out;               // response bytes to write
+  std::size_t outBody = 0;       // of which body bytes (acknowledged upstream once written)
+  std::size_t acked = 0;         // request body bytes the upstream took
+  bool headRequest;
+  int minorVersion;
+  bool keepAlive;
+  bool final = false, chunked = false, noBody = false, ended = false, failed = false;
+  int status = 0;
+
+  bool respond(const h2::Head& h, bool end) override {
+    char line[32];
+    std::snprintf(line, sizeof line, "HTTP/1.1 %d ", h.status);
+    out.append(line).append(http::reasonPhrase(h.status)).append("\r\n");
+    bool hasLength = false;
+    for (const auto& f : h.fields) {
+      if (f.name == "content-length") hasLength = true;
+      out.append(f.name).append(": ").append(f.value).append("\r\n");
+    }
+    if (h.status >= 200) {
+      final = true;
+      status = h.status;
+      const bool bodyless = headRequest || h.status == 204 || h.status == 304;
+      if (end || bodyless) {
+        noBody = true;
+        if (!hasLength && !bodyless) out.append("content-length: 0\r\n");
+      } else if (!hasLength) {
+        if (minorVersion >= 1) {
+          chunked = true;
+          out.append("transfer-encoding: chunked\r\n");
+        } else {
+          keepAlive = false;  // HTTP/1.0: the body ends with the connection
+        }
+      }
+      if (!keepAlive) out.append("connection: close\r\n");
+      if (end) ended = true;
+    }
+    out.append("\r\n");
+    flush();
+    return true;
+  }
+  void send(std::string_view d, bool end) override {
+    if (!noBody && !d.empty()) {
+      if (chunked) {
+        char size[24];
+        std::snprintf(size, sizeof size, "%zx\r\n", d.size());
+        out.append(size).append(d).append("\r\n");
+      } else {
+        out.append(d);
+      }
+    }
+    outBody += d.size();
+    if (end) {
+      if (chunked) out.append("0\r\n\r\n");
+      ended = true;
+    }
+  }
+  void trailers(const std::vector<h2::Field>& t) override {
+    if (chunked) {
+      out.append("0\r\n");
+      for (const auto& f : t) out.append(f.name).append(": ").append(f.value).append("\r\n");
+      out.append("\r\n");
+    }
+    ended = true;
+  }
+  void reset(std::uint32_t) override {
+    failed = true;
+    flush();
+  }
+  void consumed(std::size_t n) override {
+    acked += n;
+    flush();
+  }
+  std::size_t queued() const override { return out.size(); }
+  void flush() override { wake.cancel(); }
+
+  awaitable<void> wait() {
+    wake.expires_at(Clock::time_point::max());
+    error_code ec;
+    co_await wake.async_wait(tok(ec));
+  }
+};
+
+}  // namespace
+
+awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
+                             const LocalTarget* local) {
+  auto& w = c->worker;
+  auto& impl = w.impl;
+  auto down = std::make_shared<H1Down>(w, req.method == "HEAD", req.minorVersion, req.keepAlive && !w.draining);
+  auto ex = std::make_shared<Exchange>(c, down, &ctx);
+  ex->view = req;
+  ex->pin = w.snap;
+  ex->cluster = cluster;
+  ex->local = local;
+  ex->req.method = std::string(req.method);
+  ex->req.scheme = "http";
+  ex->req.authority = req.host.empty() ? ctx.service : std::string(req.host);
+  ex->req.path = std::string(req.path.empty() ? std::string_view("/") : req.path);
+  for (const auto& f : req.headers) {
+    auto n = lower(f.name);
+    if (h2::connectionSpecific(n, f.value) || n == "expect") continue;
+    ex->req.fields.push_back({std::move(n), std::string(f.value)});
+  }
+  ex->reqEnd = req.framing == h1::Framing::none;
+  ex->replayable = idempotent(req.method) && ex->reqEnd;
+  // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.
+  c->setDeadline(Clock::time_point::max());
+  w.bridged.insert(ex.get());
+  struct Unlist {
+    Worker& w;
+    Exchange* e;
+    ~Unlist() { w.bridged.erase(e); }
+  } unlist{w, ex.get()};
+  ex->attempt();
+
+  // Request body, decoded from its HTTP/1.1 framing, handed on as the upstream takes it.
+  bool ok = true, bodyRead = ex->reqEnd;
+  if (!bodyRead) {
+    std::uint64_t left = req.contentLength;
+    h1::ChunkedScanner scanner;
+    std::string data, trailerLines;
+    std::uint64_t given = 0;
+    while (!bodyRead && ok) {
+      if (!c->buf.empty()) {
+        auto v = c->buf.view();
+        data.clear();
+        std::size_t used;
+        if (req.framing == h1::Framing::length) {
+          used = static_cast<std::size_t>(std::min<std::uint64_t>(left, v.size()));
+          data.assign(v.substr(0, used));
+          left -= used;
+          bodyRead = left == 0;
+        } else {
+          auto st = scanner.feed(v, &data, &trailerLines);
+          if (st.error) {
+            ctx.failure = Failure::badRequest;
+            ok = false;
+            break;
+          }
+          used = st.used;
+          bodyRead = st.done;
+        }
+        c->buf.consume(used);
+        given += data.size();
+        if (!data.empty()) ex->downData(data);
+        if (bodyRead) {
+          if (!trailerLines.empty()) {
+            std::vector<h2::Field> tf;
+            for (auto [n, val] : h1::trailerFields(trailerLines)) tf.push_back({lower(n), std::string(val)});
+            ex->downTrailers(std::move(tf));
+          }
+          ex->downEnd();
+        }
+        continue;
+      }
+      // Held back while the upstream has not taken what it was given (its window is closed).
+      while (given - down->acked > kHighWater && !ex->upDone && !down->failed) co_await down->wait();
+      if (ex->upDone || down->failed) break;  // answered (or failed) before the body ended
+      c->after(impl.opt.bodyTimeout);
+      error_code ec;
+      auto n = co_await c->down.read(c->buf.prepare(), ec);
+      c->buf.commit(n);
+      c->setDeadline(Clock::time_point::max());
+      if (n == 0 && ec) {
+        ctx.failure = c->timedOut ? Failure::requestTimeout : Failure::downstreamClosed;
+        ok = false;
+      }
+    }
+    if (!ok) {
+      ex->downClose(h2::kCancel);
+      co_return false;
+    }
+  }
+  // Response, as the exchange queues it.
+  for (;;) {
+    if (!down->out.empty()) {
+      std::string bytes = std::move(down->out);
+      down->out.clear();
+      const std::size_t body = down->outBody;
+      down->outBody = 0;
+      error_code ec;
+      co_await c->down.write(asio::buffer(bytes), ec);
+      if (ec) {
+        if (ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
+        ex->downClose(h2::kCancel);
+        co_return false;
+      }
+      ex->downSent(body);
+      ctx.responseBytes += bytes.size() - body;  // heads and framing (downSent counted the body)
+      continue;
+    }
+    if (down->ended || down->failed) break;
+    co_await down->wait();
+  }
+  const bool keep = ok && bodyRead && !down->failed && down->keepAlive && ex->ctx.failure == Failure::none;
+  ex->downClose(down->failed ? h2::kCancel : h2::kNoError);
+  c->after(impl.opt.idleTimeout);
+  co_return keep && !w.draining;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1033,6 +1308,9 @@ void sweepH2(Worker& w, Clock::time_point now, bool pools) {
     for (auto& [id, ex] : s->exchanges) {
       if (ex->deadline <= now) expired.push_back(ex);
     }
+  }
+  for (auto* ex : w.bridged) {
+    if (ex->deadline <= now) expired.push_back(ex->shared_from_this());
   }
   for (auto& ex : expired) ex->expire();
   if (!pools) return;

@@ -719,6 +719,15 @@ class Relay {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       if (!co_await writeDown(kContinue, ctx)) co_return false;
     }
+    // HTTP/2 upstreams: an app that speaks only HTTP/2 (protocol http2 or grpc) is reached over
+    // HTTP/2, and so is a peer's proxy for such a service (or for every HTTP service with
+    // --http2-upstream: one multiplexed connection per peer instead of one per request in flight).
+    if (!req.upgrade) {
+      auto h2Only = [](catalog::Protocol p) { return p == catalog::Protocol::http2 || p == catalog::Protocol::grpc; };
+      if ((local && h2Only(local->protocol)) || (cluster && (h2Only(cluster->protocol) || impl_.opt.http2Upstream))) {
+        co_return co_await relayH1ViaH2(c_, req, ctx, cluster, local);
+      }
+    }
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
     std::string exclude;
     std::unique_ptr<Upstream> up;

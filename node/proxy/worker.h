@@ -155,6 +155,7 @@ struct Shared;
 struct Conn;
 struct H2Client;
 struct H2Server;
+struct Exchange;
 
 struct Worker {
   Worker(Shared& shared, int index);
@@ -173,6 +174,7 @@ struct Worker {
   // every request of this worker), and the downstream HTTP/2 connections being served.
   std::unordered_map<std::string, std::shared_ptr<H2Client>> h2pool;
   std::unordered_set<H2Server*> h2servers;
+  std::unordered_set<Exchange*> bridged;  // HTTP/1.1 requests relayed over HTTP/2 (their timeouts)
   bool draining = false;
   // Last, so destroyed first: the handlers it still holds (suspended connections) are
   // destroyed while the tables they deregister from are alive.
@@ -314,6 +316,11 @@ void logPhase(Worker& w, RequestContext& ctx);
 // HTTP/2 (h2_relay.cc). serveH2 serves a downstream connection whose first bytes (the client's
 // preface, or more) are in c->buf.
 awaitable<void> serveH2(std::shared_ptr<Conn> c);
+// An HTTP/1.1 request (head read, phases up to route done) relayed over HTTP/2: to a cluster's
+// endpoint (h2 between proxies) or to a local HTTP/2 or gRPC app (h2c). Returns whether the
+// client connection goes on.
+awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
+                             const LocalTarget* local);
 void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
 void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
 void drainH2(Worker& w);                                      // GOAWAY everywhere

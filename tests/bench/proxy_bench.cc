@@ -8,11 +8,13 @@
 // For each: latency percentiles at a fixed rate (h2load --rps, per-request log), the maximum
 // throughput (h2load, no rate limit), CPU seconds the two proxies burn per 1,000 requests at
 // the fixed rate (/proc/PID/stat), and each proxy's resident memory idle and after the load.
-// Prints a table and the ratios against the better of HAProxy and nginx; --svg writes a plot.
-// Asserts nothing. Stops every process it started.
+// Over HTTP/1.1 and over HTTP/2 (h2c from the client, prior knowledge; between the pair h2
+// for meshd and HAProxy, HTTP/1.1 for nginx, which cannot proxy HTTP/2 upstream; HTTP/1.1 to
+// the upstream for all). Prints a table per protocol and the ratios against the better of
+// HAProxy and nginx; --svg writes plots. Asserts nothing. Stops every process it started.
 //
 //   bench_proxy [--seconds 10] [--rps 1000] [--clients 10] [--max-clients 50] [--max-requests 200000]
-//               [--svg FILE]
+//               [--streams 10] [--protocols h1,h2] [--svg FILE]
 
 #include <unistd.h>
 
@@ -46,7 +48,10 @@ struct Options {
   int clients = 10;
   int maxClients = 50;
   std::uint64_t maxRequests = 200000;
-  std::string svg;
+  int streams = 10;  // HTTP/2: concurrent streams per connection in the maximum-throughput run
+  std::string protocols = "h1,h2";
+  std::string peerProtocol = "http1";  // meshd --peer-protocol
+  std::string svg;  // the HTTP/1.1 plot; the HTTP/2 one goes beside it ("http1" -> "http2")
 };
 
 struct Figures {
@@ -129,12 +134,11 @@ struct H2load {
 // h2load for `requests` requests over `clients` connections (at `rps` per connection when
 // given). -n, not -D: h2load 1.52 spins and never stops with -D and --rps together.
 H2load h2load(const std::string& dir, const std::string& url, const std::string& host, int clients, int rps,
-              std::uint64_t requests) {
+              std::uint64_t requests, bool h2 = false, int streams = 1) {
   const std::string log = dir + "/h2load.log";
   fs::remove(log);
   // ":authority" is h2load's name for Host, also over HTTP/1.1 ("host:" would add a second).
   std::vector<std::string> argv{"/usr/bin/h2load",
-                                "--h1",
                                 "-c",
                                 std::to_string(clients),
                                 "-t",
@@ -146,6 +150,11 @@ H2load h2load(const std::string& dir, const std::string& url, const std::string&
                                 "--log-file",
                                 log};
   if (rps > 0) argv.insert(argv.end(), {"--rps", std::to_string(rps)});
+  // HTTP/2 over cleartext with prior knowledge (h2c), as gRPC clients and sidecar apps speak it.
+  if (h2)
+    argv.insert(argv.end(), {"-m", std::to_string(streams)});
+  else
+    argv.push_back("--h1");
   argv.push_back(url);
   auto r = mesh::testing::run(argv, std::chrono::seconds(600), dir);
   H2load out;
@@ -192,24 +201,33 @@ class Bench {
   int run() {
     certs();
     startUpstream();
-    std::vector<Figures> all;
-    all.push_back(measure("direct", "http://" + up_ + ":8080/", "bench", {}));
+    const bool h1 = o_.protocols.find("h1") != std::string::npos;
+    const bool h2 = o_.protocols.find("h2") != std::string::npos;
+    std::vector<Figures> all1, all2;
+    // Each setup serves both protocols (ports: HTTP/1.1, HTTP/2 with prior knowledge).
+    auto both = [&](const std::string& name, const std::string& host, std::uint16_t port1, std::uint16_t port2,
+                    const Procs& procs) {
+      if (h1) all1.push_back(measure(name, "http://" + host + ":" + std::to_string(port1) + "/", "bench", procs, false));
+      if (h2) all2.push_back(measure(name, "http://" + host + ":" + std::to_string(port2) + "/", "bench", procs, true));
+    };
+    both("direct", up_, 8080, 8081, {});
     {
       auto procs = startMeshd();
-      if (!procs.empty()) all.push_back(measure("meshd", "http://" + a_ + ":15001/", "bench", procs));
+      if (!procs.empty()) both("meshd", a_, 15001, 15001, procs);
       stopAll(procs);
     }
     {
       auto procs = startHaproxy();
-      if (!procs.empty()) all.push_back(measure("haproxy", "http://" + a_ + ":16001/", "bench", procs));
+      if (!procs.empty()) both("haproxy", a_, 16001, 16002, procs);
       stopAll(procs);
     }
     {
       auto procs = startNginx();
-      if (!procs.empty()) all.push_back(measure("nginx", "http://" + a_ + ":17001/", "bench", procs));
+      if (!procs.empty()) both("nginx", a_, 17001, 17002, procs);
       stopAll(procs);
     }
-    report(all);
+    if (h1) report(all1, false);
+    if (h2) report(all2, true);
     if (upstream_) {
       upstream_->signal(SIGTERM);  // nginx's master stops its worker, then exits
       if (!upstream_->wait(10s)) upstream_->kill();
@@ -245,6 +263,7 @@ class Bench {
                         << dir_.sub("upstream.err")
                         << ";\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n"
                         << "  keepalive_requests 1000000;\n  server {\n    listen " << up_ << ":8080;\n"
+                        << "    listen " << up_ << ":8081 http2;\n"
                         << "    location / { default_type text/plain; return 200 '" << std::string(1024, 'x')
                         << "'; }\n  }\n}\n";
     upstream_.emplace(ChildProcess::start({"/usr/sbin/nginx", "-c", conf, "-p", dir_.path()}, dir_.path(), "upstream"));
@@ -257,8 +276,9 @@ class Bench {
         << "service:\n  name: bench\n  address: " << up_ << "\n  port: 8080\n  checks:\n    - tcp: " << up_
         << ":8080\n      interval: 1s\n      timeout: 500ms\n      success_before_passing: 1\n";
     auto common = [&](const std::string& n, const std::string& addr) {
-      return std::vector<std::string>{"--tls-dir",     dir_.sub(n), "--outbound", addr + ":15001", "--inbound",
-                                      addr + ":15006", "--workers", "1",          "--log-level",   "warn"};
+      return std::vector<std::string>{"--tls-dir",       dir_.sub(n),       "--outbound", addr + ":15001",
+                                      "--inbound",       addr + ":15006",   "--workers",  "1",
+                                      "--peer-protocol", o_.peerProtocol,   "--log-level", "warn"};
     };
     meshdA_.emplace(mesh::testing::MeshdOptions{
         .name = "a", .address = a_, .dataDir = dir_.sub("da"), .logDir = dir_.path(), .extraArgs = common("a", a_)});
@@ -292,13 +312,16 @@ class Bench {
                           << body;
       return path;
     };
+    // HTTP/1.1 on 16001 and HTTP/2 (h2c in, h2 between the pair) on 16002.
+    const std::string tlsA = " ssl crt " + dir_.sub("a.pem") + " ca-file " + ca + " verify required ssl-min-ver TLSv1.3";
+    const std::string tlsB = " ssl crt " + dir_.sub("b.pem") + " ca-file " + ca + " verify required ssl-min-ver TLSv1.3";
     auto a = conf("a", "frontend fe\n  bind " + a_ + ":16001\n  default_backend be\nbackend be\n  server b " + b_ +
-                           ":16443 ssl crt " + dir_.sub("a.pem") + " ca-file " + ca +
-                           " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n");
-    auto b = conf(
-        "b", "frontend fe\n  bind " + b_ + ":16443 ssl crt " + dir_.sub("b.pem") + " ca-file " + ca +
-                 " verify required ssl-min-ver TLSv1.3 alpn http/1.1\n  default_backend be\nbackend be\n  server up " +
-                 up_ + ":8080\n");
+                           ":16443" + tlsA + " alpn http/1.1\nfrontend fe2\n  bind " + a_ +
+                           ":16002 proto h2\n  default_backend be2\nbackend be2\n  server b " + b_ + ":16444" +
+                           tlsA + " alpn h2\n");
+    auto b = conf("b", "frontend fe\n  bind " + b_ + ":16443" + tlsB +
+                           " alpn http/1.1\n  default_backend be\nfrontend fe2\n  bind " + b_ + ":16444" + tlsB +
+                           " alpn h2\n  default_backend be\nbackend be\n  server up " + up_ + ":8080\n");
     haB_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", b}, dir_.path(), "haproxy-b"));
     haA_.emplace(ChildProcess::start({"/usr/sbin/haproxy", "-db", "-f", a}, dir_.path(), "haproxy-a"));
     if (!waitConnectable(a_, 16001)) {
@@ -323,7 +346,7 @@ class Bench {
     // handshakes only, which keep-alive makes rare). B verifies A's client certificate.
     auto a = conf("a", "  upstream b { server " + b_ +
                            ":17443; keepalive 256; keepalive_requests 1000000; }\n  server {\n    listen " + a_ +
-                           ":17001;\n    location / {\n      proxy_pass https://b;\n      proxy_http_version 1.1;\n"
+                           ":17001;\n    listen " + a_ + ":17002 http2;\n    location / {\n      proxy_pass https://b;\n      proxy_http_version 1.1;\n"
                            "      proxy_set_header Connection \"\";\n      proxy_ssl_certificate " +
                            dir_.sub("a/node.crt") + ";\n      proxy_ssl_certificate_key " + dir_.sub("a/node.key") +
                            ";\n      proxy_ssl_protocols TLSv1.3;\n      proxy_ssl_session_reuse on;\n    }\n  }\n");
@@ -352,17 +375,19 @@ class Bench {
     procs.clear();
   }
 
-  Figures measure(const std::string& name, const std::string& url, const std::string& host, const Procs& procs) {
+  // nginx speaks HTTP/1.1 to its upstreams whatever its clients speak (it has no HTTP/2 proxying).
+  Figures measure(const std::string& name, const std::string& url, const std::string& host, const Procs& procs,
+                  bool h2) {
     Figures f;
     f.name = name;
     std::this_thread::sleep_for(1s);
     for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
     // Warm-up (pools filled, caches hot), then the fixed rate with CPU measured around it.
-    h2load(dir_.path(), url, host, o_.clients, 0, 5000);
+    h2load(dir_.path(), url, host, o_.clients, 0, 5000, h2, o_.streams);
     double cpu0 = 0;
     for (const auto& [n, p] : procs) cpu0 += familyCpu(p->pid());
     auto fixed = h2load(dir_.path(), url, host, o_.clients, o_.rps / o_.clients,
-                        static_cast<std::uint64_t>(o_.rps) * static_cast<std::uint64_t>(o_.seconds));
+                        static_cast<std::uint64_t>(o_.rps) * static_cast<std::uint64_t>(o_.seconds), h2, 1);
     double cpu1 = 0;
     for (const auto& [n, p] : procs) cpu1 += familyCpu(p->pid());
     f.p50 = fixed.p50;
@@ -372,24 +397,30 @@ class Bench {
     f.failed = fixed.failed;
     const double served = static_cast<double>(fixed.ok + fixed.failed);
     f.cpuPer1000 = served > 0 ? (cpu1 - cpu0) / served * 1000.0 : 0;
-    auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.maxRequests);
+    auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.maxRequests, h2, o_.streams);
     f.maxRps = max.rps;
     f.failed += max.failed;
     for (const auto& [n, p] : procs) f.rssLoadedMb.emplace_back(n, rssMb(p->pid()));
     std::printf(
-        "%-8s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
-        name.c_str(), f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
+        "%-8s %s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
+        name.c_str(), h2 ? "HTTP/2  " : "HTTP/1.1", f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
     std::fflush(stdout);
     return f;
   }
 
-  void report(const std::vector<Figures>& all) {
+  void report(const std::vector<Figures>& all, bool h2) {
     const Figures* direct = nullptr;
     for (const auto& f : all) {
       if (f.name == "direct") direct = &f;
     }
-    std::printf("\nHTTP/1.1, 1 kB responses, %d req/s over %d connections for %d s; max: %d connections\n", o_.rps,
-                o_.clients, o_.seconds, o_.maxClients);
+    if (h2) {
+      std::printf("\nHTTP/2 (h2c from the client), 1 kB responses, %d req/s over %d connections for %d s; max: %d "
+                  "connections x %d streams\n",
+                  o_.rps, o_.clients, o_.seconds, o_.maxClients, o_.streams);
+    } else {
+      std::printf("\nHTTP/1.1, 1 kB responses, %d req/s over %d connections for %d s; max: %d connections\n", o_.rps,
+                  o_.clients, o_.seconds, o_.maxClients);
+    }
     std::printf(
         "| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req | RSS idle (MB) | RSS loaded "
         "(MB) |\n");
@@ -429,7 +460,14 @@ class Bench {
       for (const auto& [n, mb] : mesh->rssIdleMb) worstIdle = std::max(worstIdle, mb);
       std::printf("  RSS idle per meshd: %.1f MB [<= 15]\n", worstIdle);
     }
-    if (!o_.svg.empty()) writeSvg(all, direct);
+    if (!o_.svg.empty()) {
+      std::string file = o_.svg;
+      if (h2) {
+        auto at = file.rfind("http1");
+        file = at == std::string::npos ? file + ".http2.svg" : file.replace(at, 5, "http2");
+      }
+      writeSvg(all, direct, file, h2 ? "HTTP/2" : "HTTP/1.1");
+    }
   }
 
   static std::string fmt(double v, int digits) {
@@ -439,7 +477,7 @@ class Bench {
   }
 
   // Two panels: latency added over direct (p50, p90, p99) and maximum throughput.
-  void writeSvg(const std::vector<Figures>& all, const Figures* direct) {
+  void writeSvg(const std::vector<Figures>& all, const Figures* direct, const std::string& file, const char* proto) {
     std::vector<const Figures*> proxies;
     for (const auto& f : all) {
       if (&f != direct) proxies.push_back(&f);
@@ -455,7 +493,8 @@ class Bench {
     s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h
       << "' font-family='sans-serif' font-size='12'>\n";
     s << "<rect width='100%' height='100%' fill='white'/>\n";
-    s << "<text x='10' y='18' font-size='14'>Latency added over direct at " << o_.rps << " req/s (ms)</text>\n";
+    s << "<text x='10' y='18' font-size='14'>" << proto << ": latency added over direct at " << o_.rps
+      << " req/s (ms)</text>\n";
     s << "<text x='400' y='18' font-size='14'>Maximum throughput (req/s)</text>\n";
     const char* colors[] = {"#4c78a8", "#f58518", "#54a24b"};
     const char* labels[] = {"p50", "p90", "p99"};
@@ -488,8 +527,8 @@ class Bench {
       s << "<text x='" << x0 << "' y='285'>" << f->name << "</text>\n";
     }
     s << "</svg>\n";
-    std::ofstream(o_.svg) << s.str();
-    std::printf("plot written to %s\n", o_.svg.c_str());
+    std::ofstream(file) << s.str();
+    std::printf("plot written to %s\n", file.c_str());
   }
 
   Options o_;
@@ -512,7 +551,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10000));
   app.add_option("--max-requests", o.maxRequests, "Requests of the maximum-throughput run")
       ->check(CLI::Range(1000, 100000000));
-  app.add_option("--svg", o.svg, "Write a plot (SVG) here");
+  app.add_option("--streams", o.streams, "HTTP/2: concurrent streams per connection in the maximum-throughput run")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--protocols", o.protocols, "h1, h2 or h1,h2");
+  app.add_option("--peer-protocol", o.peerProtocol, "meshd --peer-protocol (http1 or http2)");
+  app.add_option("--svg", o.svg, "Write the HTTP/1.1 plot (SVG) here; the HTTP/2 one beside it (http1 -> http2)");
   CLI11_PARSE(app, argc, argv);
   try {
     return Bench(o).run();

@@ -83,10 +83,13 @@ TEST_F(ProxyH2Test, H2cCrossesTwoProxiesToAnHttp1AppAndMultiplexes) {
   auto big = nghttp("reviews", "/big", many);
   EXPECT_EQ(fieldOf(big.out, ":status"), "431") << big.out << big.err;
 
-  // 4,000 requests as 2 connections x 50 concurrent streams: all succeed, and node 1 reaches
-  // node 2 over a handful of multiplexed connections (one per worker), not one per stream.
-  auto load = tool({"/usr/bin/h2load", "-n", "4000", "-c", "2", "-m", "50", "-H", ":authority: reviews",
-                    "http://" + c.outbound(1).toString() + "/load"});
+  // 4,000 POSTs of 4 KiB echoed, as 2 connections x 50 concurrent streams: all succeed (16 MB
+  // each way, four times the connection windows: every byte relayed is acknowledged, whatever
+  // the order in which streams end), and node 1 reaches node 2 over a handful of multiplexed
+  // connections (one per worker), not one per stream.
+  std::ofstream(c.tmp.sub("4k.bin"), std::ios::binary) << std::string(4096, 'p');
+  auto load = tool({"/usr/bin/h2load", "-n", "4000", "-c", "2", "-m", "50", "-H", ":authority: reviews", "-d",
+                    c.tmp.sub("4k.bin"), "http://" + c.outbound(1).toString() + "/load"});
   ASSERT_TRUE(load.status.exited && load.status.code == 0) << load.err;
   EXPECT_NE(load.out.find("4000 succeeded, 0 failed, 0 errored"), std::string::npos) << load.out;
   EXPECT_NE(load.out.find("status codes: 4000 2xx"), std::string::npos) << load.out;
@@ -95,6 +98,28 @@ TEST_F(ProxyH2Test, H2cCrossesTwoProxiesToAnHttp1AppAndMultiplexes) {
   auto connects = c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""});
   EXPECT_GE(connects, 1);
   EXPECT_LE(connects, 4) << "HTTP/2 between proxies should multiplex";
+}
+
+TEST_F(ProxyH2Test, Http1ClientsShareOneMultiplexedConnectionPerPeerWithPeerProtocolHttp2) {
+  c.nodeArgs[1] = {"--peer-protocol", "http2"};
+  c.twoNodesServing("reviews", 9080);
+  // 100 HTTP/1.1 connections of steady load: every request answered 200, through one HTTP/2
+  // connection from node 1 to node 2 (one worker), where HTTP/1.1 would need one per request in
+  // flight.
+  auto j = c.load(1, "reviews", {"--connections", "100", "--requests", "6000"});
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_EQ(j["status"].value("200", 0), 6000) << j.dump();
+  EXPECT_EQ(c.metric(1, "mesh_proxy_upstream_connects_total", {"direction=\"outbound\"", "result=\"ok\""}), 1);
+  // A POST body and a chunked response with its trailer cross too (chunk boundaries are not
+  // kept over HTTP/2; the bytes and the trailer are).
+  auto r = c.request(1, "reviews", "POST", "/echo", std::string(100'000, 'e'));
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, std::string(100'000, 'e'));
+  auto t = run({"/usr/bin/curl", "-sS", "--raw", "-H", "Host: reviews", "http://" + c.outbound(1).toString() + "/chunked"},
+               30s, c.tmp.path());
+  EXPECT_NE(t.out.find("hello, world"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("0\r\ngrpc-status: 0\r\n\r\n"), std::string::npos) << t.out;
 }
 
 TEST_F(ProxyH2Test, GrpcCallsOfEveryKindPassWithTheirStatusAndTrailers) {
@@ -132,11 +157,26 @@ TEST_F(ProxyH2Test, GrpcCallsOfEveryKindPassWithTheirStatusAndTrailers) {
   EXPECT_EQ(j["fail"]["code"], "NOT_FOUND");
   EXPECT_EQ(j["fail"]["details"], "no such thing");
   EXPECT_EQ(j["fail"]["trailing"]["x-why"], "testing");
+  // An HTTP/1.1 client reaches the same HTTP/2-only app: the request goes over HTTP/2 between
+  // the proxies and to the app, the response comes back chunked with gRPC's trailers.
+  std::string frame("\0\0\0\0\x02hi", 7);
+  std::ofstream(c.tmp.sub("grpc.bin"), std::ios::binary) << frame;
+  auto h1 = run({"/usr/bin/curl", "-sS", "-i", "--raw", "-H", "Host: echo", "-H", "content-type: application/grpc",
+                 "-H", "te: trailers", "--data-binary", "@" + c.tmp.sub("grpc.bin"),
+                 "http://" + c.outbound(1).toString() + "/mesh.test.Echo/Echo"},
+                30s, c.tmp.path());
+  ASSERT_TRUE(h1.status.exited && h1.status.code == 0) << h1.err;
+  EXPECT_TRUE(h1.out.starts_with("HTTP/1.1 200 OK\r\n")) << h1.out;
+  EXPECT_NE(h1.out.find("content-type: application/grpc"), std::string::npos) << h1.out;
+  EXPECT_NE(h1.out.find("transfer-encoding: chunked"), std::string::npos) << h1.out;
+  EXPECT_NE(h1.out.find(std::string("\0\0\0\0\x09" "echo-b:hi", 14)), std::string::npos) << h1.out;
+  EXPECT_NE(h1.out.find("\r\n0\r\ngrpc-status: 0\r\n"), std::string::npos) << h1.out;
+
   // Counted on both sides (gRPC answers 200 whatever its status).
   EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_requests_total",
-                              {"direction=\"outbound\"", "service=\"echo\"", "class=\"2xx\""}, 25));
+                              {"direction=\"outbound\"", "service=\"echo\"", "class=\"2xx\""}, 26));
   EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_requests_total",
-                              {"direction=\"inbound\"", "service=\"echo\"", "class=\"2xx\""}, 25));
+                              {"direction=\"inbound\"", "service=\"echo\"", "class=\"2xx\""}, 26));
 }
 
 }  // namespace

@@ -82,6 +82,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
                         : key == "policy-threshold" || key == "workers" ? "2"
                         : key == "drain-timeout" ? "10s"
                         : key == "access-log" ? "stdout"
+                        : key == "peer-protocol" ? "http2"
                         : key.starts_with("gossip-verify-") ? "false"
                         : key.rfind("gossip-", 0) == 0 && (key.find("interval") != std::string::npos ||
                                                           key.ends_with("-time") || key.ends_with("-timeout"))
@@ -95,7 +96,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
 
 TEST(Config, ProxyFlags) {
   auto cl = parse({"--outbound", "127.0.0.1:0", "--inbound", "10.0.0.5:15006", "--workers", "4", "--access-log", "stderr",
-                   "--drain-timeout", "30s"});
+                   "--drain-timeout", "30s", "--peer-protocol", "http2"});
   ASSERT_TRUE(cl.ok()) << cl.error().message();
   const auto& c = cl->config;
   EXPECT_EQ(c.outbound.toString(), "127.0.0.1:0");
@@ -103,9 +104,11 @@ TEST(Config, ProxyFlags) {
   EXPECT_EQ(c.workers, 4);
   EXPECT_EQ(c.accessLog, "stderr");
   EXPECT_EQ(c.drainTimeout, std::chrono::seconds(30));
+  EXPECT_TRUE(c.peerHttp2);
+  EXPECT_FALSE(parse({})->config.peerHttp2);
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--workers", "0"}, {"--workers", "x"}, {"--workers", "257"}, {"--drain-timeout", "11m"},
-           {"--drain-timeout", "soon"}, {"--inbound", "nowhere"}, {"--access-log", ""}}) {
+           {"--drain-timeout", "soon"}, {"--inbound", "nowhere"}, {"--access-log", ""}, {"--peer-protocol", "h3"}}) {
     auto r = parse(bad);
     EXPECT_FALSE(r.ok()) << bad[0] << " " << bad[1];
     if (!r.ok()) {
