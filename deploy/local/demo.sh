@@ -145,6 +145,8 @@ through_mesh() { curl -fsS -H 'Host: reviews' "http://$subnet.1:15001/" 2>/dev/n
 wait_for 10 through_mesh || { echo "demo: no answer through the mesh:"; curl -sS -H 'Host: reviews' "http://$subnet.1:15001/"; cat "$work/reviews-app.log"; exit 1; }
 curl -sS -H 'Host: reviews' "http://$subnet.1:15001/"
 echo "  ${nodes[0]} routes reviews to: $(curl -fsS "http://$subnet.1:15000/v1/proxy" | grep -o '"via": "[^"]*"' | head -1)"
+step "The same over HTTP/2: nghttp (h2c, prior knowledge) -> ${nodes[0]} -> h2 over mTLS -> ${nodes[2]} -> the HTTP/1.1 app"
+nghttp -v -H ':authority: reviews' "http://$subnet.1:15001/" 2>&1 | grep -E 'recv \(stream_id=[0-9]+\) (:status|x-seen)|answered|Application protocol' || true
 echo "  An unknown service gets a 503 that says so:"
 curl -sS -H 'Host: ratings' "http://$subnet.1:15001/" || true
 echo "  And a peer without the mesh's certificate gets nothing from ${nodes[2]}'s inbound listener:"

@@ -42,9 +42,15 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// `name` is lower case already (HTTP/2); the extra fields' names may not be.
 bool namedIn(std::string_view name, const std::vector<h1::Header>& fields) {
   for (const auto& f : fields) {
-    if (f.name.size() == name.size() && lower(f.name) == name) return true;
+    if (f.name.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; same && i < name.size(); ++i) {
+      same = std::tolower(static_cast<unsigned char>(f.name[i])) == static_cast<unsigned char>(name[i]);
+    }
+    if (same) return true;
   }
   return false;
 }

@@ -177,6 +177,13 @@ struct Session::Impl {
     auto it = self.streams.find(id);
     if (it == self.streams.end()) return 0;
     self.streams.erase(it);
+    // What the stream sent in this drain is reported before its close (never after it).
+    for (auto& [sid, n] : self.sent) {
+      if (sid == id && n) {
+        self.handler.onSent(id, n);
+        n = 0;
+      }
+    }
     self.handler.onClose(id, error);
     return 0;
   }
@@ -289,7 +296,9 @@ void Session::drain(std::string& out, std::size_t max) {
   // After framing, not during it: a handler may queue more on this session.
   auto sent = std::move(impl_->sent);
   impl_->sent.clear();
-  for (auto [id, bytes] : sent) impl_->handler.onSent(id, bytes);
+  for (auto [id, bytes] : sent) {
+    if (bytes) impl_->handler.onSent(id, bytes);
+  }
 }
 
 bool Session::wantsWrite() const { return !impl_->fatal && nghttp2_session_want_write(impl_->session); }

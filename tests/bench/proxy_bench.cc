@@ -208,7 +208,10 @@ class Bench {
     auto both = [&](const std::string& name, const std::string& host, std::uint16_t port1, std::uint16_t port2,
                     const Procs& procs) {
       if (h1) all1.push_back(measure(name, "http://" + host + ":" + std::to_string(port1) + "/", "bench", procs, false));
-      if (h2) all2.push_back(measure(name, "http://" + host + ":" + std::to_string(port2) + "/", "bench", procs, true));
+      // Idle memory is the fresh process's (after the HTTP/1.1 runs it would not be idle).
+      if (h2)
+        all2.push_back(measure(name, "http://" + host + ":" + std::to_string(port2) + "/", "bench", procs, true,
+                               h1 ? &all1.back() : nullptr));
     };
     both("direct", up_, 8080, 8081, {});
     {
@@ -377,11 +380,15 @@ class Bench {
 
   // nginx speaks HTTP/1.1 to its upstreams whatever its clients speak (it has no HTTP/2 proxying).
   Figures measure(const std::string& name, const std::string& url, const std::string& host, const Procs& procs,
-                  bool h2) {
+                  bool h2, const Figures* idleFrom = nullptr) {
     Figures f;
     f.name = name;
-    std::this_thread::sleep_for(1s);
-    for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
+    if (idleFrom) {
+      f.rssIdleMb = idleFrom->rssIdleMb;
+    } else {
+      std::this_thread::sleep_for(1s);
+      for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
+    }
     // Warm-up (pools filled, caches hot), then the fixed rate with CPU measured around it.
     h2load(dir_.path(), url, host, o_.clients, 0, 5000, h2, o_.streams);
     double cpu0 = 0;
