@@ -283,8 +283,9 @@ const std::vector<OptionSpec>& optionTable() {
        },
        nullptr},
       {"peer-protocol", "http1|http2",
-       "How HTTP/1.1 requests travel to peers' proxies: http1 (one connection per request in flight; "
-       "http2 and grpc services go over HTTP/2 anyway) or http2 (multiplexed) (default http1)",
+       "How HTTP/1.1 requests travel to peers' proxies: http2 (multiplexed on one connection per peer) "
+       "or http1 (one connection per request in flight; http2 and grpc services go over HTTP/2 anyway) "
+       "(default http2)",
        false,
        [](NodeConfig& c, const std::string& v) -> Result<void> {
          if (v != "http1" && v != "http2") return Error(errc::invalid_argument, "'" + v + "' is not http1 or http2");

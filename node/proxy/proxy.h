@@ -44,9 +44,9 @@ struct ProxyOptions {
   std::chrono::milliseconds poolIdleTimeout{30'000};     // an idle upstream connection is closed after
   std::size_t maxIdlePerEndpoint = 64;                   // idle upstream connections kept, per worker
   int connectAttempts = 3;                               // endpoints tried when connects fail
-  // HTTP/1.1 requests to HTTP services go to peers over HTTP/2 too (multiplexed), not only those
-  // to http2/grpc services.
-  bool http2Upstream = false;
+  // HTTP/1.1 requests to HTTP services go to peers over HTTP/2 (multiplexed), as those to
+  // http2/grpc services always do; false: over HTTP/1.1 (a pooled connection per request).
+  bool http2Upstream = true;
   // JSON access log lines ("" off, "stdout", "stderr" or a file path).
   std::string accessLog;
 };

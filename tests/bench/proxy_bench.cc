@@ -50,7 +50,7 @@ struct Options {
   std::uint64_t maxRequests = 200000;
   int streams = 10;  // HTTP/2: concurrent streams per connection in the maximum-throughput run
   std::string protocols = "h1,h2";
-  std::string peerProtocol = "http1";  // meshd --peer-protocol
+  std::string peerProtocol = "http2";  // meshd --peer-protocol
   std::string svg;  // the HTTP/1.1 plot; the HTTP/2 one goes beside it ("http1" -> "http2")
 };
 

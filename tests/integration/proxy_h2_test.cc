@@ -100,9 +100,8 @@ TEST_F(ProxyH2Test, H2cCrossesTwoProxiesToAnHttp1AppAndMultiplexes) {
   EXPECT_LE(connects, 4) << "HTTP/2 between proxies should multiplex";
 }
 
-TEST_F(ProxyH2Test, Http1ClientsShareOneMultiplexedConnectionPerPeerWithPeerProtocolHttp2) {
-  c.nodeArgs[1] = {"--peer-protocol", "http2"};
-  c.twoNodesServing("reviews", 9080);
+TEST_F(ProxyH2Test, Http1ClientsShareOneMultiplexedConnectionPerPeer) {
+  c.twoNodesServing("reviews", 9080);  // --peer-protocol http2, the default
   // 100 HTTP/1.1 connections of steady load: every request answered 200, through one HTTP/2
   // connection from node 1 to node 2 (one worker), where HTTP/1.1 would need one per request in
   // flight.

@@ -70,6 +70,9 @@ class ProxyTest : public ::testing::Test {
 };
 
 TEST_F(ProxyTest, Http1CrossesTwoProxiesOverMutualTls) {
+  // HTTP/1.1 between the proxies too (chunked bodies byte for byte, pipelining, pools); the
+  // default, HTTP/2 between them, is proxy_h2_test's.
+  c.nodeArgs[1] = {"--peer-protocol", "http1"};
   c.twoNodesServing("reviews", 9080);
 
   // GET by service name, and by name.mesh with a port; the upstream sees who called (the

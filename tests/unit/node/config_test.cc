@@ -96,7 +96,7 @@ TEST(Config, EveryFileKeyIsAFlag) {
 
 TEST(Config, ProxyFlags) {
   auto cl = parse({"--outbound", "127.0.0.1:0", "--inbound", "10.0.0.5:15006", "--workers", "4", "--access-log", "stderr",
-                   "--drain-timeout", "30s", "--peer-protocol", "http2"});
+                   "--drain-timeout", "30s", "--peer-protocol", "http1"});
   ASSERT_TRUE(cl.ok()) << cl.error().message();
   const auto& c = cl->config;
   EXPECT_EQ(c.outbound.toString(), "127.0.0.1:0");
@@ -104,8 +104,8 @@ TEST(Config, ProxyFlags) {
   EXPECT_EQ(c.workers, 4);
   EXPECT_EQ(c.accessLog, "stderr");
   EXPECT_EQ(c.drainTimeout, std::chrono::seconds(30));
-  EXPECT_TRUE(c.peerHttp2);
-  EXPECT_FALSE(parse({})->config.peerHttp2);
+  EXPECT_FALSE(c.peerHttp2);
+  EXPECT_TRUE(parse({})->config.peerHttp2);
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--workers", "0"}, {"--workers", "x"}, {"--workers", "257"}, {"--drain-timeout", "11m"},
            {"--drain-timeout", "soon"}, {"--inbound", "nowhere"}, {"--access-log", ""}, {"--peer-protocol", "h3"}}) {
