@@ -176,6 +176,10 @@ struct H2Server : H2Conn {
   explicit H2Server(std::shared_ptr<Conn> conn) : H2Conn(conn->worker), c(std::move(conn)) { w.h2servers.insert(this); }
   ~H2Server() override { w.h2servers.erase(this); }
   std::shared_ptr<Conn> c;
+  // Streams the client opened, and those it reset before their response ended: a client that
+  // opens and cancels streams in a loop (the "rapid reset" attack, CVE-2023-44487) makes the
+  // proxy start upstream work it never pays for; past a share of resets it is sent away.
+  std::uint64_t opened = 0, cancelled = 0;
 
   Stream& stream() override { return c->down; }
   void onHead(std::int32_t id, h2::Head&& head, bool end) override;
@@ -559,6 +563,18 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   void upHead(h2::Head&& head, bool end) {
     if (finished) return;
+    if (head.tooLarge) {
+      // Over the field limits: not relayed cut short.
+      up->session->reset(upId, h2::kCancel);
+      up->flush();
+      release();
+      upId = 0;
+      upDone = responded;
+      if (!responded) return reply(502, "upstream response head larger than the limit", Failure::badResponse);
+      down->reset(h2::kInternalError);
+      down->flush();
+      return;
+    }
     if (head.status < 200) {
       // A stream the client reset meanwhile takes nothing more (here and below).
       if (head.status != 100) down->respond(downHead(std::move(head)), false);
@@ -697,6 +713,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
 void H2Server::onHead(std::int32_t id, h2::Head&& head, bool end) {
   if (head.status) return;  // a response on a server: nghttp2 refuses it before this
+  ++opened;
   auto ex = std::make_shared<Exchange>(c, std::make_shared<H2Down>(std::static_pointer_cast<H2Server>(shared_from_this()), id));
   exchanges[id] = ex;
   c->setDeadline(Clock::time_point::max());
@@ -715,7 +732,25 @@ void H2Server::onEnd(std::int32_t id) {
   if (auto* ex = find(id)) ex->downEnd();
 }
 void H2Server::onClose(std::int32_t id, std::uint32_t error) {
-  if (auto ex = take(id)) ex->downClose(error);
+  if (auto ex = take(id)) {
+    if (error != h2::kNoError && !ex->upDone) ++cancelled;
+    ex->downClose(error);
+  }
+  if (cancelled >= 100 && cancelled * 2 > opened && !closeWhenIdle) {
+    w.impl.log->warn("HTTP/2 client {} reset {} of {} streams: connection closed", c->sourceAddress, cancelled, opened);
+    w.impl.errors(c->direction, Failure::badRequest).inc();
+    session->goAway(h2::kEnhanceYourCalm);
+    closeWhenIdle = true;
+    // Its open streams end with it: no more upstream work on its behalf.
+    auto open = std::move(exchanges);
+    exchanges.clear();
+    for (auto& [sid, ex] : open) {
+      session->reset(sid, h2::kCancel);
+      ex->downClose(h2::kCancel);
+    }
+    flush();
+    return;
+  }
   idleCheck();
 }
 void H2Server::onSent(std::int32_t id, std::size_t n) {

@@ -3,11 +3,16 @@
 // h2 over mTLS -> meshd B's inbound listener -> a real upstream: an HTTP/1.1 server (the request
 // bridged) or a gRPC server (HTTP/2 end to end).
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <regex>
 
+#include "node/proxy/http2.h"
 #include "tests/integration/proxy_cluster.h"
 
 namespace mesh::testing {
@@ -119,6 +124,66 @@ TEST_F(ProxyH2Test, Http1ClientsShareOneMultiplexedConnectionPerPeer) {
                30s, c.tmp.path());
   EXPECT_NE(t.out.find("hello, world"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("0\r\ngrpc-status: 0\r\n\r\n"), std::string::npos) << t.out;
+}
+
+// Counts what a client session hears.
+struct Listener : proxy::h2::Handler {
+  int heads = 0, closes = 0;
+  void onHead(std::int32_t, proxy::h2::Head&&, bool) override { ++heads; }
+  void onData(std::int32_t, std::string_view) override {}
+  void onTrailers(std::int32_t, std::vector<proxy::h2::Field>&&) override {}
+  void onEnd(std::int32_t) override {}
+  void onClose(std::int32_t, std::uint32_t) override { ++closes; }
+};
+
+TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
+  c.twoNodesServing("reviews", 9080);
+  // CVE-2023-44487 ("rapid reset"): open a stream, cancel it at once, again and again.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(c.outbound(1).port);
+  ::inet_pton(AF_INET, c.outbound(1).host.c_str(), &a.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  Listener l;
+  auto s = proxy::h2::Session::make(proxy::h2::Session::Role::client, l).value();
+  proxy::h2::Head req;
+  req.method = "GET";
+  req.authority = "reviews";
+  req.path = "/slow";
+  std::string out;
+  for (int i = 0; i < 1000 && s->acceptsStreams(); ++i) {
+    auto id = s->request(req, true);
+    if (!id) break;
+    out.clear();
+    s->drain(out);  // the HEADERS go out first (a stream reset before them is never sent at all)
+    s->reset(*id, proxy::h2::kCancel);
+    s->drain(out);
+    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) break;
+    // Read what has come back so far (the GOAWAY ends the loop).
+    char b[16384];
+    for (;;) {
+      auto n = ::recv(fd, b, sizeof b, MSG_DONTWAIT);
+      if (n <= 0) break;
+      (void)s->feed(std::string_view(b, static_cast<std::size_t>(n)));
+    }
+  }
+  // Wait for the GOAWAY if it has not come yet.
+  char b[16384];
+  for (int i = 0; i < 50 && s->acceptsStreams(); ++i) {
+    auto n = ::recv(fd, b, sizeof b, 0);
+    if (n <= 0) break;
+    (void)s->feed(std::string_view(b, static_cast<std::size_t>(n)));
+  }
+  ::close(fd);
+  EXPECT_FALSE(s->acceptsStreams()) << "the proxy never sent GOAWAY";
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"bad_request\""}, 1));
+  // The proxy still serves everyone else.
+  auto r = c.request(1, "reviews", "GET", "/after");
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->status, 200);
 }
 
 TEST_F(ProxyH2Test, GrpcCallsOfEveryKindPassWithTheirStatusAndTrailers) {
