@@ -348,16 +348,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       useH2(t);
       return;
     }
-    std::string_view hashInput;
-    if (cluster->lb.algorithm == Algorithm::ringHash) {
-      if (cluster->lb.hashSource) {
-        hashInput = ctx.sourceAddress;
-      } else if (!cluster->lb.hashHeader.empty()) {
-        if (auto v = view.find(cluster->lb.hashHeader)) hashInput = *v;
-      }
-    }
     t.cluster = cluster;
-    t.endpoint = w.balancer.pick(*cluster, hashInput, exclude);
+    t.endpoint = w.balancer.pick(*cluster, hashInput(*cluster, view, ctx.sourceAddress), exclude);
     if (!t.endpoint) {
       return ctx.attempts ? reply(503, "could not connect to an endpoint of '" + ctx.service + "'",
                                   Failure::connectFailed)

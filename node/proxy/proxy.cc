@@ -101,6 +101,14 @@ const Snapshot& Worker::snapshot() {
   return *snap;
 }
 
+std::string_view hashInput(const Cluster& cluster, const h1::Head& req, std::string_view source) {
+  if (cluster.lb.algorithm != Algorithm::ringHash) return {};
+  if (cluster.lb.hashSource) return source;
+  if (cluster.lb.hashHeader.empty()) return {};
+  auto v = req.find(cluster.lb.hashHeader);
+  return v ? *v : std::string_view{};
+}
+
 bool knownKey(const Snapshot& snap, std::string_view key) {
   if (key.starts_with("local:")) return true;
   for (const auto& [name, c] : snap.clusters) {
@@ -592,16 +600,8 @@ class Relay {
       t.local = local;
       return t;
     }
-    std::string_view hashInput;
-    if (cluster->lb.algorithm == Algorithm::ringHash) {
-      if (cluster->lb.hashSource) {
-        hashInput = ctx.sourceAddress;
-      } else if (!cluster->lb.hashHeader.empty()) {
-        if (auto v = req.find(cluster->lb.hashHeader)) hashInput = *v;
-      }
-    }
     t.cluster = cluster;
-    t.endpoint = w_.balancer.pick(*cluster, hashInput, exclude);
+    t.endpoint = w_.balancer.pick(*cluster, hashInput(*cluster, req, ctx.sourceAddress), exclude);
     return t;
   }
 

@@ -297,6 +297,9 @@ struct Target {
 };
 
 bool stillOpen(tcp::socket& s);
+// What a ring hash balancer hashes for this request: the client's address or a header's value
+// (none for other algorithms).
+std::string_view hashInput(const Cluster& cluster, const h1::Head& req, std::string_view source);
 // Whether a pool key names an endpoint of the snapshot (local ones always do).
 bool knownKey(const Snapshot& snap, std::string_view key);
 std::string serviceOf(std::string_view host);
