@@ -67,6 +67,7 @@ struct H2Conn : std::enable_shared_from_this<H2Conn>, h2::Handler {
   std::string wbuf;
   bool writing = false, flushPosted = false, closed = false;
   bool closeWhenIdle = false;  // draining: close once no stream is left
+  Clock::time_point lastRead = Clock::now();
   std::unordered_map<std::int32_t, std::shared_ptr<Exchange>> exchanges;
 
   virtual Stream& stream() = 0;
@@ -130,10 +131,13 @@ struct H2Conn : std::enable_shared_from_this<H2Conn>, h2::Handler {
           w.impl.log->debug("HTTP/2 connection closed: {}", r.error().message());
           // The GOAWAY nghttp2 queued goes out before the close.
           if (!writing) {
+            // Marked as writing: a flush posted meanwhile must not touch wbuf or write too.
+            writing = true;
             wbuf.clear();
             session->drain(wbuf);
             error_code ec;
             if (!wbuf.empty()) co_await stream().write(asio::buffer(wbuf), ec);
+            writing = false;
           }
           break;
         }
@@ -141,6 +145,7 @@ struct H2Conn : std::enable_shared_from_this<H2Conn>, h2::Handler {
       flush();
       error_code ec;
       auto n = co_await stream().read(asio::buffer(rb), ec);
+      if (n > 0) lastRead = Clock::now();
       bytes = std::string_view(rb.data(), n);
       if (ec && n == 0) break;
     }
@@ -160,7 +165,10 @@ struct H2Client : H2Conn {
   Clock::time_point idleSince = Clock::now();
 
   Stream& stream() override { return up->stream; }
-  bool usable() const { return state == State::connecting || (state == State::ready && session->acceptsStreams()); }
+  bool usable() const {
+    return !closeWhenIdle &&
+           (state == State::connecting || (state == State::ready && !closed && session->acceptsStreams()));
+  }
 
   awaitable<void> run(Target t, std::shared_ptr<const Snapshot> pin);
   void onHead(std::int32_t id, h2::Head&& head, bool end) override;
@@ -176,9 +184,10 @@ struct H2Server : H2Conn {
   explicit H2Server(std::shared_ptr<Conn> conn) : H2Conn(conn->worker), c(std::move(conn)) { w.h2servers.insert(this); }
   ~H2Server() override { w.h2servers.erase(this); }
   std::shared_ptr<Conn> c;
-  // Streams the client opened, and those it reset before their response ended: a client that
-  // opens and cancels streams in a loop (the "rapid reset" attack, CVE-2023-44487) makes the
-  // proxy start upstream work it never pays for; past a share of resets it is sent away.
+  // Streams that started upstream work, and those of them the client ended (reset, with any
+  // code) before their response did: a client that opens and cancels streams in a loop (the
+  // "rapid reset" attack, CVE-2023-44487) makes the proxy start upstream work it never pays
+  // for; past a share of such resets it is sent away. (nghttp2 1.52 predates its own limit.)
   std::uint64_t opened = 0, cancelled = 0;
 
   Stream& stream() override { return c->down; }
@@ -208,6 +217,9 @@ struct Down {
   virtual void consumed(std::size_t bytes) = 0;  // request body bytes the upstream took
   virtual std::size_t queued() const = 0;         // response bytes not yet written
   virtual void flush() = 0;
+  // The exchange is over on the proxy's side (it timed out): forget it now, not when the
+  // client's side of the stream closes (which a client that stopped reading never lets happen).
+  virtual void detach() {}
 };
 
 struct H2Down final : Down {
@@ -221,6 +233,7 @@ struct H2Down final : Down {
   void consumed(std::size_t n) override { server->session->consumed(id, n); }
   std::size_t queued() const override { return server->session->queued(id); }
   void flush() override { server->flush(); }
+  void detach() override;
 };
 
 // One request relayed to an HTTP/2 upstream (or, from an HTTP/2 client, to an HTTP/1.1 app),
@@ -266,6 +279,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
   bool finished = false;  // the downstream stream closed: logged
+  bool started = false;   // upstream work began (a stream opened or the bridge ran)
   Clock::time_point deadline = Clock::time_point::max();
 
   Shared& impl() { return w.impl; }
@@ -342,6 +356,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       ++ctx.attempts;
       if (local->protocol == catalog::Protocol::http || local->protocol == catalog::Protocol::tcp) {
         h1 = true;
+        started = true;
         asio::co_spawn(w.io, bridge(shared_from_this()), asio::detached);
         return;
       }
@@ -389,7 +404,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // The upstream connection is up: the request goes.
   void open() {
-    if (finished) return;
+    if (finished || upDone || responded) return;
+    started = true;
     h2::Head uh;
     uh.method = req.method;
     uh.scheme = "http";
@@ -435,7 +451,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.status = status;
     ctx.failure = f;
     responded = upDone = true;
-    deadline = Clock::time_point::max();
+    // The client has this long to take the answer (and end its request) before it is dropped.
+    deadline = Clock::now() + impl().opt.bodyTimeout;
     h2::Head h;
     h.status = status;
     std::string b = text + "\n";
@@ -500,22 +517,30 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       up->session->consumed(flowId, k);
       up->flush();
     }
+    if (responded) deadline = Clock::now() + impl().opt.bodyTimeout;  // the client is reading
     if (wake) wake->cancel();
   }
   // The downstream stream is over (complete, reset by the client, or the connection gone).
   void downClose(std::uint32_t error) {
     if (finished) return;
     finished = true;
-    if (!upDone) {
-      if (ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
-      if (up && upId) {
-        up->session->reset(upId, h2::kCancel);
-        up->flush();
-      }
-      if (h1Up) h1Up->close();
+    if (!upDone && ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
+    if (up && upId) {
+      // Still open upstream (a response not done, or a request body it no longer wants): it
+      // must not hold a stream of the shared connection.
+      up->session->reset(upId, upDone ? h2::kNoError : h2::kCancel);
+      up->flush();
     }
+    if (!upDone && h1Up) h1Up->close();
     (void)error;
     if (wake) wake->cancel();
+    if (pendingUp) {
+      // Request body bytes no stream will carry now: acknowledged to the client's connection.
+      down->consumed(pendingUp);
+      down->flush();
+      pendingUp = 0;
+    }
+    body.clear();
     if (pendingDown && up && flowId) {
       up->session->consumed(flowId, pendingDown);
       up->flush();
@@ -587,10 +612,21 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.status = head.status;
     responseFilters(head.fields, head.status);
     responded = true;
-    upDone = end;
-    deadline = end ? Clock::time_point::max() : Clock::now() + impl().opt.bodyTimeout;
+    deadline = Clock::now() + impl().opt.bodyTimeout;
     down->respond(downHead(std::move(head)), end);
     down->flush();
+    if (end) upstreamComplete();
+  }
+  // The upstream's response is whole. A request still being sent is of no more use to it: its
+  // stream is reset (NO_ERROR, RFC 9113 section 8.1) rather than left holding a slot of the
+  // shared connection; what the client still sends is acknowledged and dropped.
+  void upstreamComplete() {
+    upDone = true;
+    deadline = Clock::now() + impl().opt.bodyTimeout;  // for the client to take the response
+    if (!reqEnd && up && upId) {
+      up->session->reset(upId, h2::kNoError);
+      up->flush();
+    }
   }
   void upData(std::string_view d) {
     if (finished) {
@@ -611,16 +647,14 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (!h2::connectionSpecific(f.name, f.value)) kept.push_back(std::move(f));
     }
     down->trailers(kept);
-    upDone = true;
-    deadline = Clock::time_point::max();
     down->flush();
+    upstreamComplete();
   }
   void upEnd() {
     if (finished || upDone) return;
     if (!trailersSeen) down->send({}, true);
-    upDone = true;
-    deadline = Clock::time_point::max();
     down->flush();
+    upstreamComplete();
   }
   void upSent(std::size_t n) {
     ctx.requestBytes += n;
@@ -671,6 +705,24 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The sweep found the deadline passed.
   void expire() {
     deadline = Clock::time_point::max();
+    if (upDone) {
+      // Answered, but the client neither took the whole answer nor ended its request in time
+      // (it stopped reading, or never sends END_STREAM): the stream goes, and the exchange is
+      // logged and forgotten now.
+      if (finished) return;
+      if (ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
+      down->reset(h2::kCancel);
+      down->flush();
+      auto self = shared_from_this();
+      downClose(h2::kCancel);
+      down->detach();
+      return;
+    }
+    if (up && !upId) {
+      // Still waiting for its connection: it no longer does.
+      auto& q = up->waiting;
+      q.erase(std::remove(q.begin(), q.end(), shared_from_this()), q.end());
+    }
     if (h1) {
       h1TimedOut = true;
       if (h1Up) h1Up->close();
@@ -680,6 +732,16 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (up && upId) {
       up->session->reset(upId, h2::kCancel);
       up->flush();
+      if (!responded && up->lastRead < ctx.upstreamStart) {
+        // Nothing at all came on the connection since this request went: the peer is cut off
+        // in a way TCP has not noticed. The connection goes (its other streams fail, idempotent
+        // ones to another endpoint) and the next request opens a new one.
+        w.impl.log->warn("HTTP/2 connection to {} silent since a request went {} ms ago: closed", up->key,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - ctx.upstreamStart).count());
+        auto it = w.h2pool.find(up->key);
+        if (it != w.h2pool.end() && it->second == up) w.h2pool.erase(it);
+        up->closeStream();
+      }
     }
     release();
     upId = 0;
@@ -688,6 +750,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     upDone = true;
     down->reset(h2::kCancel);
     down->flush();
+    deadline = Clock::now() + impl().opt.bodyTimeout;  // the reset must get out too
   }
 
   awaitable<void> waitWake() {
@@ -703,9 +766,19 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 // ---------------------------------------------------------------------------------------------
 // Handlers.
 
+void H2Down::detach() {
+  server->exchanges.erase(id);
+  server->idleCheck();
+}
+
 void H2Server::onHead(std::int32_t id, h2::Head&& head, bool end) {
   if (head.status) return;  // a response on a server: nghttp2 refuses it before this
-  ++opened;
+  if (closeWhenIdle) {
+    // A GOAWAY is queued (draining, or the client was sent away): nothing new starts.
+    session->reset(id, h2::kRefusedStream);
+    flush();
+    return;
+  }
   auto ex = std::make_shared<Exchange>(c, std::make_shared<H2Down>(std::static_pointer_cast<H2Server>(shared_from_this()), id));
   exchanges[id] = ex;
   c->setDeadline(Clock::time_point::max());
@@ -725,7 +798,12 @@ void H2Server::onEnd(std::int32_t id) {
 }
 void H2Server::onClose(std::int32_t id, std::uint32_t error) {
   if (auto ex = take(id)) {
-    if (error != h2::kNoError && !ex->upDone) ++cancelled;
+    // Whatever the code the client reset it with (NO_ERROR included): a stream that started
+    // upstream work and ended before its response did.
+    if (ex->started) {
+      ++opened;
+      if (!ex->upDone) ++cancelled;
+    }
     ex->downClose(error);
   }
   if (cancelled >= 100 && cancelled * 2 > opened && !closeWhenIdle) {
@@ -824,6 +902,11 @@ awaitable<void> H2Client::run(Target t, std::shared_ptr<const Snapshot> pin) {
   auto waiters = std::move(waiting);
   for (auto& ex : waiters) ex->open();
   pin.reset();
+  if (closeWhenIdle) {
+    // Pruned or drained while connecting: it serves its waiters and goes.
+    session->goAway();
+    flush();
+  }
   co_await readLoop({});
   state = State::dead;
   --impl.upstreamOpen[dir];
@@ -1120,6 +1203,14 @@ struct H1Down final : Down {
   bool keepAlive;
   bool final = false, chunked = false, noBody = false, ended = false, failed = false;
   int status = 0;
+  // The request body read in progress: an answer (or a failure) before the body ended stops it,
+  // so that the answer goes out now rather than when the client sends more.
+  Stream* reading = nullptr;
+  void stopReading() {
+    if (!reading) return;
+    error_code ec;
+    reading->socket().cancel(ec);
+  }
 
   bool respond(const h2::Head& h, bool end) override {
     char line[32];
@@ -1146,7 +1237,10 @@ struct H1Down final : Down {
         }
       }
       if (!keepAlive) out.append("connection: close\r\n");
-      if (end) ended = true;
+      if (end) {
+        ended = true;
+        stopReading();
+      }
     }
     out.append("\r\n");
     flush();
@@ -1166,6 +1260,7 @@ struct H1Down final : Down {
     if (end) {
       if (chunked) out.append("0\r\n\r\n");
       ended = true;
+      stopReading();
     }
   }
   void trailers(const std::vector<h2::Field>& t) override {
@@ -1175,9 +1270,11 @@ struct H1Down final : Down {
       out.append("\r\n");
     }
     ended = true;
+    stopReading();
   }
   void reset(std::uint32_t) override {
     failed = true;
+    stopReading();
     flush();
   }
   void consumed(std::size_t n) override {
@@ -1272,10 +1369,13 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
       if (ex->upDone || down->failed) break;  // answered (or failed) before the body ended
       c->after(impl.opt.bodyTimeout);
       error_code ec;
+      down->reading = &c->down;
       auto n = co_await c->down.read(c->buf.prepare(), ec);
+      down->reading = nullptr;
       c->buf.commit(n);
       c->setDeadline(Clock::time_point::max());
       if (n == 0 && ec) {
+        if ((down->ended || down->failed) && !c->timedOut) break;  // answered meanwhile: stop reading
         ctx.failure = c->timedOut ? Failure::requestTimeout : Failure::downstreamClosed;
         ok = false;
       }
@@ -1293,7 +1393,9 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
       const std::size_t body = down->outBody;
       down->outBody = 0;
       error_code ec;
+      c->after(impl.opt.bodyTimeout);  // a client that stops reading is cut off
       co_await c->down.write(asio::buffer(bytes), ec);
+      c->setDeadline(Clock::time_point::max());
       if (ec) {
         if (ctx.failure == Failure::none) ctx.failure = Failure::downstreamClosed;
         ex->downClose(h2::kCancel);
@@ -1369,9 +1471,9 @@ void pruneH2(Worker& w, const Snapshot& snap) {
   for (auto& cl : gone) {
     // Not used for new requests; the ones it carries finish (or fail when the node is dead).
     w.h2pool.erase(cl->key);
+    cl->closeWhenIdle = true;  // a connecting one goes once connected (run())
     if (cl->state == H2Client::State::ready) {
       cl->session->goAway();
-      cl->closeWhenIdle = true;
       cl->flush();
     }
   }

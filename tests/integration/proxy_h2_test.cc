@@ -136,6 +136,85 @@ struct Listener : proxy::h2::Handler {
   void onClose(std::int32_t, std::uint32_t) override { ++closes; }
 };
 
+// An HTTP/2 client session over a blocking socket, for what nghttp will not do.
+class H2Socket {
+ public:
+  H2Socket(const HostPort& to, proxy::h2::Handler& h) : s_(proxy::h2::Session::make(proxy::h2::Session::Role::client, h).value()) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(to.port);
+    ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~H2Socket() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  proxy::h2::Session& session() { return *s_; }
+  // Writes what the session has to say, then reads what has come (waiting up to `wait`).
+  void pump(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    std::string out;
+    s_->drain(out);
+    if (!out.empty()) (void)::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
+    auto until = std::chrono::steady_clock::now() + wait;
+    char b[16384];
+    for (;;) {
+      auto n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
+      if (n > 0) {
+        (void)s_->feed(std::string_view(b, static_cast<std::size_t>(n)));
+        continue;
+      }
+      if (std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+  std::unique_ptr<proxy::h2::Session> s_;
+};
+
+TEST_F(ProxyH2Test, EarlyAnswersToUnfinishedUploadsDoNotUseUpTheStreamsBetweenProxies) {
+  c.twoNodesServing("reviews", 9080);
+  // 600 POSTs whose body never ends, each answered at once by node 2's proxy: 100 fields pass
+  // node 1's limit, and with the request id node 1 adds they are 101 at node 2, which answers
+  // 431 without waiting for the body. Node 1 must let go of each stream to node 2 (one shared
+  // connection, at most 256 streams) rather than hold it open for a body that will not come: a
+  // request after them is served at once.
+  Listener l;
+  std::vector<std::unique_ptr<H2Socket>> socks;
+  for (int k = 0; k < 3; ++k) {
+    socks.push_back(std::make_unique<H2Socket>(c.outbound(1), l));
+    ASSERT_TRUE(socks.back()->ok());
+  }
+  proxy::h2::Head req;
+  req.method = "POST";
+  req.authority = "reviews";
+  req.path = "/upload";
+  for (int i = 0; i < 100; ++i) req.fields.push_back({"x-f" + std::to_string(i), "v"});
+  int sent = 0;
+  for (int round = 0; round < 200; ++round) {
+    for (auto& sock : socks) {
+      auto id = sock->session().request(req, false);
+      ASSERT_TRUE(id);
+      sock->session().send(*id, "part of a body", false);  // and never the end of it
+      ++sent;
+    }
+    for (auto& sock : socks) sock->pump();
+  }
+  for (int i = 0; i < 200 && l.heads < sent; ++i) {
+    for (auto& sock : socks) sock->pump(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(l.heads, sent) << "every early answer arrives";
+  EXPECT_TRUE(c.metricAtLeast(2, "mesh_proxy_errors_total", {"direction=\"inbound\"", "cause=\"header_too_large\""},
+                              sent));
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = c.request(1, "reviews", "GET", "/after");
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
 TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
   c.twoNodesServing("reviews", 9080);
   // CVE-2023-44487 ("rapid reset"): open a stream, cancel it at once, again and again.
@@ -159,7 +238,8 @@ TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
     if (!id) break;
     out.clear();
     s->drain(out);  // the HEADERS go out first (a stream reset before them is never sent at all)
-    s->reset(*id, proxy::h2::kCancel);
+    // Half with CANCEL, half with NO_ERROR: the code does not matter.
+    s->reset(*id, i % 2 ? proxy::h2::kCancel : proxy::h2::kNoError);
     s->drain(out);
     if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) break;
     // Read what has come back so far (the GOAWAY ends the loop).
