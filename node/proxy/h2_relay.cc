@@ -240,10 +240,19 @@ struct H2Down final : Down {
 // through its phases to its logging.
 struct Exchange : std::enable_shared_from_this<Exchange> {
   // external: the HTTP/1.1 relay's context (it runs the phases before and logs after).
-  Exchange(std::shared_ptr<Conn> c, std::shared_ptr<Down> d, RequestContext* external = nullptr)
-      : conn(std::move(c)), down(std::move(d)), w(conn->worker), ctx(external ? *external : own), logs(!external) {}
+  // A stream of a downstream HTTP/2 connection (its Down is part of the exchange: one
+  // allocation per request, not two).
+  Exchange(std::shared_ptr<Conn> c, std::shared_ptr<H2Server> server, std::int32_t id)
+      : conn(std::move(c)), h2down(std::in_place, std::move(server), id), down(&*h2down), w(conn->worker), ctx(own),
+        logs(true) {}
+  // An HTTP/1.1 client (its relay runs the phases before and logs after, with its own context).
+  Exchange(std::shared_ptr<Conn> c, std::shared_ptr<Down> d, RequestContext* external)
+      : conn(std::move(c)), downHold(std::move(d)), down(downHold.get()), w(conn->worker), ctx(*external),
+        logs(false) {}
   std::shared_ptr<Conn> conn;
-  std::shared_ptr<Down> down;
+  std::optional<H2Down> h2down;
+  std::shared_ptr<Down> downHold;
+  Down* down;
   Worker& w;
   h2::Head req;
   h1::Head view;  // the request as filters and the access log see it (views into req)
@@ -406,22 +415,21 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void open() {
     if (finished || upDone || responded) return;
     started = true;
-    h2::Head uh;
-    uh.method = req.method;
-    uh.scheme = "http";
-    uh.authority = req.authority.empty() ? std::string(view.host) : req.authority;
-    uh.path = req.path;
-    uh.fields.reserve(req.fields.size() + ctx.upstreamHeaders.size());
-    for (const auto& f : req.fields) {
-      if (h2::connectionSpecific(f.name, f.value) || namedIn(f.name, ctx.upstreamHeaders)) continue;
-      uh.fields.push_back(f);
-    }
+    // The request goes on as it came (no copy of its fields), with the fields the phases added
+    // in place of any of the same name.
+    if (req.authority.empty()) req.authority.assign(view.host);
+    req.scheme = "http";
+    h2::Session::Extra extra;
+    extra.reserve(ctx.upstreamHeaders.size());
+    std::vector<std::string> lowered;  // names a filter gave in upper case (HTTP/2 wants lower)
+    lowered.reserve(ctx.upstreamHeaders.size());
     for (const auto& f : ctx.upstreamHeaders) {
-      auto n = lower(f.name);
-      if (n != "host") uh.fields.push_back({std::move(n), std::string(f.value)});
+      std::string_view n = f.name;
+      if (std::any_of(n.begin(), n.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; })) n = lowered.emplace_back(lower(n));
+      if (n != "host") extra.emplace_back(n, f.value);
     }
     const bool endNow = reqEnd && body.empty() && reqTrailers.empty();
-    auto id = up->session->request(uh, endNow);
+    auto id = up->session->request(req, endNow, extra);
     if (!id) {
       if (!retry(Failure::upstreamReset)) reply(502, "upstream failed (upstream_reset)", Failure::upstreamReset);
       return;
@@ -779,7 +787,7 @@ void H2Server::onHead(std::int32_t id, h2::Head&& head, bool end) {
     flush();
     return;
   }
-  auto ex = std::make_shared<Exchange>(c, std::make_shared<H2Down>(std::static_pointer_cast<H2Server>(shared_from_this()), id));
+  auto ex = std::make_shared<Exchange>(c, std::static_pointer_cast<H2Server>(shared_from_this()), id);
   exchanges[id] = ex;
   c->setDeadline(Clock::time_point::max());
   ex->begin(std::move(head), end);

@@ -307,14 +307,20 @@ bool Session::alive() const {
   return !impl_->fatal && (nghttp2_session_want_read(impl_->session) || nghttp2_session_want_write(impl_->session));
 }
 
-Result<std::int32_t> Session::request(const Head& head, bool endStream) {
+Result<std::int32_t> Session::request(const Head& head, bool endStream, const Extra& extra) {
   std::vector<nghttp2_nv> nva;
-  nva.reserve(head.fields.size() + 4);
+  nva.reserve(head.fields.size() + extra.size() + 4);
   nva.push_back(nv(":method", head.method));
   nva.push_back(nv(":scheme", head.scheme.empty() ? std::string_view("http") : std::string_view(head.scheme)));
   if (!head.authority.empty()) nva.push_back(nv(":authority", head.authority));
   nva.push_back(nv(":path", head.path.empty() ? std::string_view("/") : std::string_view(head.path)));
-  for (const auto& f : head.fields) nva.push_back(nv(f.name, f.value));
+  for (const auto& f : head.fields) {
+    if (connectionSpecific(f.name, f.value)) continue;
+    bool replaced = false;
+    for (const auto& [name, value] : extra) replaced = replaced || name == f.name;
+    if (!replaced) nva.push_back(nv(f.name, f.value));
+  }
+  for (const auto& [name, value] : extra) nva.push_back(nv(name, value));
   nghttp2_data_provider p = impl_->provider();
   auto id = nghttp2_submit_request(impl_->session, nullptr, nva.data(), nva.size(), endStream ? nullptr : &p, nullptr);
   if (id < 0) return Error(errc::unavailable, std::string("HTTP/2: ") + nghttp2_strerror(id));

@@ -96,7 +96,10 @@ class Session {
   bool alive() const;
 
   // Client: opens a stream; its id, or an error (no stream ids left, the peer sent GOAWAY).
-  Result<std::int32_t> request(const Head& head, bool endStream);
+  // The head's connection-specific fields are left out, and so are those `extra` names (names
+  // in lower case), which are sent after them instead: a relayed head goes on without a copy.
+  using Extra = std::vector<std::pair<std::string_view, std::string_view>>;
+  Result<std::int32_t> request(const Head& head, bool endStream, const Extra& extra = {});
   // Server: a response head (1xx interim ones too, with endStream false).
   Result<void> respond(std::int32_t stream, const Head& head, bool endStream);
   // Queues body bytes (copied); sent as the peer's windows allow. end: END_STREAM after them.
