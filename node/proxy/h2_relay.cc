@@ -288,7 +288,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
   bool finished = false;  // the downstream stream closed: logged
-  bool started = false;   // upstream work began (a stream opened or the bridge ran)
+  bool started = false;   // routed to an upstream: work began there (or waits for a connection)
   Clock::time_point deadline = Clock::time_point::max();
 
   Shared& impl() { return w.impl; }
@@ -359,13 +359,13 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // Upstream select phase, then the upstream request.
   void attempt() {
+    started = true;  // routed: upstream work begins (a connect, a stream, the bridge)
     Target t;
     if (local) {
       t.local = local;
       ++ctx.attempts;
       if (local->protocol == catalog::Protocol::http || local->protocol == catalog::Protocol::tcp) {
         h1 = true;
-        started = true;
         asio::co_spawn(w.io, bridge(shared_from_this()), asio::detached);
         return;
       }
@@ -414,7 +414,6 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The upstream connection is up: the request goes.
   void open() {
     if (finished || upDone || responded) return;
-    started = true;
     // The request goes on as it came (no copy of its fields), with the fields the phases added
     // in place of any of the same name.
     if (req.authority.empty()) req.authority.assign(view.host);
