@@ -1409,7 +1409,9 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
         co_return false;
       }
       ex->downSent(body);
-      ctx.responseBytes += bytes.size() - body;  // heads and framing (downSent counted the body)
+      // Heads and framing (downSent counted the body; a body the client may not get, as after a
+      // HEAD, was counted there and not written).
+      ctx.responseBytes += bytes.size() > body ? bytes.size() - body : 0;
       continue;
     }
     if (down->ended || down->failed) break;
