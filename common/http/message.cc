@@ -1,15 +1,17 @@
 #include "common/http/message.h"
 
-#include <cctype>
-
 namespace mesh::http {
+
+std::string asciiLower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = asciiLower(c);
+  return out;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
+    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
   }
   return true;
 }

@@ -14,6 +14,10 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // Case-insensitive lookup (RFC 9110 section 5.1: field names are case-insensitive).
 std::optional<std::string_view> findHeader(const Headers& headers, std::string_view name);
+// Field and host names are ASCII tokens: an ASCII fold is enough, and does not go through the
+// locale as std::tolower does (measurable on the proxy's request path).
+inline char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+std::string asciiLower(std::string_view s);
 bool iequals(std::string_view a, std::string_view b);
 
 struct Request {

@@ -36,21 +36,12 @@ h2::Settings sessionSettings(const ProxyOptions& o) {
   return s;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using http::asciiLower;
 
 // `name` is lower case already (HTTP/2); the extra fields' names may not be.
 bool namedIn(std::string_view name, const std::vector<h1::Header>& fields) {
   for (const auto& f : fields) {
-    if (f.name.size() != name.size()) continue;
-    bool same = true;
-    for (std::size_t i = 0; same && i < name.size(); ++i) {
-      same = std::tolower(static_cast<unsigned char>(f.name[i])) == static_cast<unsigned char>(name[i]);
-    }
-    if (same) return true;
+    if (http::iequals(f.name, name)) return true;
   }
   return false;
 }
@@ -314,31 +305,14 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.request = &view;
     if (req.tooLarge) return reply(431, "request head larger than the limit", Failure::headerTooLarge);
     // Request filter phase.
-    if (!view.requestId.empty()) {
-      ctx.requestId.assign(view.requestId);
-    } else {
-      newRequestId(w, ctx.requestId);
-      ctx.upstreamHeaders.push_back({"x-request-id", ctx.requestId});
-    }
-    for (auto& f : impl().filters) {
-      f->onRequest(ctx);
-      if (ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
-    }
+    if (requestPhase(w, ctx, view.requestId)) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
     // Route phase.
     const Snapshot& snap = w.snapshot();
     pin = w.snap;
     if (ctx.direction == Direction::outbound) {
-      ctx.service = serviceOf(view.host);
-      cluster = snap.find(ctx.service);
-      if (!cluster && !conn->redirectedTo.empty()) {
-        ctx.service = conn->redirectedTo;
-        cluster = snap.find(ctx.service);
-      }
-      if (!cluster) {
-        std::string name = ctx.service;
-        ctx.service.clear();
-        return reply(503, "no service '" + name + "' in the mesh catalog", Failure::noRoute);
-      }
+      std::string unknown;
+      cluster = routeOutbound(snap, *conn, view.host, ctx, unknown);
+      if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
       ctx.cluster = cluster;
     } else {
       auto it = snap.local.find(conn->sni);
@@ -424,7 +398,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     lowered.reserve(ctx.upstreamHeaders.size());
     for (const auto& f : ctx.upstreamHeaders) {
       std::string_view n = f.name;
-      if (std::any_of(n.begin(), n.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; })) n = lowered.emplace_back(lower(n));
+      if (std::any_of(n.begin(), n.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; })) n = lowered.emplace_back(asciiLower(n));
       if (n != "host") extra.emplace_back(n, f.value);
     }
     const bool endNow = reqEnd && body.empty() && reqTrailers.empty();
@@ -467,7 +441,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
     h.fields.push_back({"content-length", std::to_string(b.size())});
     if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
-    for (const auto& d : ctx.downstreamHeaders) h.fields.push_back({lower(d.name), std::string(d.value)});
+    for (const auto& d : ctx.downstreamHeaders) h.fields.push_back({asciiLower(d.name), std::string(d.value)});
     if (down->respond(h, noBody) && !noBody) down->send(b, true);
     // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
     if (pendingUp) {
@@ -497,11 +471,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     if (!responded) deadline = Clock::now() + impl().opt.bodyTimeout;
   }
-  void downTrailers(std::vector<h2::Field>&& t) {
-    for (auto& f : t) {
-      if (!h2::connectionSpecific(f.name, f.value)) reqTrailers.push_back(std::move(f));
-    }
-  }
+  void downTrailers(std::vector<h2::Field>&& t) { reqTrailers = std::move(t); }
   void downEnd() {
     reqEnd = true;
     if (!responded) deadline = Clock::now() + impl().opt.upstreamTimeout;
@@ -570,10 +540,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     h2::Head dh;
     dh.status = head.status;
     dh.fields.reserve(head.fields.size() + ctx.downstreamHeaders.size());
-    for (auto& f : head.fields) {
-      if (!h2::connectionSpecific(f.name, f.value)) dh.fields.push_back(std::move(f));
-    }
-    for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({lower(d.name), std::string(d.value)});
+    for (auto& f : head.fields) dh.fields.push_back(std::move(f));
+    for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({asciiLower(d.name), std::string(d.value)});
     return dh;
   }
 
@@ -649,11 +617,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void upTrailers(std::vector<h2::Field>&& t) {
     trailersSeen = true;
     if (finished) return;
-    std::vector<h2::Field> kept;
-    for (auto& f : t) {
-      if (!h2::connectionSpecific(f.name, f.value)) kept.push_back(std::move(f));
-    }
-    down->trailers(kept);
+    down->trailers(t);
     down->flush();
     upstreamComplete();
   }
@@ -1066,8 +1030,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
           h2::Head interim;
           interim.status = resp.status;
           for (const auto& f : resp.headers) {
-            auto n = lower(f.name);
-            if (!h2::connectionSpecific(n, f.value)) interim.fields.push_back({n, std::string(f.value)});
+            interim.fields.push_back({asciiLower(f.name), std::string(f.value)});
           }
           ex->down->respond(interim, false);
           ex->down->flush();
@@ -1097,10 +1060,9 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
   h2::Head dh;
   dh.status = resp.status;
   for (const auto& f : resp.headers) {
-    auto n = lower(f.name);
-    if (!h2::connectionSpecific(n, f.value)) dh.fields.push_back({std::move(n), std::string(f.value)});
+    dh.fields.push_back({asciiLower(f.name), std::string(f.value)});
   }
-  for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({lower(d.name), std::string(d.value)});
+  for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({asciiLower(d.name), std::string(d.value)});
   const auto framing = resp.framing;
   std::uint64_t left = resp.contentLength;
   keep = resp.keepAlive && framing != h1::Framing::untilClose;
@@ -1148,8 +1110,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
           if (!data.empty()) ex->down->send(data, false);
           std::vector<h2::Field> tf;
           for (auto [n, val] : h1::trailerFields(trailerLines)) {
-            auto ln = lower(n);
-            if (!h2::connectionSpecific(ln, val)) tf.push_back({std::move(ln), std::string(val)});
+            tf.push_back({asciiLower(n), std::string(val)});
           }
           ex->down->trailers(tf);
         } else {
@@ -1315,9 +1276,9 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
   ex->req.authority = req.host.empty() ? ctx.service : std::string(req.host);
   ex->req.path = std::string(req.path.empty() ? std::string_view("/") : req.path);
   for (const auto& f : req.headers) {
-    auto n = lower(f.name);
-    if (h2::connectionSpecific(n, f.value) || n == "expect") continue;
-    ex->req.fields.push_back({std::move(n), std::string(f.value)});
+    // Connection-specific fields are Session::request()'s to leave out; Expect was answered here.
+    auto n = asciiLower(f.name);
+    if (n != "expect") ex->req.fields.push_back({std::move(n), std::string(f.value)});
   }
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
@@ -1364,7 +1325,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
         if (bodyRead) {
           if (!trailerLines.empty()) {
             std::vector<h2::Field> tf;
-            for (auto [n, val] : h1::trailerFields(trailerLines)) tf.push_back({lower(n), std::string(val)});
+            for (auto [n, val] : h1::trailerFields(trailerLines)) tf.push_back({asciiLower(n), std::string(val)});
             ex->downTrailers(std::move(tf));
           }
           ex->downEnd();

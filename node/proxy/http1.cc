@@ -10,17 +10,7 @@ namespace mesh::proxy::h1 {
 
 namespace {
 
-// Field names are ASCII tokens: an ASCII fold is enough, and does not go through the locale
-// as std::tolower does (measurable on the request path).
-inline char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool ieq(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+using http::iequals;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -62,8 +52,8 @@ bool parseLength(std::string_view v, std::uint64_t& out, bool& seen) {
 // 100-continue itself (the body then comes at once), so the next hop must not wait for it.
 // Framing fields (Content-Length, Transfer-Encoding) pass unchanged: bodies are relayed as they came.
 bool isHopByHop(std::string_view name) {
-  return ieq(name, "connection") || ieq(name, "keep-alive") || ieq(name, "proxy-connection") || ieq(name, "te") ||
-         ieq(name, "expect") || ieq(name, "upgrade");
+  return iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "proxy-connection") || iequals(name, "te") ||
+         iequals(name, "expect") || iequals(name, "upgrade");
 }
 
 struct Fields {
@@ -76,35 +66,35 @@ struct Fields {
 Fields scan(Head& head) {
   Fields f;
   for (const auto& h : head.headers) {
-    if (ieq(h.name, "content-length")) {
+    if (iequals(h.name, "content-length")) {
       if (!parseLength(h.value, f.length, f.contentLength)) f.badLength = true;
-    } else if (ieq(h.name, "transfer-encoding")) {
+    } else if (iequals(h.name, "transfer-encoding")) {
       if (f.transferEncoding) f.twoCodings = true;
       f.transferEncoding = true;
       int n = 0;
       forEachElement(h.value, [&](std::string_view e) {
         ++n;
-        if (ieq(e, "chunked"))
+        if (iequals(e, "chunked"))
           f.chunked = true;
         else
           f.badCoding = true;
       });
       if (n != 1) f.badCoding = true;
-    } else if (ieq(h.name, "connection")) {
+    } else if (iequals(h.name, "connection")) {
       forEachElement(h.value, [&](std::string_view e) {
-        if (ieq(e, "close"))
+        if (iequals(e, "close"))
           f.close = true;
-        else if (ieq(e, "keep-alive"))
+        else if (iequals(e, "keep-alive"))
           f.keepAlive = true;
-        else if (ieq(e, "upgrade"))
+        else if (iequals(e, "upgrade"))
           f.upgradeToken = true;
       });
-    } else if (ieq(h.name, "upgrade")) {
+    } else if (iequals(h.name, "upgrade")) {
       f.upgradeField = true;
-    } else if (ieq(h.name, "host")) {
+    } else if (iequals(h.name, "host")) {
       ++f.hosts;
       head.host = h.value;
-    } else if (ieq(h.name, "x-request-id")) {
+    } else if (iequals(h.name, "x-request-id")) {
       head.requestId = h.value;
     }
   }
@@ -117,7 +107,7 @@ ParseResult fail(int status, const char* reason) { return ParseResult{Parse::err
 
 const std::string_view* Head::find(std::string_view name) const {
   for (const auto& h : headers) {
-    if (ieq(h.name, name)) return &h.value;
+    if (iequals(h.name, name)) return &h.value;
   }
   return nullptr;
 }
@@ -161,7 +151,7 @@ ParseResult parseRequest(std::string_view buf, const Limits& limits, Head& head)
   // the service and wins over Host (RFC 9112 section 3.2.2).
   head.path = head.target;
   head.absoluteForm = false;
-  if (head.target.size() > 7 && ieq(head.target.substr(0, 7), "http://")) {
+  if (head.target.size() > 7 && iequals(head.target.substr(0, 7), "http://")) {
     head.absoluteForm = true;
     auto rest = head.target.substr(7);
     auto slash = rest.find('/');
@@ -349,28 +339,28 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
   std::string_view named[8];
   std::size_t nNamed = 0;
   for (const auto& h : head.headers) {
-    if (!ieq(h.name, "connection")) continue;
+    if (!iequals(h.name, "connection")) continue;
     forEachElement(h.value, [&](std::string_view e) {
-      if (!ieq(e, "close") && !ieq(e, "keep-alive") && !ieq(e, "upgrade") &&
+      if (!iequals(e, "close") && !iequals(e, "keep-alive") && !iequals(e, "upgrade") &&
           // Connection cannot strip framing: the body is relayed as framed.
-          !ieq(e, "content-length") && !ieq(e, "transfer-encoding") && nNamed < std::size(named))
+          !iequals(e, "content-length") && !iequals(e, "transfer-encoding") && nNamed < std::size(named))
         named[nNamed++] = e;
     });
   }
   auto isNamed = [&](std::string_view name) {
     for (std::size_t i = 0; i < nNamed; ++i) {
-      if (ieq(named[i], name)) return true;
+      if (iequals(named[i], name)) return true;
     }
     return false;
   };
   for (const auto& h : head.headers) {
     if (isHopByHop(h.name)) {
-      if (!(head.upgrade && ieq(h.name, "upgrade"))) continue;  // an upgrade keeps its Upgrade field
+      if (!(head.upgrade && iequals(h.name, "upgrade"))) continue;  // an upgrade keeps its Upgrade field
     } else if (nNamed && isNamed(h.name)) {
       continue;
     }
-    bool replaced = head.absoluteForm && ieq(h.name, "host");
-    for (const auto& x : extra) replaced = replaced || ieq(x.name, h.name);
+    bool replaced = head.absoluteForm && iequals(h.name, "host");
+    for (const auto& x : extra) replaced = replaced || iequals(x.name, h.name);
     if (replaced) continue;
     out.append(h.name).append(": ").append(h.value).append("\r\n");
   }

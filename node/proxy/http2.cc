@@ -212,7 +212,9 @@ struct Session::Impl {
       if (st->hasTrailers) {
         std::vector<nghttp2_nv> nva;
         nva.reserve(st->outTrailers.size());
-        for (const auto& f : st->outTrailers) nva.push_back(nv(f.name, f.value));
+        for (const auto& f : st->outTrailers) {
+          if (!connectionSpecific(f.name, f.value)) nva.push_back(nv(f.name, f.value));
+        }
         if (nghttp2_submit_trailer(s, id, nva.data(), nva.size()) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       }
       return static_cast<ssize_t>(n);
@@ -301,8 +303,6 @@ void Session::drain(std::string& out, std::size_t max) {
   }
 }
 
-bool Session::wantsWrite() const { return !impl_->fatal && nghttp2_session_want_write(impl_->session); }
-
 bool Session::alive() const {
   return !impl_->fatal && (nghttp2_session_want_read(impl_->session) || nghttp2_session_want_write(impl_->session));
 }
@@ -337,7 +337,9 @@ Result<void> Session::respond(std::int32_t stream, const Head& head, bool endStr
   std::vector<nghttp2_nv> nva;
   nva.reserve(head.fields.size() + 1);
   nva.push_back(nv(":status", std::string_view(status, 3)));
-  for (const auto& f : head.fields) nva.push_back(nv(f.name, f.value));
+  for (const auto& f : head.fields) {
+    if (!connectionSpecific(f.name, f.value)) nva.push_back(nv(f.name, f.value));
+  }
   int rc;
   if (head.status < 200) {
     rc = nghttp2_submit_headers(impl_->session, NGHTTP2_FLAG_NONE, stream, nullptr, nva.data(), nva.size(), nullptr);
@@ -393,10 +395,6 @@ std::size_t Session::openStreams() const { return impl_->streams.size(); }
 
 bool Session::acceptsStreams() const {
   return !impl_->fatal && nghttp2_session_check_request_allowed(impl_->session) != 0;
-}
-
-std::uint32_t Session::peerMaxConcurrentStreams() const {
-  return nghttp2_session_get_remote_settings(impl_->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
 }  // namespace mesh::proxy::h2

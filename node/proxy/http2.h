@@ -43,7 +43,6 @@ struct Head {
 // The standard error codes this proxy uses (RFC 9113 section 7).
 enum ErrorCode : std::uint32_t {
   kNoError = 0x0,
-  kProtocolError = 0x1,
   kInternalError = 0x2,
   kRefusedStream = 0x7,
   kCancel = 0x8,
@@ -90,7 +89,6 @@ class Session {
   Result<void> feed(std::string_view bytes);
   // Appends what is ready to be written (frames, up to about `max` bytes) to out.
   void drain(std::string& out, std::size_t max = 256 * 1024);
-  bool wantsWrite() const;
   // False once both sides are done with the connection (after GOAWAY and no streams left, or a
   // fatal error).
   bool alive() const;
@@ -100,7 +98,8 @@ class Session {
   // in lower case), which are sent after them instead: a relayed head goes on without a copy.
   using Extra = std::vector<std::pair<std::string_view, std::string_view>>;
   Result<std::int32_t> request(const Head& head, bool endStream, const Extra& extra = {});
-  // Server: a response head (1xx interim ones too, with endStream false).
+  // Server: a response head (1xx interim ones too, with endStream false). Here and in
+  // trailers() the fields are sent less the connection-specific ones.
   Result<void> respond(std::int32_t stream, const Head& head, bool endStream);
   // Queues body bytes (copied); sent as the peer's windows allow. end: END_STREAM after them.
   void send(std::int32_t stream, std::string_view data, bool end);
@@ -117,7 +116,6 @@ class Session {
   std::size_t openStreams() const;
   // Client: whether the peer still accepts new streams (no GOAWAY received).
   bool acceptsStreams() const;
-  std::uint32_t peerMaxConcurrentStreams() const;
 
  private:
   Session() = default;

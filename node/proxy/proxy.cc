@@ -1,5 +1,6 @@
 #include "node/proxy/proxy.h"
 
+#include "common/http/message.h"
 #include "common/json_escape.h"
 #include "node/identity/identity.h"
 #include "node/proxy/http2.h"
@@ -219,7 +220,7 @@ std::string serviceOf(std::string_view host) {
     host = host.substr(0, colon);
   }
   std::string s(host);
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s) c = http::asciiLower(c);
   if (s.size() > 5 && s.ends_with(".mesh")) s.resize(s.size() - 5);
   return s;
 }
@@ -380,6 +381,36 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
 
 void accessLog(Shared& impl, const RequestContext& ctx);
 std::string isoNow();
+
+bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId) {
+  if (!requestId.empty()) {
+    ctx.requestId.assign(requestId);
+  } else {
+    newRequestId(w, ctx.requestId);
+    ctx.upstreamHeaders.push_back({"x-request-id", ctx.requestId});
+  }
+  for (auto& f : w.impl.filters) {
+    f->onRequest(ctx);
+    if (ctx.reply.status) return true;
+  }
+  return false;
+}
+
+const Cluster* routeOutbound(const Snapshot& snap, const Conn& c, std::string_view authority, RequestContext& ctx,
+                             std::string& unknown) {
+  ctx.service = serviceOf(authority);
+  const Cluster* cluster = snap.find(ctx.service);
+  if (!cluster && !c.redirectedTo.empty()) {
+    // Redirected by iptables with a Host that names no service (the app dialed an address).
+    ctx.service = c.redirectedTo;
+    cluster = snap.find(ctx.service);
+  }
+  if (!cluster) {
+    unknown = std::move(ctx.service);
+    ctx.service.clear();
+  }
+  return cluster;
+}
 
 void logPhase(Worker& w, RequestContext& ctx) {
   auto& impl = w.impl;
@@ -665,16 +696,9 @@ class Relay {
   }
 
   awaitable<bool> phases(h1::Head& req, RequestContext& ctx) {
-    // Request filter phase: the request id first, so that every later phase can log it.
-    if (!req.requestId.empty()) {
-      ctx.requestId.assign(req.requestId);
-    } else {
-      newRequestId(w_, ctx.requestId);
-      ctx.upstreamHeaders.push_back({"x-request-id", ctx.requestId});
-    }
-    for (auto& f : impl_.filters) {
-      f->onRequest(ctx);
-      if (ctx.reply.status) co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
+    // Request filter phase.
+    if (requestPhase(w_, ctx, req.requestId)) {
+      co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
     }
     // Route phase.
     const Snapshot& snap = w_.snapshot();
@@ -682,18 +706,10 @@ class Relay {
     const Cluster* cluster = nullptr;
     const LocalTarget* local = nullptr;
     if (c_->direction == Direction::outbound) {
-      ctx.service = serviceOf(req.host);
-      cluster = snap.find(ctx.service);
-      if (!cluster && !c_->redirectedTo.empty()) {
-        // Redirected by iptables with a Host that names no service (the app dialed an
-        // address): the original destination's service.
-        ctx.service = c_->redirectedTo;
-        cluster = snap.find(ctx.service);
-      }
+      std::string unknown;
+      cluster = routeOutbound(snap, *c_, req.host, ctx, unknown);
       if (!cluster) {
-        std::string name = ctx.service;
-        ctx.service.clear();  // one metrics series for every unknown name, not one each
-        co_return co_await answer(ctx, req, 503, "no service '" + name + "' in the mesh catalog", Failure::noRoute);
+        co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
       }
     } else {
       auto it = snap.local.find(c_->sni);

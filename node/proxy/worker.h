@@ -313,6 +313,16 @@ awaitable<void> dial(Worker& w, Upstream& up, const Target& t, const unsigned ch
 // dial() under the connection's deadline (a timeout ends the attempt, not the connection).
 awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const Target& t, error_code& ec,
                                                      bool tunnel = false);
+// The request filter phase, for both relays: the request id first (kept, or generated and sent
+// on), so that every later phase can log it, then the filters. True when a filter answered
+// (ctx.reply).
+bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId);
+// The route phase of an outbound request: the cluster its authority names or, for a connection
+// redirected by iptables whose authority names no service, the original destination's. Sets
+// ctx.service; none: null, the name asked for in `unknown`, and ctx.service cleared (one metrics
+// series for every unknown name, not one each).
+const Cluster* routeOutbound(const Snapshot& snap, const Conn& c, std::string_view authority, RequestContext& ctx,
+                             std::string& unknown);
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);
 

@@ -4,6 +4,11 @@
 // ADDR:15001 and inbound on ADDR:15006; real upstream servers (mesh_test_upstream) registered
 // through each node's services directory; the load client (mesh_test_load).
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,6 +26,47 @@ namespace mesh::testing {
 
 inline std::string upstreamPath() { return MESH_TEST_UPSTREAM_PATH; }
 inline std::string loadPath() { return MESH_TEST_LOAD_PATH; }
+
+// A blocking TCP connection for raw bytes (requests the HTTP client would never send).
+class RawConn {
+ public:
+  explicit RawConn(const HostPort& to, const std::string& from = {}) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (!from.empty()) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from.c_str(), &src.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src);
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(to.port);
+    ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawConn() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  void send(const std::string& s) { (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
+  // Reads until `until` appears, the peer closes, or 5 s pass.
+  std::string readUntil(const std::string& until) {
+    std::string out;
+    char b[16384];
+    while (out.find(until) == std::string::npos) {
+      auto n = ::recv(fd_, b, sizeof b, 0);
+      if (n <= 0) break;
+      out.append(b, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+  std::string readAll() { return readUntil("\x01\x02never"); }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
 
 class ProxyCluster {
  public:

@@ -139,26 +139,19 @@ struct Listener : proxy::h2::Handler {
 // An HTTP/2 client session over a blocking socket, for what nghttp will not do.
 class H2Socket {
  public:
-  H2Socket(const HostPort& to, proxy::h2::Handler& h) : s_(proxy::h2::Session::make(proxy::h2::Session::Role::client, h).value()) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(to.port);
-    ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
-    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~H2Socket() { ::close(fd_); }
-  bool ok() const { return ok_; }
+  H2Socket(const HostPort& to, proxy::h2::Handler& h)
+      : conn_(to), s_(proxy::h2::Session::make(proxy::h2::Session::Role::client, h).value()) {}
+  bool ok() const { return conn_.ok(); }
   proxy::h2::Session& session() { return *s_; }
   // Writes what the session has to say, then reads what has come (waiting up to `wait`).
   void pump(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
     std::string out;
     s_->drain(out);
-    if (!out.empty()) (void)::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
+    if (!out.empty()) conn_.send(out);
     auto until = std::chrono::steady_clock::now() + wait;
     char b[16384];
     for (;;) {
-      auto n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
+      auto n = ::recv(conn_.fd(), b, sizeof b, MSG_DONTWAIT);
       if (n > 0) {
         (void)s_->feed(std::string_view(b, static_cast<std::size_t>(n)));
         continue;
@@ -169,8 +162,7 @@ class H2Socket {
   }
 
  private:
-  int fd_ = -1;
-  bool ok_ = false;
+  RawConn conn_;
   std::unique_ptr<proxy::h2::Session> s_;
 };
 
@@ -218,46 +210,24 @@ TEST_F(ProxyH2Test, EarlyAnswersToUnfinishedUploadsDoNotUseUpTheStreamsBetweenPr
 TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
   c.twoNodesServing("reviews", 9080);
   // CVE-2023-44487 ("rapid reset"): open a stream, cancel it at once, again and again.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(c.outbound(1).port);
-  ::inet_pton(AF_INET, c.outbound(1).host.c_str(), &a.sin_addr);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   Listener l;
-  auto s = proxy::h2::Session::make(proxy::h2::Session::Role::client, l).value();
+  H2Socket sock(c.outbound(1), l);
+  ASSERT_TRUE(sock.ok());
+  auto* s = &sock.session();
   proxy::h2::Head req;
   req.method = "GET";
   req.authority = "reviews";
   req.path = "/slow";
-  std::string out;
   for (int i = 0; i < 1000 && s->acceptsStreams(); ++i) {
     auto id = s->request(req, true);
     if (!id) break;
-    out.clear();
-    s->drain(out);  // the HEADERS go out first (a stream reset before them is never sent at all)
+    sock.pump();  // the HEADERS go out first (a stream reset before them is never sent at all)
     // Half with CANCEL, half with NO_ERROR: the code does not matter.
     s->reset(*id, i % 2 ? proxy::h2::kCancel : proxy::h2::kNoError);
-    s->drain(out);
-    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) break;
-    // Read what has come back so far (the GOAWAY ends the loop).
-    char b[16384];
-    for (;;) {
-      auto n = ::recv(fd, b, sizeof b, MSG_DONTWAIT);
-      if (n <= 0) break;
-      (void)s->feed(std::string_view(b, static_cast<std::size_t>(n)));
-    }
+    sock.pump();  // and what has come back so far (the GOAWAY ends the loop)
   }
   // Wait for the GOAWAY if it has not come yet.
-  char b[16384];
-  for (int i = 0; i < 50 && s->acceptsStreams(); ++i) {
-    auto n = ::recv(fd, b, sizeof b, 0);
-    if (n <= 0) break;
-    (void)s->feed(std::string_view(b, static_cast<std::size_t>(n)));
-  }
-  ::close(fd);
+  for (int i = 0; i < 50 && s->acceptsStreams(); ++i) sock.pump(std::chrono::milliseconds(100));
   EXPECT_FALSE(s->acceptsStreams()) << "the proxy never sent GOAWAY";
   EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_errors_total", {"direction=\"outbound\"", "cause=\"bad_request\""}, 1));
   // The proxy still serves everyone else.

@@ -20,48 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-// A blocking TCP connection for raw bytes (requests the HTTP client would never send).
-class RawConn {
- public:
-  explicit RawConn(const HostPort& to, const std::string& from = {}) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (!from.empty()) {
-      sockaddr_in src{};
-      src.sin_family = AF_INET;
-      ::inet_pton(AF_INET, from.c_str(), &src.sin_addr);
-      ::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src);
-    }
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(to.port);
-    ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
-    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~RawConn() { ::close(fd_); }
-  bool ok() const { return ok_; }
-  void send(const std::string& s) { (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
-  // Reads until `until` appears, the peer closes, or 5 s pass.
-  std::string readUntil(const std::string& until) {
-    std::string out;
-    char b[16384];
-    while (out.find(until) == std::string::npos) {
-      auto n = ::recv(fd_, b, sizeof b, 0);
-      if (n <= 0) break;
-      out.append(b, static_cast<std::size_t>(n));
-    }
-    return out;
-  }
-  std::string readAll() { return readUntil("\x01\x02never"); }
-  int fd() const { return fd_; }
-
- private:
-  int fd_ = -1;
-  bool ok_ = false;
-};
-
-
 int statusOf(const std::string& raw) { return raw.size() > 12 ? std::atoi(raw.c_str() + 9) : 0; }
 
 class ProxyTest : public ::testing::Test {

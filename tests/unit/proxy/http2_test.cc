@@ -192,6 +192,16 @@ TEST(Http2Test, ConnectionSpecificFieldsAreNeitherSentNorAccepted) {
   ASSERT_NE(got.find("x-request-id"), nullptr);
   EXPECT_EQ(*got.find("x-request-id"), "new");
   EXPECT_EQ(*got.find("te"), "trailers");
+  Head resp;
+  resp.status = 200;
+  resp.fields = {{"transfer-encoding", "chunked"}, {"keep-alive", "5"}, {"x-ok", "1"}};
+  ASSERT_TRUE(p.server->respond(*id, resp, true));
+  p.pump();
+  ASSERT_EQ(p.c.streams[*id].heads.size(), 1u);
+  EXPECT_EQ(p.c.streams[*id].heads[0].find("transfer-encoding"), nullptr);
+  EXPECT_EQ(p.c.streams[*id].heads[0].find("keep-alive"), nullptr);
+  EXPECT_NE(p.c.streams[*id].heads[0].find("x-ok"), nullptr);
+  EXPECT_EQ(p.c.streams[*id].error, 0u);  // accepted: nothing malformed went out
   // Received (a smuggling vector when downgraded to HTTP/1.1): the stream is reset. Raw frames,
   // since our own client never sends them: SETTINGS, then HEADERS (END_STREAM, END_HEADERS) on
   // stream 1 with :method GET, :scheme http, :path /, :authority reviews and a literal
