@@ -59,16 +59,26 @@ struct Figures {
   double p50 = 0, p90 = 0, p99 = 0;  // ms at the fixed rate
   double rate = 0;                   // achieved at the fixed rate
   double maxRps = 0;
-  double cpuPer1000 = 0;  // seconds, both proxies together
+  double cpuPer1000 = 0;     // seconds, both proxies together
+  double kernelPer1000 = 0;  // the part of cpuPer1000 spent in the kernel (stime)
   std::vector<std::pair<std::string, double>> rssIdleMb, rssLoadedMb;
+  // Idle memory as the kernel shares it out: PSS (shared pages divided among the processes that
+  // map them) and private (pages no other process maps): most of an idle proxy's RSS is library
+  // code that every process using the library shares.
+  std::vector<std::pair<std::string, double>> pssIdleMb, privateIdleMb;
   std::uint64_t failed = 0;
 };
 
-double cpuSeconds(pid_t pid) {
+struct Cpu {
+  double user = 0, kernel = 0;
+  double total() const { return user + kernel; }
+};
+
+Cpu cpuSeconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string s((std::istreambuf_iterator<char>(f)), {});
   auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
+  if (close == std::string::npos) return {};
   std::istringstream in(s.substr(close + 2));
   std::string field;
   unsigned long long utime = 0, stime = 0;
@@ -76,7 +86,8 @@ double cpuSeconds(pid_t pid) {
     if (i == 14) utime = std::stoull(field);
     if (i == 15) stime = std::stoull(field);
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const auto tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return {static_cast<double>(utime) / tck, static_cast<double>(stime) / tck};
 }
 
 // A process and its children (nginx's master and worker).
@@ -110,9 +121,29 @@ double rssMb(pid_t pid) {
   return total;
 }
 
-double familyCpu(pid_t pid) {
+// Fields of /proc/PID/smaps_rollup (kB) summed over the family, in MB.
+double rollupMb(pid_t pid, std::initializer_list<std::string_view> fields) {
   double total = 0;
-  for (pid_t p : familyOf(pid)) total += cpuSeconds(p);
+  for (pid_t p : familyOf(pid)) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
+    std::string line;
+    while (std::getline(f, line)) {
+      for (auto field : fields) {
+        if (line.size() > field.size() && line.starts_with(field) && line[field.size()] == ':')
+          total += std::stod(line.substr(field.size() + 1)) / 1024.0;
+      }
+    }
+  }
+  return total;
+}
+
+Cpu familyCpu(pid_t pid) {
+  Cpu total;
+  for (pid_t p : familyOf(pid)) {
+    auto c = cpuSeconds(p);
+    total.user += c.user;
+    total.kernel += c.kernel;
+  }
   return total;
 }
 
@@ -385,32 +416,49 @@ class Bench {
     f.name = name;
     if (idleFrom) {
       f.rssIdleMb = idleFrom->rssIdleMb;
+      f.pssIdleMb = idleFrom->pssIdleMb;
+      f.privateIdleMb = idleFrom->privateIdleMb;
     } else {
       std::this_thread::sleep_for(1s);
-      for (const auto& [n, p] : procs) f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
+      for (const auto& [n, p] : procs) {
+        f.rssIdleMb.emplace_back(n, rssMb(p->pid()));
+        f.pssIdleMb.emplace_back(n, rollupMb(p->pid(), {"Pss"}));
+        f.privateIdleMb.emplace_back(n, rollupMb(p->pid(), {"Private_Clean", "Private_Dirty"}));
+      }
     }
     // Warm-up (pools filled, caches hot), then the fixed rate with CPU measured around it.
     h2load(dir_.path(), url, host, o_.clients, 0, 5000, h2, o_.streams);
-    double cpu0 = 0;
-    for (const auto& [n, p] : procs) cpu0 += familyCpu(p->pid());
+    Cpu cpu0;
+    for (const auto& [n, p] : procs) {
+      auto c = familyCpu(p->pid());
+      cpu0.user += c.user;
+      cpu0.kernel += c.kernel;
+    }
     auto fixed = h2load(dir_.path(), url, host, o_.clients, o_.rps / o_.clients,
                         static_cast<std::uint64_t>(o_.rps) * static_cast<std::uint64_t>(o_.seconds), h2, 1);
-    double cpu1 = 0;
-    for (const auto& [n, p] : procs) cpu1 += familyCpu(p->pid());
+    Cpu cpu1;
+    for (const auto& [n, p] : procs) {
+      auto c = familyCpu(p->pid());
+      cpu1.user += c.user;
+      cpu1.kernel += c.kernel;
+    }
     f.p50 = fixed.p50;
     f.p90 = fixed.p90;
     f.p99 = fixed.p99;
     f.rate = fixed.rps;
     f.failed = fixed.failed;
     const double served = static_cast<double>(fixed.ok + fixed.failed);
-    f.cpuPer1000 = served > 0 ? (cpu1 - cpu0) / served * 1000.0 : 0;
+    f.cpuPer1000 = served > 0 ? (cpu1.total() - cpu0.total()) / served * 1000.0 : 0;
+    f.kernelPer1000 = served > 0 ? (cpu1.kernel - cpu0.kernel) / served * 1000.0 : 0;
     auto max = h2load(dir_.path(), url, host, o_.maxClients, 0, o_.maxRequests, h2, o_.streams);
     f.maxRps = max.rps;
     f.failed += max.failed;
     for (const auto& [n, p] : procs) f.rssLoadedMb.emplace_back(n, rssMb(p->pid()));
     std::printf(
-        "%-8s %s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req; failed %lu\n",
-        name.c_str(), h2 ? "HTTP/2  " : "HTTP/1.1", f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000, static_cast<unsigned long>(f.failed));
+        "%-8s %s p50 %.3f ms  p90 %.3f ms  p99 %.3f ms at %.0f req/s; max %.0f req/s; CPU %.3f s/1000 req (kernel "
+        "%.3f); failed %lu\n",
+        name.c_str(), h2 ? "HTTP/2  " : "HTTP/1.1", f.p50, f.p90, f.p99, f.rate, f.maxRps, f.cpuPer1000,
+        f.kernelPer1000, static_cast<unsigned long>(f.failed));
     std::fflush(stdout);
     return f;
   }
@@ -429,18 +477,24 @@ class Bench {
                   o_.clients, o_.seconds, o_.maxClients);
     }
     std::printf(
-        "| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req | RSS idle (MB) | RSS loaded "
-        "(MB) |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        "| setup | p50 | p90 | p99 | added p50 | added p99 | max req/s | CPU s/1000 req (kernel) | RSS idle (MB) | "
+        "PSS / private idle (MB) | RSS loaded (MB) |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const auto& f : all) {
-      std::string idle, loaded;
-      for (const auto& [n, mb] : f.rssIdleMb) idle += (idle.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
-      for (const auto& [n, mb] : f.rssLoadedMb) loaded += (loaded.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
-      std::printf("| %s | %.3f ms | %.3f ms | %.3f ms | %s | %s | %.0f | %s | %s | %s |\n", f.name.c_str(), f.p50,
+      auto list = [](const std::vector<std::pair<std::string, double>>& v) {
+        std::string out;
+        for (const auto& [n, mb] : v) out += (out.empty() ? "" : ", ") + n + " " + fmt(mb, 1);
+        return out.empty() ? std::string("-") : out;
+      };
+      std::string shared;
+      for (std::size_t i = 0; i < f.pssIdleMb.size() && i < f.privateIdleMb.size(); ++i)
+        shared += (shared.empty() ? "" : ", ") + f.pssIdleMb[i].first + " " + fmt(f.pssIdleMb[i].second, 1) + " / " +
+                  fmt(f.privateIdleMb[i].second, 1);
+      std::printf("| %s | %.3f ms | %.3f ms | %.3f ms | %s | %s | %.0f | %s | %s | %s | %s |\n", f.name.c_str(), f.p50,
                   f.p90, f.p99, direct && &f != direct ? (fmt(f.p50 - direct->p50, 3) + " ms").c_str() : "-",
                   direct && &f != direct ? (fmt(f.p99 - direct->p99, 3) + " ms").c_str() : "-", f.maxRps,
-                  f.name == "direct" ? "-" : fmt(f.cpuPer1000, 3).c_str(), idle.empty() ? "-" : idle.c_str(),
-                  loaded.empty() ? "-" : loaded.c_str());
+                  f.name == "direct" ? "-" : (fmt(f.cpuPer1000, 3) + " (" + fmt(f.kernelPer1000, 3) + ")").c_str(),
+                  list(f.rssIdleMb).c_str(), shared.empty() ? "-" : shared.c_str(), list(f.rssLoadedMb).c_str());
     }
     const Figures *mesh = nullptr, *best50 = nullptr, *best99 = nullptr, *bestMax = nullptr, *bestCpu = nullptr;
     for (const auto& f : all) {
@@ -463,9 +517,21 @@ class Bench {
                   bestMax->name.c_str(), mesh->maxRps / bestMax->maxRps);
       std::printf("  CPU per 1,000 requests: %.3f vs %.3f s (%s): ratio %.2f [<= 0.5]\n", mesh->cpuPer1000,
                   bestCpu->cpuPer1000, bestCpu->name.c_str(), mesh->cpuPer1000 / bestCpu->cpuPer1000);
+      // The kernel's part (loopback TCP, wake-ups) is work every proxy asks for per request; when
+      // meshd's kernel time alone exceeds half of the other's total, the CPU target would need
+      // fewer kernel operations per request than the other proxy makes, not faster code.
+      std::printf("    of which kernel: meshd %.3f s, %s %.3f s; meshd user %.3f s vs %s %.3f s: ratio %.2f\n",
+                  mesh->kernelPer1000, bestCpu->name.c_str(), bestCpu->kernelPer1000,
+                  mesh->cpuPer1000 - mesh->kernelPer1000, bestCpu->name.c_str(),
+                  bestCpu->cpuPer1000 - bestCpu->kernelPer1000,
+                  (mesh->cpuPer1000 - mesh->kernelPer1000) / (bestCpu->cpuPer1000 - bestCpu->kernelPer1000));
       double worstIdle = 0;
       for (const auto& [n, mb] : mesh->rssIdleMb) worstIdle = std::max(worstIdle, mb);
-      std::printf("  RSS idle per meshd: %.1f MB [<= 15]\n", worstIdle);
+      double worstPss = 0, worstPrivate = 0;
+      for (const auto& [n, mb] : mesh->pssIdleMb) worstPss = std::max(worstPss, mb);
+      for (const auto& [n, mb] : mesh->privateIdleMb) worstPrivate = std::max(worstPrivate, mb);
+      std::printf("  RSS idle per meshd: %.1f MB [<= 15] (PSS %.1f MB, private %.1f MB)\n", worstIdle, worstPss,
+                  worstPrivate);
     }
     if (!o_.svg.empty()) {
       std::string file = o_.svg;
