@@ -21,6 +21,7 @@ struct ProxyService::Impl {
   bool membersDirty = true;  // a member joined, failed, left or changed tags since the last compile
   bool stopped = false;
   metrics::Counter* compiles = nullptr;
+  std::shared_ptr<const proxy::Snapshot> last;  // what was published last (Routes carry over)
 
   explicit Impl(Deps deps) : d(std::move(deps)) {}
 
@@ -42,7 +43,9 @@ struct ProxyService::Impl {
     in.members = &members;
     if (auto own = parseHostPort(inboundTag)) in.ownInbound = *own;
     in.policy = pol.get();
-    proxy->publish(proxy::compile(in));
+    in.previous = last.get();
+    last = proxy::compile(in);
+    proxy->publish(last);
     compiles->inc();
   }
 
@@ -88,7 +91,23 @@ struct ProxyService::Impl {
                         {"hash_header", c->lb.hashHeader},
                         {"hash_source", c->lb.hashSource},
                         {"same_zone_first", c->lb.sameZone},
-                        {"endpoints", eps}};
+                        {"endpoints", eps},
+                        {"subsets", nlohmann::json::object()}};
+    }
+    for (const auto& [key, c] : s->subsets) {
+      auto it = clusters.find(c->service);
+      if (it == clusters.end()) continue;
+      nlohmann::json eps = nlohmann::json::array();
+      for (const auto& e : c->endpoints) eps.push_back(e.node + "/" + e.instanceId);
+      (*it)["subsets"][c->subset] = {{"load_balancer", proxy::algorithmName(c->lb.algorithm)}, {"endpoints", eps}};
+    }
+    // Routes in force by host: which document and version decides (a Route whose references
+    // broke shows the version still applied, not the one held).
+    nlohmann::json routes = nlohmann::json::object();
+    for (const auto& [host, t] : s->routes) {
+      nlohmann::json rules = nlohmann::json::array();
+      for (const auto& r : t->rules) rules.push_back(r.name);
+      routes[host] = {{"document", t->document}, {"version", t->version}, {"rules", rules}};
     }
     nlohmann::json local = nlohmann::json::object();
     for (const auto& [id, t] : s->local) {
@@ -103,6 +122,7 @@ struct ProxyService::Impl {
             {"inbound_advertised", inboundTag},
             {"open_connections", proxy->openConnections()},
             {"clusters", clusters},
+            {"routes", routes},
             {"local", local}};
   }
 };

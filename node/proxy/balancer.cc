@@ -56,7 +56,7 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
   auto choose = [&]() -> std::uint32_t {
     switch (cluster.lb.algorithm) {
       case Algorithm::roundRobin: {
-        auto& pos = position_[cluster.service];
+        auto& pos = position_[cluster.key.empty() ? cluster.service : cluster.key];
         return set->schedule[pos++ % set->schedule.size()];
       }
       case Algorithm::random:

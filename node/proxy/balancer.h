@@ -32,12 +32,14 @@ class Balancer {
   void started(const Endpoint& e) { ++active_[e.key]; }
   void finished(const Endpoint& e);
   std::uint32_t active(const std::string& key) const;
+  // A uniformly drawn 64-bit value from this worker's generator (weighted route splits).
+  std::uint64_t draw() { return next(); }
 
  private:
   std::uint64_t next();  // xorshift64*
   std::uint32_t weightedIndex(const EndpointSet& set);
   std::uint64_t state_;
-  std::unordered_map<std::string, std::uint64_t> position_;  // round robin, by service
+  std::unordered_map<std::string, std::uint64_t> position_;  // round robin, by cluster key
   std::unordered_map<std::string, std::uint32_t> active_;
 };
 

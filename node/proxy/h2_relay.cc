@@ -311,9 +311,19 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     pin = w.snap;
     if (ctx.direction == Direction::outbound) {
       std::string unknown;
-      cluster = routeOutbound(snap, *conn, view.host, ctx, unknown);
+      cluster = routeOutbound(w, snap, *conn, view, ctx, unknown);
+      if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
       if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
       ctx.cluster = cluster;
+      // A rule's rewrites: what goes on is the rewritten path and authority.
+      if (!ctx.rewrittenPath.empty()) {
+        req.path = ctx.rewrittenPath;
+        view.target = view.path = req.path;
+      }
+      if (!ctx.rewrittenAuthority.empty()) {
+        req.authority.assign(ctx.rewrittenAuthority);
+        view.host = req.authority;
+      }
     } else {
       auto it = snap.local.find(conn->sni);
       if (it == snap.local.end()) {
@@ -436,7 +446,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     deadline = Clock::now() + impl().opt.bodyTimeout;
     h2::Head h;
     h.status = status;
-    std::string b = text + "\n";
+    // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
+    std::string b = f == Failure::none ? text : text + "\n";
     const bool noBody = req.method == "HEAD";
     h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
     h.fields.push_back({"content-length", std::to_string(b.size())});

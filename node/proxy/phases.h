@@ -21,6 +21,7 @@ namespace mesh::proxy {
 
 struct Cluster;
 struct Endpoint;
+struct RouteRule;
 
 enum class Direction { outbound, inbound };
 const char* directionName(Direction d);
@@ -51,6 +52,9 @@ struct RequestContext {
   std::string service;                // what the request was routed to
   const Cluster* cluster = nullptr;
   const Endpoint* endpoint = nullptr;
+  const RouteRule* route = nullptr;     // the Route rule that decided (outbound), if any
+  std::string rewrittenPath;            // the path sent on, when a rule rewrote it
+  std::string_view rewrittenAuthority;  // the authority sent on, when a rule rewrote it
   std::vector<h1::Header> upstreamHeaders;    // fields the upstream request gains
   std::vector<h1::Header> downstreamHeaders;  // fields the response gains
   int status = 0;                             // the status the client got (0: none sent)
@@ -58,10 +62,12 @@ struct RequestContext {
   int attempts = 0;  // upstream attempts (connect retries included)
   std::uint64_t requestBytes = 0, responseBytes = 0;
   Clock::time_point start, upstreamStart, upstreamHead, end;
-  // A filter that answers itself sets this (status and body) in onRequest: no upstream is tried.
+  // A filter or route rule that answers itself sets this (status and body, sent as given) in
+  // onRequest or the route phase: no upstream is tried.
   struct LocalReply {
     int status = 0;
     std::string body;
+    std::string location;  // a redirect's Location
   } reply;
 };
 

@@ -396,9 +396,61 @@ bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId) {
   return false;
 }
 
-const Cluster* routeOutbound(const Snapshot& snap, const Conn& c, std::string_view authority, RequestContext& ctx,
+namespace {
+
+void applyEdit(const HeaderEdit& e, std::vector<h1::Header>& out) {
+  // "set" replaces what the request or response carries under the name (the writers drop a
+  // field that the phases give again).
+  for (const auto& [name, value] : e.set) out.push_back({name, value});
+}
+
+}  // namespace
+
+const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, const h1::Head& req, RequestContext& ctx,
                              std::string& unknown) {
-  ctx.service = serviceOf(authority);
+  ctx.service = serviceOf(req.host);
+  if (const RouteTable* table = snap.route(ctx.service)) {
+    const RouteMatch* matched = nullptr;
+    if (const RouteRule* rule = table->match(req, &matched)) {
+      ctx.route = rule;
+      if (rule->direct) {
+        ctx.reply.status = rule->direct->status;
+        ctx.reply.body = rule->direct->body;
+        applyEdit(rule->headers.response, ctx.downstreamHeaders);
+        return nullptr;
+      }
+      if (rule->redirect) {
+        ctx.reply.status = rule->redirect->status;
+        ctx.reply.location = redirectLocation(*rule->redirect, req);
+        ctx.downstreamHeaders.push_back({"location", ctx.reply.location});
+        applyEdit(rule->headers.response, ctx.downstreamHeaders);
+        return nullptr;
+      }
+      const RouteDestination* d = pickDestination(*rule, w.balancer.draw());
+      if (!d) {
+        unknown = ctx.service;
+        ctx.service.clear();
+        return nullptr;
+      }
+      ctx.service = d->service;
+      const Cluster* cluster = snap.find(d->service, d->subset);
+      if (!cluster) {
+        unknown = d->subset.empty() ? d->service : d->service + "/" + d->subset;
+        ctx.service.clear();
+        return nullptr;
+      }
+      if (!rule->rewriteUri.empty()) ctx.rewrittenPath = rewritePath(*rule, matched, req);
+      if (!rule->rewriteAuthority.empty()) {
+        ctx.rewrittenAuthority = rule->rewriteAuthority;
+        ctx.upstreamHeaders.push_back({"Host", rule->rewriteAuthority});
+      }
+      applyEdit(rule->headers.request, ctx.upstreamHeaders);
+      applyEdit(d->headers.request, ctx.upstreamHeaders);
+      applyEdit(rule->headers.response, ctx.downstreamHeaders);
+      applyEdit(d->headers.response, ctx.downstreamHeaders);
+      return cluster;
+    }
+  }
   const Cluster* cluster = snap.find(ctx.service);
   if (!cluster && !c.redirectedTo.empty()) {
     // Redirected by iptables with a Host that names no service (the app dialed an address).
@@ -520,7 +572,9 @@ class Relay {
     const bool keep = req.keepAlive && req.framing == h1::Framing::none && !w_.draining;
     std::vector<h1::Header> extra;
     if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
-    auto bytes = h1::simpleResponse(status, body + "\n", keep, extra);
+    for (const auto& h : ctx.downstreamHeaders) extra.push_back(h);
+    // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
+    auto bytes = h1::simpleResponse(status, f == Failure::none ? body : body + "\n", keep, extra);
     ctx.responseBytes = bytes.size();
     bool ok = co_await writeDown(bytes, ctx);
     co_return keep&& ok;
@@ -707,10 +761,16 @@ class Relay {
     const LocalTarget* local = nullptr;
     if (c_->direction == Direction::outbound) {
       std::string unknown;
-      cluster = routeOutbound(snap, *c_, req.host, ctx, unknown);
+      cluster = routeOutbound(w_, snap, *c_, req, ctx, unknown);
+      if (!cluster && ctx.reply.status) {
+        co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
+      }
       if (!cluster) {
         co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
       }
+      // A rule's rewrites: what goes on is the rewritten path and authority.
+      if (!ctx.rewrittenPath.empty()) req.target = req.path = ctx.rewrittenPath;
+      if (!ctx.rewrittenAuthority.empty()) req.host = ctx.rewrittenAuthority;
     } else {
       auto it = snap.local.find(c_->sni);
       if (it == snap.local.end()) {

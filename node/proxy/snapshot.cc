@@ -31,6 +31,21 @@ const Cluster* Snapshot::find(std::string_view service) const {
   return it == clusters.end() ? nullptr : it->second.get();
 }
 
+const Cluster* Snapshot::find(std::string_view service, std::string_view subset) const {
+  if (subset.empty()) return find(service);
+  std::string key;
+  key.reserve(service.size() + 1 + subset.size());
+  key.append(service).append("/").append(subset);
+  auto it = subsets.find(key);
+  return it == subsets.end() ? nullptr : it->second.get();
+}
+
+const RouteTable* Snapshot::route(std::string_view host) const {
+  if (routes.empty()) return nullptr;
+  auto it = routes.find(std::string(host));
+  return it == routes.end() ? nullptr : it->second.get();
+}
+
 namespace {
 
 // One round-robin cycle is at most this many picks; heavier weights are scaled down to fit
@@ -80,37 +95,71 @@ std::unordered_map<std::string, const policy::Held*> destinationPolicies(const p
   return out;
 }
 
-LoadBalancing loadBalancingOf(const policy::Held* held) {
+LoadBalancing readLoadBalancer(schema::LoadBalancer::Reader l) {
   LoadBalancing lb;
-  if (held) {
-    (void)schema::readRecord<schema::DestinationPolicy>(
-        held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
-        [&](schema::DestinationPolicy::Reader d) -> Result<void> {
-          if (!d.hasTrafficPolicy() || !d.getTrafficPolicy().hasLoadBalancer()) return {};
-          auto l = d.getTrafficPolicy().getLoadBalancer();
-          switch (l.getAlgorithm()) {
-            case schema::LoadBalancer::Algorithm::ROUND_ROBIN:
-              lb.algorithm = Algorithm::roundRobin;
-              break;
-            case schema::LoadBalancer::Algorithm::LEAST_REQUEST:
-              lb.algorithm = Algorithm::leastRequest;
-              break;
-            case schema::LoadBalancer::Algorithm::RANDOM:
-              lb.algorithm = Algorithm::random;
-              break;
-            case schema::LoadBalancer::Algorithm::RING_HASH:
-              lb.algorithm = Algorithm::ringHash;
-              break;
-          }
-          lb.hashHeader = l.getHashHeader().cStr();
-          std::transform(lb.hashHeader.begin(), lb.hashHeader.end(), lb.hashHeader.begin(),
-                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-          lb.hashSource = l.getHashSource();
-          lb.sameZone = l.getLocalityPreference() == schema::LoadBalancer::LocalityPreference::SAME_ZONE;
-          return {};
-        });
+  switch (l.getAlgorithm()) {
+    case schema::LoadBalancer::Algorithm::ROUND_ROBIN:
+      lb.algorithm = Algorithm::roundRobin;
+      break;
+    case schema::LoadBalancer::Algorithm::LEAST_REQUEST:
+      lb.algorithm = Algorithm::leastRequest;
+      break;
+    case schema::LoadBalancer::Algorithm::RANDOM:
+      lb.algorithm = Algorithm::random;
+      break;
+    case schema::LoadBalancer::Algorithm::RING_HASH:
+      lb.algorithm = Algorithm::ringHash;
+      break;
   }
+  lb.hashHeader = l.getHashHeader().cStr();
+  std::transform(lb.hashHeader.begin(), lb.hashHeader.end(), lb.hashHeader.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  lb.hashSource = l.getHashSource();
+  lb.sameZone = l.getLocalityPreference() == schema::LoadBalancer::LocalityPreference::SAME_ZONE;
   return lb;
+}
+
+struct SubsetSpec {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::optional<LoadBalancing> lb;  // the subset's own, when it has one
+};
+
+struct DestinationSpec {
+  LoadBalancing lb;
+  std::vector<SubsetSpec> subsets;
+};
+
+DestinationSpec destinationOf(const policy::Held* held) {
+  DestinationSpec spec;
+  if (!held) return spec;
+  (void)schema::readRecord<schema::DestinationPolicy>(
+      held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
+      [&](schema::DestinationPolicy::Reader d) -> Result<void> {
+        if (d.hasTrafficPolicy() && d.getTrafficPolicy().hasLoadBalancer())
+          spec.lb = readLoadBalancer(d.getTrafficPolicy().getLoadBalancer());
+        for (auto sub : d.getSubsets()) {
+          SubsetSpec out;
+          out.name = sub.getName().cStr();
+          for (auto l : sub.getLabels()) out.labels[l.getName().cStr()] = l.getValue().cStr();
+          if (sub.hasTrafficPolicy() && sub.getTrafficPolicy().hasLoadBalancer())
+            out.lb = readLoadBalancer(sub.getTrafficPolicy().getLoadBalancer());
+          spec.subsets.push_back(std::move(out));
+        }
+        return {};
+      });
+  return spec;
+}
+
+// A cluster's endpoint sets, once its endpoints are in place.
+void buildSets(Cluster& c, const std::string& zone) {
+  std::vector<const Endpoint*> all, local;
+  for (const auto& e : c.endpoints) {
+    all.push_back(&e);
+    if (e.zone == zone) local.push_back(&e);
+  }
+  c.all = makeSet(all, c.lb.algorithm);
+  if (c.lb.sameZone && !local.empty() && local.size() < all.size()) c.local = makeSet(local, c.lb.algorithm);
 }
 
 }  // namespace
@@ -200,19 +249,60 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
   for (auto& [service, endpoints] : byService) {
     auto c = std::make_shared<Cluster>();
     c->service = service;
+    c->key = service;
     if (auto p = protocols.find(service); p != protocols.end()) c->protocol = p->second;
     auto dp = policies.find(service);
-    c->lb = loadBalancingOf(dp == policies.end() ? nullptr : dp->second);
+    auto spec = destinationOf(dp == policies.end() ? nullptr : dp->second);
+    c->lb = spec.lb;
     std::sort(endpoints.begin(), endpoints.end(), [](const Endpoint& a, const Endpoint& b) { return a.key < b.key; });
     c->endpoints = std::move(endpoints);
-    std::vector<const Endpoint*> all, local;
-    for (const auto& e : c->endpoints) {
-      all.push_back(&e);
-      if (e.zone == in.zone) local.push_back(&e);
+    buildSets(*c, in.zone);
+    // Subsets: the same endpoints, filtered by labels; a subset with no healthy endpoint still
+    // has its cluster (a request routed there gets "no healthy endpoint", not "no route").
+    for (const auto& sub : spec.subsets) {
+      auto sc = std::make_shared<Cluster>();
+      sc->service = service;
+      sc->subset = sub.name;
+      sc->key = service + "/" + sub.name;
+      sc->protocol = c->protocol;
+      sc->lb = sub.lb ? *sub.lb : spec.lb;
+      for (const auto& e : c->endpoints) {
+        bool all = true;
+        for (const auto& [k, v] : sub.labels) {
+          auto it = e.labels.find(k);
+          if (it == e.labels.end() || it->second != v) {
+            all = false;
+            break;
+          }
+        }
+        if (all) sc->endpoints.push_back(e);
+      }
+      buildSets(*sc, in.zone);
+      snap->subsets.emplace(sc->key, std::move(sc));
     }
-    c->all = makeSet(all, c->lb.algorithm);
-    if (c->lb.sameZone && !local.empty() && local.size() < all.size()) c->local = makeSet(local, c->lb.algorithm);
     snap->clusters.emplace(service, std::move(c));
+  }
+  // Routes. One that refers to what is not held (policy::Snapshot::problems) keeps the table it
+  // had in the snapshot before; one new with such a problem has none yet (the hosts keep their
+  // plain routing).
+  if (in.policy) {
+    for (const auto& [key, held] : in.policy->documents) {
+      if (held->doc.envelope.kind != policy::kindName(policy::Kind::route)) continue;
+      std::shared_ptr<const RouteTable> table;
+      const bool broken = in.policy->problems.count(key) > 0;
+      if (!broken) {
+        auto compiled = compileRoute(held->doc.envelope.name, held->doc.envelope.version, held->doc.body);
+        if (compiled) table = std::move(*compiled);
+      }
+      if (!table && in.previous) {
+        auto prev = in.previous->routeDocuments.find(key);
+        if (prev != in.previous->routeDocuments.end()) table = prev->second;
+      }
+      if (!table) continue;
+      snap->routeDocuments.emplace(key, table);
+      // Two Routes for one host: the first by name holds it (documents are in name order).
+      for (const auto& host : table->hosts) snap->routes.try_emplace(host, table);
+    }
   }
   return snap;
 }

@@ -16,6 +16,7 @@
 
 #include "common/net_address.h"
 #include "node/catalog/catalog.h"
+#include "node/proxy/routing.h"
 
 namespace mesh::policy {
 struct Snapshot;
@@ -64,6 +65,8 @@ struct Cluster {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
   std::string service;
+  std::string subset;  // a DestinationPolicy subset's name; empty: every healthy instance
+  std::string key;     // "service" or "service/subset": per-worker balancer state is kept by it
   catalog::Protocol protocol = catalog::Protocol::http;
   LoadBalancing lb;
   std::vector<Endpoint> endpoints;  // healthy, sorted by key
@@ -86,11 +89,21 @@ struct Snapshot {
   std::uint64_t policyVersion = 0;
   std::string zone;
   std::unordered_map<std::string, std::shared_ptr<const Cluster>> clusters;  // by service name
+  // DestinationPolicy subsets: "service/subset" -> the service's healthy instances whose labels
+  // include all of the subset's.
+  std::unordered_map<std::string, std::shared_ptr<const Cluster>> subsets;
+  // Route documents in force, by host (a service name); and by document ("Route/NAME"), for the
+  // next compile to keep one whose references broke.
+  std::unordered_map<std::string, std::shared_ptr<const RouteTable>> routes;
+  std::map<std::string, std::shared_ptr<const RouteTable>> routeDocuments;
   std::unordered_map<std::string, LocalTarget> local;                        // by instance id
   // "ip:port" of every instance -> its service: what a connection redirected by iptables was
   // meant for (SO_ORIGINAL_DST).
   std::unordered_map<std::string, std::string> byAddress;
   const Cluster* find(std::string_view service) const;
+  // The service's cluster, or its subset's; null when either is unknown.
+  const Cluster* find(std::string_view service, std::string_view subset) const;
+  const RouteTable* route(std::string_view host) const;
 };
 
 // What the compiler needs to know of a member beyond the catalog.
@@ -106,6 +119,8 @@ struct CompileInput {
   const std::map<std::string, MemberInfo>* members = nullptr;  // by node name (not ours)
   std::optional<HostPort> ownInbound;                          // our inbound, as advertised
   const policy::Snapshot* policy = nullptr;                    // may be null
+  // The snapshot in force: a Route whose references no longer hold keeps its table from there.
+  const Snapshot* previous = nullptr;
 };
 
 // Healthy means: the owner is alive (SWIM) and runs a proxy, the instance is passing or

@@ -317,11 +317,15 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
 // on), so that every later phase can log it, then the filters. True when a filter answered
 // (ctx.reply).
 bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId);
-// The route phase of an outbound request: the cluster its authority names or, for a connection
-// redirected by iptables whose authority names no service, the original destination's. Sets
-// ctx.service; none: null, the name asked for in `unknown`, and ctx.service cleared (one metrics
-// series for every unknown name, not one each).
-const Cluster* routeOutbound(const Snapshot& snap, const Conn& c, std::string_view authority, RequestContext& ctx,
+// The route phase of an outbound request. A Route for the host its authority names decides
+// first: the first rule that matches splits by weight across services and subsets, or answers
+// (redirect, direct response: ctx.reply set, null returned, `unknown` empty); its rewrites go to
+// ctx.rewrittenPath / rewrittenAuthority and its header edits to ctx's field lists. Without a
+// Route (or a rule that matches): the cluster the authority names or, for a connection redirected
+// by iptables whose authority names no service, the original destination's. Sets ctx.service;
+// none: null, the name asked for in `unknown`, and ctx.service cleared (one metrics series for
+// every unknown name, not one each).
+const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, const h1::Head& req, RequestContext& ctx,
                              std::string& unknown);
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);

@@ -2,8 +2,9 @@
 // HTTP/1.1 with keep-alive, or a TCP echo server (--tcp).
 //
 //   GET  /...            200, body "<name>\n" (or --body-bytes bytes), header x-upstream: <name>;
-//                        the request's x-request-id, x-forwarded-client-cert, traceparent and
-//                        x-b3-traceid come back as x-seen-<field>
+//                        the request's x-request-id, x-forwarded-client-cert, traceparent,
+//                        x-b3-traceid and x-route-* fields come back as x-seen-<field>, its
+//                        path as x-seen-path and its Host as x-seen-host
 //   POST/PUT /...        200, the request body echoed (chunked requests answered chunked)
 //   /status/NNN          that status
 //   /delay/MS            answers after MS milliseconds (--delay-ms: every request)
@@ -141,6 +142,12 @@ awaitable<void> serve(tcp::socket s) {
     std::string seen;
     for (const char* f : {"x-request-id", "x-forwarded-client-cert", "traceparent", "x-b3-traceid"}) {
       if (auto v = req.find(f)) seen += "x-seen-" + std::string(f) + ": " + std::string(*v) + "\r\n";
+    }
+    // What routing changed on the way (rewrites, header edits).
+    seen += "x-seen-path: " + path + "\r\nx-seen-host: " + std::string(req.host) + "\r\n";
+    for (const auto& h : req.headers) {
+      if (mesh::http::iequals(h.name.substr(0, std::min<std::size_t>(h.name.size(), 8)), "x-route-"))
+        seen += "x-seen-" + std::string(h.name) + ": " + std::string(h.value) + "\r\n";
     }
     std::string wsKey;
     if (req.upgrade) {

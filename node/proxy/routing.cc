@@ -1,0 +1,342 @@
+#include "node/proxy/routing.h"
+
+#include <algorithm>
+
+#include "common/http/message.h"
+#include "node/policy/validate.h"
+#include "schemas/policy.capnp.h"
+#include "schemas/record_io.h"
+
+namespace mesh::proxy {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded: '+' is a space, %XX a byte; a bad escape stays as written.
+std::string decodeQuery(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && hexDigit(s[i + 1]) >= 0 &&
+               hexDigit(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hexDigit(s[i + 1]) * 16 + hexDigit(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// The first value of a query parameter, decoded; none when absent.
+std::optional<std::string> queryParam(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto eq = pair.find('=');
+    auto key = decodeQuery(pair.substr(0, eq));
+    if (key == name) return eq == std::string_view::npos ? std::string() : decodeQuery(pair.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
+Result<StringMatcher> stringMatcher(schema::StringMatch::Reader m) {
+  StringMatcher out;
+  switch (m.which()) {
+    case schema::StringMatch::UNSET:
+      break;
+    case schema::StringMatch::EXACT:
+      out.kind = StringMatcher::Kind::exact;
+      out.value = m.getExact().cStr();
+      break;
+    case schema::StringMatch::PREFIX:
+      out.kind = StringMatcher::Kind::prefix;
+      out.value = m.getPrefix().cStr();
+      break;
+    case schema::StringMatch::REGEX:
+      out.kind = StringMatcher::Kind::regex;
+      out.value = m.getRegex().cStr();
+      try {
+        out.re = std::make_shared<const std::regex>(out.value, std::regex::ECMAScript | std::regex::optimize);
+      } catch (const std::regex_error& e) {
+        return Error(errc::malformed, "regular expression '" + out.value + "': " + e.what());
+      }
+      break;
+  }
+  return out;
+}
+
+Result<std::vector<HeaderMatcher>> headerMatchers(capnp::List<schema::HeaderMatch>::Reader list) {
+  std::vector<HeaderMatcher> out;
+  for (auto h : list) {
+    HeaderMatcher m;
+    m.name = lower(h.getName().cStr());
+    auto regex = [&](std::string re) -> Result<void> {
+      m.value.kind = StringMatcher::Kind::regex;
+      m.value.value = std::move(re);
+      try {
+        m.value.re = std::make_shared<const std::regex>(m.value.value, std::regex::ECMAScript | std::regex::optimize);
+      } catch (const std::regex_error& e) {
+        return Error(errc::malformed, "regular expression '" + m.value.value + "': " + e.what());
+      }
+      return {};
+    };
+    switch (h.which()) {
+      case schema::HeaderMatch::UNSET:
+        m.kind = HeaderMatcher::Kind::present;
+        break;
+      case schema::HeaderMatch::EXACT:
+        m.kind = HeaderMatcher::Kind::exact;
+        m.value = {StringMatcher::Kind::exact, h.getExact().cStr(), nullptr};
+        break;
+      case schema::HeaderMatch::PREFIX:
+        m.kind = HeaderMatcher::Kind::prefix;
+        m.value = {StringMatcher::Kind::prefix, h.getPrefix().cStr(), nullptr};
+        break;
+      case schema::HeaderMatch::REGEX: {
+        m.kind = HeaderMatcher::Kind::regex;
+        auto r = regex(h.getRegex().cStr());
+        if (!r) return r.error();
+        break;
+      }
+      case schema::HeaderMatch::PRESENT:
+        m.kind = h.getPresent() ? HeaderMatcher::Kind::present : HeaderMatcher::Kind::absent;
+        break;
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+HeaderEdit headerEdit(schema::HeaderEdit::Reader e) {
+  HeaderEdit out;
+  for (auto h : e.getSet()) out.set.emplace_back(lower(h.getName().cStr()), h.getValue().cStr());
+  for (auto h : e.getAdd()) out.add.emplace_back(lower(h.getName().cStr()), h.getValue().cStr());
+  for (auto n : e.getRemove()) out.remove.push_back(lower(n.cStr()));
+  return out;
+}
+
+HeaderOps headerOps(schema::HeaderOps::Reader o) {
+  HeaderOps out;
+  if (o.hasRequest()) out.request = headerEdit(o.getRequest());
+  if (o.hasResponse()) out.response = headerEdit(o.getResponse());
+  return out;
+}
+
+bool headerMatches(const HeaderMatcher& m, const h1::Head& req) {
+  // A field sent more than once matches when any of its values does (as Envoy's matchers
+  // see them joined, for the usual single-valued routing headers the same).
+  bool present = false;
+  for (const auto& h : req.headers) {
+    if (!http::iequals(h.name, m.name)) continue;
+    present = true;
+    switch (m.kind) {
+      case HeaderMatcher::Kind::present:
+        return true;
+      case HeaderMatcher::Kind::absent:
+        return false;
+      default:
+        if (m.value.matches(h.value)) return true;
+    }
+  }
+  if (m.kind == HeaderMatcher::Kind::absent) return !present;
+  // HTTP/2 carries the authority as a pseudo-field: "host" matches it too.
+  if (m.name == "host" && !present && !req.host.empty()) {
+    if (m.kind == HeaderMatcher::Kind::present) return true;
+    return m.value.matches(req.host);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool StringMatcher::matches(std::string_view s) const {
+  switch (kind) {
+    case Kind::any:
+      return true;
+    case Kind::exact:
+      return s == value;
+    case Kind::prefix:
+      return s.starts_with(value);
+    case Kind::regex:
+      return s.size() <= kMaxRegexInput && re && std::regex_match(s.begin(), s.end(), *re);
+  }
+  return false;
+}
+
+std::pair<std::string_view, std::string_view> splitTarget(std::string_view target) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return {target, {}};
+  return {target.substr(0, q), target.substr(q + 1)};
+}
+
+bool RouteMatch::matches(const h1::Head& req) const {
+  auto [path_, query_] = splitTarget(req.path);
+  if (!path.matches(path_)) return false;
+  if (!authority.matches(req.host)) return false;
+  if (!methods.empty() && std::find(methods.begin(), methods.end(), req.method) == methods.end()) return false;
+  for (const auto& h : headers) {
+    if (!headerMatches(h, req)) return false;
+  }
+  for (const auto& q : query) {
+    auto v = queryParam(query_, q.name);
+    switch (q.kind) {
+      case HeaderMatcher::Kind::present:
+        if (!v) return false;
+        break;
+      case HeaderMatcher::Kind::absent:
+        if (v) return false;
+        break;
+      default:
+        if (!v || !q.value.matches(*v)) return false;
+    }
+  }
+  return true;
+}
+
+const RouteRule* RouteTable::match(const h1::Head& req, const RouteMatch** matched) const {
+  for (const auto& rule : rules) {
+    if (rule.matches.empty()) {
+      if (matched) *matched = nullptr;
+      return &rule;
+    }
+    for (const auto& m : rule.matches) {
+      if (m.matches(req)) {
+        if (matched) *matched = &m;
+        return &rule;
+      }
+    }
+  }
+  return nullptr;
+}
+
+const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw) {
+  if (rule.destinations.empty()) return nullptr;
+  if (rule.destinations.size() == 1 || rule.totalWeight == 0) return &rule.destinations.front();
+  std::uint64_t point = draw % rule.totalWeight;
+  for (const auto& d : rule.destinations) {
+    if (point < d.weight) return &d;
+    point -= d.weight;
+  }
+  return &rule.destinations.back();
+}
+
+std::string rewritePath(const RouteRule& rule, const RouteMatch* matched, const h1::Head& req) {
+  auto [path, query] = splitTarget(req.path);
+  std::string out;
+  if (matched && matched->path.kind == StringMatcher::Kind::prefix && path.starts_with(matched->path.value)) {
+    auto rest = path.substr(matched->path.value.size());
+    out = rule.rewriteUri;
+    // "/api" + "/v1" with uri "/": one slash between, never two ("//v1") or none ("v1").
+    if (!out.empty() && out.back() == '/' && rest.starts_with('/')) rest.remove_prefix(1);
+    out.append(rest);
+  } else {
+    out = rule.rewriteUri;
+  }
+  if (out.empty()) out = "/";
+  if (!query.empty()) out.append("?").append(query);
+  return out;
+}
+
+std::string redirectLocation(const RouteRule::Redirect& r, const h1::Head& req) {
+  std::string scheme = r.scheme.empty() ? "http" : r.scheme;
+  std::string_view authority = r.authority.empty() ? req.host : std::string_view(r.authority);
+  std::string out = scheme + "://";
+  out.append(authority);
+  if (r.uri.empty()) {
+    out.append(req.path.empty() ? std::string_view("/") : req.path);
+  } else {
+    out.append(r.uri);
+  }
+  return out;
+}
+
+Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, std::uint64_t version,
+                                                        std::string_view body) {
+  auto table = std::make_shared<RouteTable>();
+  table->document = "Route/" + std::string(name);
+  table->version = version;
+  auto r = schema::readRecord<schema::Route>(
+      body, "Route body", errc::malformed, policy::kMaxBodyWords, [&](schema::Route::Reader route) -> Result<void> {
+        for (auto h : route.getHosts()) table->hosts.push_back(lower(h.cStr()));
+        std::size_t index = 0;
+        for (auto rule : route.getHttp()) {
+          RouteRule out;
+          out.name = rule.hasName() && rule.getName().size() ? rule.getName().cStr() : "#" + std::to_string(index);
+          ++index;
+          for (auto m : rule.getMatch()) {
+            RouteMatch match;
+            if (m.hasPath()) {
+              auto p = stringMatcher(m.getPath());
+              if (!p) return p.error();
+              match.path = std::move(*p);
+            }
+            if (m.hasAuthority()) {
+              auto a = stringMatcher(m.getAuthority());
+              if (!a) return a.error();
+              match.authority = std::move(*a);
+            }
+            for (auto method : m.getMethods()) match.methods.emplace_back(method.cStr());
+            auto headers = headerMatchers(m.getHeaders());
+            if (!headers) return headers.error();
+            match.headers = std::move(*headers);
+            auto query = headerMatchers(m.getQueryParams());
+            if (!query) return query.error();
+            match.query = std::move(*query);
+            // Query parameter names are matched as written, not folded as header names are.
+            auto params = m.getQueryParams();
+            for (std::size_t i = 0; i < match.query.size(); ++i) match.query[i].name = params[i].getName().cStr();
+            out.matches.push_back(std::move(match));
+          }
+          for (auto d : rule.getRoute()) {
+            RouteDestination dest;
+            dest.service = lower(d.getDestination().getService().cStr());
+            dest.subset = d.getDestination().getSubset().cStr();
+            // One destination alone may omit its weight (it takes everything).
+            dest.weight = rule.getRoute().size() == 1 ? 100 : d.getWeight();
+            if (d.hasHeaders()) dest.headers = headerOps(d.getHeaders());
+            out.totalWeight += dest.weight;
+            out.destinations.push_back(std::move(dest));
+          }
+          if (rule.hasRedirect()) {
+            auto rd = rule.getRedirect();
+            RouteRule::Redirect red;
+            red.uri = rd.getUri().cStr();
+            red.authority = rd.getAuthority().cStr();
+            red.scheme = rd.getScheme().cStr();
+            red.status = rd.getResponseCode() ? rd.getResponseCode() : 301;
+            out.redirect = std::move(red);
+          }
+          if (rule.hasDirectResponse()) {
+            auto dr = rule.getDirectResponse();
+            out.direct = RouteRule::Direct{dr.getStatus() ? dr.getStatus() : 200, dr.getBody().cStr()};
+          }
+          if (rule.hasRewrite()) {
+            out.rewriteUri = rule.getRewrite().getUri().cStr();
+            out.rewriteAuthority = rule.getRewrite().getAuthority().cStr();
+          }
+          if (rule.hasHeaders()) out.headers = headerOps(rule.getHeaders());
+          table->rules.push_back(std::move(out));
+        }
+        return {};
+      });
+  if (!r) return r.error();
+  return std::shared_ptr<const RouteTable>(std::move(table));
+}
+
+}  // namespace mesh::proxy

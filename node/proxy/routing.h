@@ -1,0 +1,121 @@
+#pragma once
+// Route policy in the proxy (issue 8): a Route document compiled once per snapshot into a table
+// that the outbound route phase walks per request. Rules are tried in order and the first whose
+// match holds decides: a weighted split across services and their subsets, a redirect, or a
+// direct response; with a path or authority rewrite and header edits on the way. Pure: tested
+// without sockets.
+//
+// A table names its destinations (service, subset), never the snapshot's clusters: the route
+// phase resolves them in the snapshot the request pinned. So a table can outlive the snapshot it
+// was compiled for, which is how a Route that lost a reference (a subset no DestinationPolicy
+// defines any more) keeps its previous behaviour in the next snapshot.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "node/proxy/http1.h"
+
+namespace mesh::proxy {
+
+// Regular expressions run only against values of at most this many bytes; a longer value never
+// matches one. libstdc++'s matcher recurses once per input character, so an unbounded value (a
+// 32 KiB header) could exhaust a worker's stack; paths and header values that routing cares
+// about are far shorter.
+inline constexpr std::size_t kMaxRegexInput = 4096;
+
+struct StringMatcher {
+  enum class Kind { any, exact, prefix, regex };
+  Kind kind = Kind::any;
+  std::string value;
+  std::shared_ptr<const std::regex> re;
+  bool matches(std::string_view s) const;
+};
+
+struct HeaderMatcher {
+  std::string name;  // lower case
+  enum class Kind { exact, prefix, regex, present, absent };
+  Kind kind = Kind::present;
+  StringMatcher value;  // exact, prefix, regex
+};
+
+struct RouteMatch {
+  StringMatcher path;       // against the path without its query
+  StringMatcher authority;  // against the Host / :authority as sent
+  std::vector<std::string> methods;
+  std::vector<HeaderMatcher> headers;
+  std::vector<HeaderMatcher> query;  // query parameters (values percent-decoded)
+  bool matches(const h1::Head& req) const;
+};
+
+struct HeaderEdit {
+  std::vector<std::pair<std::string, std::string>> set;  // names lower case
+  std::vector<std::pair<std::string, std::string>> add;
+  std::vector<std::string> remove;
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+struct HeaderOps {
+  HeaderEdit request, response;
+};
+
+struct RouteDestination {
+  std::string service, subset;  // subset empty: every instance
+  std::uint32_t weight = 100;
+  HeaderOps headers;
+};
+
+struct RouteRule {
+  std::string name;                  // the rule's name, or "#i" (its index)
+  std::vector<RouteMatch> matches;   // any one; none: every request
+  std::vector<RouteDestination> destinations;
+  std::uint32_t totalWeight = 0;     // sum of the destinations' weights
+  struct Redirect {
+    std::string uri, authority, scheme;
+    int status = 301;
+  };
+  std::optional<Redirect> redirect;
+  struct Direct {
+    int status = 200;
+    std::string body;
+  };
+  std::optional<Direct> direct;
+  std::string rewriteUri;        // replaces the matched prefix (or the whole path); empty: none
+  std::string rewriteAuthority;  // empty: none
+  HeaderOps headers;
+};
+
+struct RouteTable {
+  std::string document;  // "Route/NAME"
+  std::uint64_t version = 0;
+  std::vector<std::string> hosts;
+  std::vector<RouteRule> rules;
+  // The first rule that matches (and which of its matches did, null when it has none), or null.
+  const RouteRule* match(const h1::Head& req, const RouteMatch** matched = nullptr) const;
+};
+
+// A Route document's body (canonical Cap'n Proto, already validated) compiled into a table.
+// Errors only for a body that does not decode or a regular expression std::regex refuses.
+Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, std::uint64_t version,
+                                                        std::string_view body);
+
+// The destination for a uniformly drawn `draw` (any 64-bit value) by the rule's weights.
+const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw);
+
+// The path after the rule's rewrite: the matched prefix replaced when the match was by prefix,
+// else the whole path; the query string kept.
+std::string rewritePath(const RouteRule& rule, const RouteMatch* matched, const h1::Head& req);
+
+// The Location of a redirect: scheme, authority and path from the request unless the rule
+// replaces them.
+std::string redirectLocation(const RouteRule::Redirect& r, const h1::Head& req);
+
+// Splits a target into path and query ("/a?b=c" -> "/a", "b=c").
+std::pair<std::string_view, std::string_view> splitTarget(std::string_view target);
+
+}  // namespace mesh::proxy

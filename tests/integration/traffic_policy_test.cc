@@ -1,0 +1,256 @@
+// Traffic policy enforced by the proxy (issue 8), through real processes: signed documents
+// published with meshcli to a cluster of meshd nodes, observed with real clients and upstreams.
+// Node 1 is the caller's; node 2 runs reviews v1, node 3 reviews v2 (instance labels).
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/integration/proxy_cluster.h"
+
+namespace mesh::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+std::string headerOf(const http::Response& r, const std::string& name) {
+  for (const auto& [n, v] : r.headers) {
+    if (http::iequals(n, name)) return v;
+  }
+  return {};
+}
+
+class TrafficPolicyTest : public ::testing::Test {
+ protected:
+  ProxyCluster c;
+
+  // Three nodes; reviews v1 on node 2 and v2 on node 3; a DestinationPolicy defining the
+  // subsets, published and applied.
+  void startReviews() {
+    ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
+    c.start(3, {"--policy-trusted-key", c.tmp.sub("op.pub")});
+    c.upstream(2, 9080, "reviews-v1");
+    c.upstream(3, 9080, "reviews-v2");
+    c.service(2, "reviews-v1", "reviews", 9080, "http", "  labels:\n    version: v1\n");
+    c.service(3, "reviews-v2", "reviews", 9080, "http", "  labels:\n    version: v2\n");
+    ASSERT_TRUE(c.waitEndpoints(1, "reviews", 2));
+    writeFile(c.tmp.sub("dp.yaml"), R"(kind: DestinationPolicy
+metadata: {name: reviews}
+spec:
+  service: reviews
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+)");
+    publish("dp.yaml");
+  }
+
+  void publish(const std::string& file) {
+    auto r = c.cli({"policy", "publish", c.tmp.sub(file), "--key", c.tmp.sub("op.key"), "--node",
+                    c.node(1).admin().toString(), "--wait"});
+    ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  }
+
+  // Node 1's proxy applies version `version` of Route/NAME for `host`.
+  bool routeApplied(const std::string& host, std::uint64_t version) {
+    return eventually(
+        [&] {
+          auto r = c.node(1).get("/v1/proxy");
+          if (!r.ok()) return false;
+          auto j = json::parse(r->body, nullptr, false);
+          return !j.is_discarded() && j["routes"].contains(host) && j["routes"][host].value("version", 0u) == version;
+        },
+        10s, 50ms);
+  }
+
+  Result<http::Response> get(const std::string& path, http::Headers headers = {}, const std::string& host = "reviews") {
+    return c.request(1, host, "GET", path, {}, std::move(headers));
+  }
+};
+
+constexpr const char* kRoute = R"(kind: Route
+metadata: {name: reviews, version: %VERSION%}
+spec:
+  hosts: [reviews, shop]
+  http:
+    - name: testers
+      match: [{headers: {x-user: {exact: alice}}}]
+      route: [{destination: {service: reviews, subset: v2}}]
+    - name: old-paths
+      match: [{path: {prefix: /old}}]
+      redirect: {uri: /new, responseCode: 302}
+    - name: retired
+      match: [{path: {exact: /retired}, methods: [GET]}]
+      directResponse: {status: 410, body: "retired; use /new"}
+    - name: api
+      match: [{path: {regex: "/api/.*"}, queryParams: {debug: {present: false}}}, {path: {prefix: /v1api}}]
+      rewrite: {uri: /internal, authority: reviews-internal}
+      headers:
+        request: {set: {x-route-rule: api}}
+        response: {set: {x-route-by: mesh}}
+      route: [{destination: {service: reviews, subset: v1}}]
+    - name: split
+      route:
+        - {destination: {service: reviews, subset: v1}, weight: 80}
+        - {destination: {service: reviews, subset: v2}, weight: 20, headers: {request: {set: {x-route-canary: "yes"}}}}
+)";
+
+std::string routeVersion(int version) {
+  std::string s = kRoute;
+  s.replace(s.find("%VERSION%"), 9, std::to_string(version));
+  return s;
+}
+
+TEST_F(TrafficPolicyTest, RouteRulesMatchSplitRewriteRedirectAndAnswer) {
+  startReviews();
+  writeFile(c.tmp.sub("route.yaml"), routeVersion(1));
+  publish("route.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+
+  // Header-pinned: every request of the tester goes to v2.
+  for (int i = 0; i < 20; ++i) {
+    auto r = get("/x", {{"x-user", "alice"}});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v2");
+  }
+  // Redirect, with the request's host.
+  auto r = get("/old/page?a=1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 302);
+  EXPECT_EQ(headerOf(*r, "location"), "http://reviews/new");
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "");
+  // Direct response, for GET only (a POST falls through to the split).
+  r = get("/retired");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 410);
+  EXPECT_EQ(r->body, "retired; use /new");
+  auto post = c.request(1, "reviews", "POST", "/retired", "body");
+  ASSERT_TRUE(post.ok());
+  EXPECT_EQ(post->status, 200);
+  EXPECT_EQ(post->body, "body");
+  // Rewrite of path (query kept) and authority, header edits both ways; a second match of the
+  // same rule (prefix) rewrites its prefix only.
+  r = get("/api/items?page=2");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v1");
+  EXPECT_EQ(headerOf(*r, "x-seen-path"), "/internal?page=2");
+  EXPECT_EQ(headerOf(*r, "x-seen-host"), "reviews-internal");
+  EXPECT_EQ(headerOf(*r, "x-seen-x-route-rule"), "api");
+  EXPECT_EQ(headerOf(*r, "x-route-by"), "mesh");
+  r = get("/v1api/items");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(headerOf(*r, "x-seen-path"), "/internal/items");
+  // queryParams present: false: with ?debug the api rule does not match.
+  r = get("/api/items?debug=1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(headerOf(*r, "x-seen-path"), "/api/items?debug=1");
+  // A host that names no service, only a Route: routed by the Route.
+  r = get("/x", {{"x-user", "alice"}}, "shop");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v2");
+
+  // The weighted split over 2,000 requests: 20% to v2 within five standard deviations
+  // (sd = sqrt(2000 x 0.2 x 0.8) = 17.9), and only those carry the destination's header.
+  auto j = c.load(1, "reviews", {"--connections", "8", "--requests", "2000"});
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_EQ(j["status"].value("200", 0), 2000) << j.dump();
+  EXPECT_NEAR(j["upstreams"].value("reviews-v2", 0), 400, 90) << j.dump();
+  EXPECT_NEAR(j["upstreams"].value("reviews-v1", 0), 1600, 90) << j.dump();
+  for (int i = 0; i < 40; ++i) {
+    r = get("/canary-check");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(headerOf(*r, "x-seen-x-route-canary") == "yes", headerOf(*r, "x-upstream") == "reviews-v2");
+  }
+}
+
+TEST_F(TrafficPolicyTest, RoutesApplyToHttp2ClientsToo) {
+  startReviews();
+  writeFile(c.tmp.sub("route.yaml"), routeVersion(1));
+  publish("route.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  auto nghttp = [&](const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{"/usr/bin/nghttp", "-v", "-H", ":authority: reviews"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("http://" + c.outbound(1).toString() + path);
+    return run(argv, 30s, c.tmp.path()).out;
+  };
+  auto out = nghttp("/x", {"-H", "x-user: alice"});
+  EXPECT_NE(out.find("x-upstream: reviews-v2"), std::string::npos) << out;
+  out = nghttp("/retired");
+  EXPECT_NE(out.find(":status: 410"), std::string::npos) << out;
+  EXPECT_NE(out.find("retired; use /new"), std::string::npos) << out;
+  out = nghttp("/api/items?page=2");
+  EXPECT_NE(out.find("x-seen-path: /internal?page=2"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-seen-host: reviews-internal"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-route-by: mesh"), std::string::npos) << out;
+  out = nghttp("/old/x");
+  EXPECT_NE(out.find(":status: 302"), std::string::npos) << out;
+  EXPECT_NE(out.find("location: http://reviews/new"), std::string::npos) << out;
+}
+
+TEST_F(TrafficPolicyTest, ACanaryRollsOutUnder200ConnectionsWithoutAFailedRequest) {
+  startReviews();
+  auto canary = [&](int version, int v2) {
+    writeFile(c.tmp.sub("canary.yaml"), "kind: Route\nmetadata: {name: reviews, version: " + std::to_string(version) +
+                                            "}\nspec:\n  hosts: [reviews]\n  http:\n    - route:\n"
+                                            "        - {destination: {service: reviews, subset: v1}, weight: " +
+                                            std::to_string(100 - v2) +
+                                            "}\n        - {destination: {service: reviews, subset: v2}, weight: " +
+                                            std::to_string(v2) + "}\n");
+    publish("canary.yaml");
+    return routeApplied("reviews", static_cast<std::uint64_t>(version));
+  };
+  ASSERT_TRUE(canary(1, 1));
+  std::vector<std::string> argv{loadPath(), "--target", c.outbound(1).toString(), "--host", "reviews",
+                                "--connections", "200", "--duration", "10"};
+  auto load = ChildProcess::start(argv, c.tmp.path(), "load");
+  std::this_thread::sleep_for(2s);
+  EXPECT_TRUE(canary(2, 50));
+  std::this_thread::sleep_for(2s);
+  EXPECT_TRUE(canary(3, 100));
+  load.wait(60s);
+  auto j = json::parse(load.stdoutText(), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << load.stdoutText() << load.stderrText();
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_EQ(j["status"].size(), 1u) << j.dump();
+  EXPECT_GT(j["upstreams"].value("reviews-v2", 0), 0) << j.dump();
+  // After the cut-over, everything goes to v2.
+  auto after = c.load(1, "reviews", {"--connections", "4", "--requests", "200"});
+  EXPECT_EQ(after["upstreams"].value("reviews-v2", 0), 200) << after.dump();
+}
+
+TEST_F(TrafficPolicyTest, ARouteNamingAnUndefinedSubsetIsRefusedOrKeepsThePreviousBehaviour) {
+  startReviews();
+  writeFile(c.tmp.sub("good.yaml"), "kind: Route\nmetadata: {name: reviews, version: 1}\nspec:\n  hosts: [reviews]\n"
+                                    "  http: [{route: [{destination: {service: reviews, subset: v2}}]}]\n");
+  publish("good.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  writeFile(c.tmp.sub("bad.yaml"), "kind: Route\nmetadata: {name: reviews, version: 2}\nspec:\n  hosts: [reviews]\n"
+                                   "  http: [{route: [{destination: {service: reviews, subset: v9}}]}]\n");
+  // Known at validate time when the DestinationPolicy is given with it.
+  auto v = c.cli({"policy", "validate", c.tmp.sub("bad.yaml"), c.tmp.sub("dp.yaml")});
+  EXPECT_EQ(v.status.code, 1);
+  EXPECT_NE((v.out + v.err).find("v9"), std::string::npos) << v.out << v.err;
+  // Published alone, the node holds it, says why, and keeps routing by version 1.
+  publish("bad.yaml");
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = c.node(1).get("/v1/policies");
+        return r.ok() && r->body.find("v9") != std::string::npos;
+      },
+      10s));
+  std::this_thread::sleep_for(500ms);  // a compile after the document arrived
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  for (int i = 0; i < 10; ++i) {
+    auto r = get("/x");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v2");
+  }
+}
+
+}  // namespace
+}  // namespace mesh::testing
