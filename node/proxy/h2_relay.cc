@@ -46,6 +46,26 @@ bool namedIn(std::string_view name, const std::vector<h1::Header>& fields) {
   return false;
 }
 
+// A route's removals and additions on a request going on over HTTP/2 (its replacements travel
+// as the session's extra fields).
+void editRequest(std::vector<h2::Field>& fields, const h1::FieldEdits& edits) {
+  if (edits.empty()) return;
+  std::erase_if(fields, [&](const h2::Field& f) { return edits.removes(f.name); });
+  for (const auto& a : edits.add) fields.push_back({asciiLower(a.name), std::string(a.value)});
+}
+
+// A response head for the client: the upstream's fields less those the phases replace or
+// remove, then the phases' own.
+void finishResponse(const RequestContext& ctx, h2::Head& dh) {
+  if (!ctx.downstreamHeaders.empty() || !ctx.downstreamEdits.remove.empty()) {
+    std::erase_if(dh.fields, [&](const h2::Field& f) {
+      return namedIn(f.name, ctx.downstreamHeaders) || ctx.downstreamEdits.removes(f.name);
+    });
+  }
+  for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({asciiLower(d.name), std::string(d.value)});
+  for (const auto& a : ctx.downstreamEdits.add) dh.fields.push_back({asciiLower(a.name), std::string(a.value)});
+}
+
 }  // namespace
 
 // Either end of an HTTP/2 connection: the session, and reading and writing on its stream.
@@ -324,6 +344,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         req.authority.assign(ctx.rewrittenAuthority);
         view.host = req.authority;
       }
+      editRequest(req.fields, ctx.upstreamEdits);
     } else {
       auto it = snap.local.find(conn->sni);
       if (it == snap.local.end()) {
@@ -452,7 +473,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
     h.fields.push_back({"content-length", std::to_string(b.size())});
     if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
-    for (const auto& d : ctx.downstreamHeaders) h.fields.push_back({asciiLower(d.name), std::string(d.value)});
+    finishResponse(ctx, h);
     if (down->respond(h, noBody) && !noBody) down->send(b, true);
     // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
     if (pendingUp) {
@@ -552,7 +573,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     dh.status = head.status;
     dh.fields.reserve(head.fields.size() + ctx.downstreamHeaders.size());
     for (auto& f : head.fields) dh.fields.push_back(std::move(f));
-    for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({asciiLower(d.name), std::string(d.value)});
+    finishResponse(ctx, dh);
     return dh;
   }
 
@@ -1073,7 +1094,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
   for (const auto& f : resp.headers) {
     dh.fields.push_back({asciiLower(f.name), std::string(f.value)});
   }
-  for (const auto& d : ctx.downstreamHeaders) dh.fields.push_back({asciiLower(d.name), std::string(d.value)});
+  finishResponse(ctx, dh);
   const auto framing = resp.framing;
   std::uint64_t left = resp.contentLength;
   keep = resp.keepAlive && framing != h1::Framing::untilClose;
@@ -1291,6 +1312,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
     auto n = asciiLower(f.name);
     if (n != "expect") ex->req.fields.push_back({std::move(n), std::string(f.value)});
   }
+  editRequest(ex->req.fields, ctx.upstreamEdits);
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
   // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.

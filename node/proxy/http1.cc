@@ -333,7 +333,8 @@ ChunkedScanner::Step ChunkedScanner::feed(std::string_view bytes, std::string* d
 
 namespace {
 
-void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out) {
+void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out,
+                 const FieldEdits* edits) {
   if (head.absoluteForm) out.append("Host: ").append(head.host).append("\r\n");
   // Fields named in Connection are hop-by-hop too (RFC 9110 section 7.6.1).
   std::string_view named[8];
@@ -361,10 +362,13 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
     }
     bool replaced = head.absoluteForm && iequals(h.name, "host");
     for (const auto& x : extra) replaced = replaced || iequals(x.name, h.name);
-    if (replaced) continue;
+    if (replaced || (edits && edits->removes(h.name))) continue;
     out.append(h.name).append(": ").append(h.value).append("\r\n");
   }
   for (const auto& x : extra) out.append(x.name).append(": ").append(x.value).append("\r\n");
+  if (edits) {
+    for (const auto& x : edits->add) out.append(x.name).append(": ").append(x.value).append("\r\n");
+  }
   if (head.upgrade)
     out.append("Connection: upgrade\r\n");
   else if (!keepAlive)
@@ -374,16 +378,24 @@ void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAl
 
 }  // namespace
 
-void writeRequest(const Head& head, std::string_view target, const std::vector<Header>& extra, bool keepAlive,
-                  std::string& out) {
-  out.append(head.method).append(" ").append(target).append(" HTTP/1.1\r\n");
-  writeFields(head, extra, keepAlive, out);
+bool FieldEdits::removes(std::string_view name) const {
+  for (auto r : remove) {
+    if (iequals(r, name)) return true;
+  }
+  return false;
 }
 
-void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out) {
+void writeRequest(const Head& head, std::string_view target, const std::vector<Header>& extra, bool keepAlive,
+                  std::string& out, const FieldEdits* edits) {
+  out.append(head.method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  writeFields(head, extra, keepAlive, out, edits);
+}
+
+void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out,
+                   const FieldEdits* edits) {
   out.append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ");
   out.append(head.reason.empty() ? http::reasonPhrase(head.status) : head.reason).append("\r\n");
-  writeFields(head, extra, keepAlive, out);
+  writeFields(head, extra, keepAlive, out, edits);
 }
 
 std::vector<std::pair<std::string_view, std::string_view>> trailerFields(std::string_view lines) {

@@ -94,13 +94,24 @@ class ChunkedScanner {
 // The fields of trailer lines as ChunkedScanner decodes them; lines that are not fields are skipped.
 std::vector<std::pair<std::string_view, std::string_view>> trailerFields(std::string_view lines);
 
+// Field edits beyond replacing (a route's header operations): names whose fields are left out,
+// and fields appended beside any of the same name.
+struct FieldEdits {
+  std::vector<std::string_view> remove;  // matched ASCII case-insensitively
+  std::vector<Header> add;
+  bool empty() const { return remove.empty() && add.empty(); }
+  bool removes(std::string_view name) const;
+};
+
 // Appends the head to send on: request line (always HTTP/1.1) or status line, Host from the
 // target when it came in absolute form (RFC 9112 section 3.2.2), the fields less the hop-by-hop ones (Connection,
-// Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading, and those Connection names), then `extra` fields, then
-// Connection: close when !keepAlive (or "upgrade" when upgrading).
+// Keep-Alive, Proxy-Connection, TE, Upgrade unless upgrading, and those Connection names) and less those `edits`
+// removes or `extra` gives again, then `extra` fields and `edits`' added ones, then Connection: close when
+// !keepAlive (or "upgrade" when upgrading).
 void writeRequest(const Head& head, std::string_view target, const std::vector<Header>& extra, bool keepAlive,
-                  std::string& out);
-void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out);
+                  std::string& out, const FieldEdits* edits = nullptr);
+void writeResponse(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out,
+                   const FieldEdits* edits = nullptr);
 
 // A complete response the proxy makes itself (errors): text body, Content-Length, and
 // Connection: close unless keepAlive.

@@ -55,8 +55,9 @@ struct RequestContext {
   const RouteRule* route = nullptr;     // the Route rule that decided (outbound), if any
   std::string rewrittenPath;            // the path sent on, when a rule rewrote it
   std::string_view rewrittenAuthority;  // the authority sent on, when a rule rewrote it
-  std::vector<h1::Header> upstreamHeaders;    // fields the upstream request gains
-  std::vector<h1::Header> downstreamHeaders;  // fields the response gains
+  std::vector<h1::Header> upstreamHeaders;    // fields the upstream request gains (replacing same-named)
+  std::vector<h1::Header> downstreamHeaders;  // fields the response gains (replacing same-named)
+  h1::FieldEdits upstreamEdits, downstreamEdits;  // fields removed, and appended beside same-named
   int status = 0;                             // the status the client got (0: none sent)
   Failure failure = Failure::none;
   int attempts = 0;  // upstream attempts (connect retries included)

@@ -398,10 +398,12 @@ bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId) {
 
 namespace {
 
-void applyEdit(const HeaderEdit& e, std::vector<h1::Header>& out) {
+void applyEdit(const HeaderEdit& e, std::vector<h1::Header>& set, h1::FieldEdits& edits) {
   // "set" replaces what the request or response carries under the name (the writers drop a
-  // field that the phases give again).
-  for (const auto& [name, value] : e.set) out.push_back({name, value});
+  // field that the phases give again); "add" goes beside it; "remove" leaves it out.
+  for (const auto& [name, value] : e.set) set.push_back({name, value});
+  for (const auto& [name, value] : e.add) edits.add.push_back({name, value});
+  for (const auto& name : e.remove) edits.remove.push_back(name);
 }
 
 }  // namespace
@@ -416,14 +418,14 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
       if (rule->direct) {
         ctx.reply.status = rule->direct->status;
         ctx.reply.body = rule->direct->body;
-        applyEdit(rule->headers.response, ctx.downstreamHeaders);
+        applyEdit(rule->headers.response, ctx.downstreamHeaders, ctx.downstreamEdits);
         return nullptr;
       }
       if (rule->redirect) {
         ctx.reply.status = rule->redirect->status;
         ctx.reply.location = redirectLocation(*rule->redirect, req);
         ctx.downstreamHeaders.push_back({"location", ctx.reply.location});
-        applyEdit(rule->headers.response, ctx.downstreamHeaders);
+        applyEdit(rule->headers.response, ctx.downstreamHeaders, ctx.downstreamEdits);
         return nullptr;
       }
       const RouteDestination* d = pickDestination(*rule, w.balancer.draw());
@@ -444,10 +446,10 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
         ctx.rewrittenAuthority = rule->rewriteAuthority;
         ctx.upstreamHeaders.push_back({"Host", rule->rewriteAuthority});
       }
-      applyEdit(rule->headers.request, ctx.upstreamHeaders);
-      applyEdit(d->headers.request, ctx.upstreamHeaders);
-      applyEdit(rule->headers.response, ctx.downstreamHeaders);
-      applyEdit(d->headers.response, ctx.downstreamHeaders);
+      applyEdit(rule->headers.request, ctx.upstreamHeaders, ctx.upstreamEdits);
+      applyEdit(d->headers.request, ctx.upstreamHeaders, ctx.upstreamEdits);
+      applyEdit(rule->headers.response, ctx.downstreamHeaders, ctx.downstreamEdits);
+      applyEdit(d->headers.response, ctx.downstreamHeaders, ctx.downstreamEdits);
       return cluster;
     }
   }
@@ -573,6 +575,7 @@ class Relay {
     std::vector<h1::Header> extra;
     if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
     for (const auto& h : ctx.downstreamHeaders) extra.push_back(h);
+    for (const auto& h : ctx.downstreamEdits.add) extra.push_back(h);
     // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
     auto bytes = h1::simpleResponse(status, f == Failure::none ? body : body + "\n", keep, extra);
     ctx.responseBytes = bytes.size();
@@ -928,7 +931,7 @@ class Relay {
       ~Clear() { c->up = nullptr; }
     } clear{c_.get()};
     upHead_.clear();
-    h1::writeRequest(req, req.path, ctx.upstreamHeaders, true, upHead_);
+    h1::writeRequest(req, req.path, ctx.upstreamHeaders, true, upHead_, ctx.upstreamEdits.empty() ? nullptr : &ctx.upstreamEdits);
     ctx.upstreamStart = Clock::now();
     error_code ec;
     BodyState reqBody(req);
@@ -991,7 +994,8 @@ class Relay {
     for (auto& f : impl_.filters) f->onResponse(ctx, resp);
     const bool keep = req.keepAlive && resp.keepAlive && !w_.draining;
     downHead_.clear();
-    h1::writeResponse(resp, ctx.downstreamHeaders, keep, downHead_);
+    h1::writeResponse(resp, ctx.downstreamHeaders, keep, downHead_,
+                      ctx.downstreamEdits.empty() ? nullptr : &ctx.downstreamEdits);
     up.buf.consume(resp.headBytes);
     BodyState respBody(resp);
     if (!co_await writeHeadAndBody(c_->down, downHead_, up.buf, respBody, false, ctx, ctx.responseBytes)) {

@@ -14,6 +14,12 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
+int countOf(const http::Response& r, const std::string& name) {
+  int n = 0;
+  for (const auto& [k, v] : r.headers) n += http::iequals(k, name) ? 1 : 0;
+  return n;
+}
+
 std::string headerOf(const http::Response& r, const std::string& name) {
   for (const auto& [n, v] : r.headers) {
     if (http::iequals(n, name)) return v;
@@ -87,8 +93,8 @@ spec:
       match: [{path: {regex: "/api/.*"}, queryParams: {debug: {present: false}}}, {path: {prefix: /v1api}}]
       rewrite: {uri: /internal, authority: reviews-internal}
       headers:
-        request: {set: {x-route-rule: api}}
-        response: {set: {x-route-by: mesh}}
+        request: {set: {x-route-rule: api}, add: {x-route-added: one}, remove: [x-route-drop]}
+        response: {set: {x-route-by: mesh, content-type: text/x-routed}, add: {x-route-note: added}, remove: [x-seen-x-request-id]}
       route: [{destination: {service: reviews, subset: v1}}]
     - name: split
       route:
@@ -132,14 +138,20 @@ TEST_F(TrafficPolicyTest, RouteRulesMatchSplitRewriteRedirectAndAnswer) {
   EXPECT_EQ(post->body, "body");
   // Rewrite of path (query kept) and authority, header edits both ways; a second match of the
   // same rule (prefix) rewrites its prefix only.
-  r = get("/api/items?page=2");
+  r = get("/api/items?page=2", {{"x-route-drop", "1"}, {"x-route-added", "zero"}});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v1");
   EXPECT_EQ(headerOf(*r, "x-seen-path"), "/internal?page=2");
   EXPECT_EQ(headerOf(*r, "x-seen-host"), "reviews-internal");
   EXPECT_EQ(headerOf(*r, "x-seen-x-route-rule"), "api");
+  EXPECT_EQ(headerOf(*r, "x-seen-x-route-drop"), "");  // removed on the way
+  EXPECT_EQ(countOf(*r, "x-seen-x-route-added"), 2);   // added beside the client's
   EXPECT_EQ(headerOf(*r, "x-route-by"), "mesh");
+  EXPECT_EQ(headerOf(*r, "x-route-note"), "added");
+  EXPECT_EQ(headerOf(*r, "x-seen-x-request-id"), "");  // the upstream's, removed
+  EXPECT_EQ(countOf(*r, "content-type"), 1);           // the upstream's, replaced
+  EXPECT_EQ(headerOf(*r, "content-type"), "text/x-routed");
   r = get("/v1api/items");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(headerOf(*r, "x-seen-path"), "/internal/items");
@@ -182,10 +194,15 @@ TEST_F(TrafficPolicyTest, RoutesApplyToHttp2ClientsToo) {
   out = nghttp("/retired");
   EXPECT_NE(out.find(":status: 410"), std::string::npos) << out;
   EXPECT_NE(out.find("retired; use /new"), std::string::npos) << out;
-  out = nghttp("/api/items?page=2");
+  out = nghttp("/api/items?page=2", {"-H", "x-route-drop: 1"});
   EXPECT_NE(out.find("x-seen-path: /internal?page=2"), std::string::npos) << out;
   EXPECT_NE(out.find("x-seen-host: reviews-internal"), std::string::npos) << out;
   EXPECT_NE(out.find("x-route-by: mesh"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-seen-x-route-added: one"), std::string::npos) << out;
+  EXPECT_EQ(out.find("x-seen-x-route-drop"), std::string::npos) << out;
+  EXPECT_EQ(out.find("x-seen-x-request-id"), std::string::npos) << out;
+  EXPECT_NE(out.find("content-type: text/x-routed"), std::string::npos) << out;
+  EXPECT_EQ(out.find("content-type: text/plain"), std::string::npos) << out;
   out = nghttp("/old/x");
   EXPECT_NE(out.find(":status: 302"), std::string::npos) << out;
   EXPECT_NE(out.find("location: http://reviews/new"), std::string::npos) << out;

@@ -197,7 +197,7 @@ awaitable<void> serve(tcp::socket s) {
       co_await t.async_wait(tok(ec));
     }
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(mesh::http::reasonPhrase(status)) +
-                       "\r\nx-upstream: " + opt.name + "\r\n" + seen;
+                       "\r\nx-upstream: " + opt.name + "\r\ncontent-type: text/plain\r\n" + seen;
     if (!keep) head += "Connection: close\r\n";
     std::string out;
     if (path == "/chunked") {
