@@ -332,29 +332,57 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (ctx.direction == Direction::outbound) {
       std::string unknown;
       cluster = routeOutbound(w, snap, *conn, view, ctx, unknown);
-      if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
-      if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
-      ctx.cluster = cluster;
-      // A rule's rewrites: what goes on is the rewritten path and authority.
-      if (!ctx.rewrittenPath.empty()) {
-        req.path = ctx.rewrittenPath;
-        view.target = view.path = req.path;
+      if (ctx.faultDelay.count() > 0) {
+        // An injected delay: the exchange goes on when it ends (unless the client went).
+        auto t = std::make_shared<asio::steady_timer>(w.io, ctx.faultDelay);
+        t->async_wait([self = shared_from_this(), t, unknown](const error_code&) {
+          if (self->finished || self->responded) return;
+          self->routed(unknown);
+        });
+        return;
       }
-      if (!ctx.rewrittenAuthority.empty()) {
-        req.authority.assign(ctx.rewrittenAuthority);
-        view.host = req.authority;
-      }
-      editRequest(req.fields, ctx.upstreamEdits);
-    } else {
-      auto it = snap.local.find(conn->sni);
-      if (it == snap.local.end()) {
-        return reply(503, "no instance '" + conn->sni + "' on this node", Failure::noRoute);
-      }
-      local = &it->second;
-      ctx.service = local->service;
-      xfcc = "URI=" + conn->peerIdentity;
-      ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc});
+      routed(unknown);
+      return;
     }
+    if (routeInbound(snap)) afterRoute();
+  }
+
+  // The outbound route phase decided: answer, or go on to the upstream.
+  void routed(const std::string& unknown) {
+    if (!cluster && ctx.reply.status) {
+      if (ctx.reply.grpcStatus) return grpcReply(ctx.reply.grpcStatus);
+      return reply(ctx.reply.status, ctx.reply.body, Failure::none);
+    }
+    if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+    ctx.cluster = cluster;
+    // A rule's rewrites: what goes on is the rewritten path and authority.
+    if (!ctx.rewrittenPath.empty()) {
+      req.path = ctx.rewrittenPath;
+      view.target = view.path = req.path;
+    }
+    if (!ctx.rewrittenAuthority.empty()) {
+      req.authority.assign(ctx.rewrittenAuthority);
+      view.host = req.authority;
+    }
+    editRequest(req.fields, ctx.upstreamEdits);
+    afterRoute();
+  }
+
+  // The inbound route phase: the instance the peer named (TLS SNI). False: answered.
+  bool routeInbound(const Snapshot& snap) {
+    auto it = snap.local.find(conn->sni);
+    if (it == snap.local.end()) {
+      reply(503, "no instance '" + conn->sni + "' on this node", Failure::noRoute);
+      return false;
+    }
+    local = &it->second;
+    ctx.service = local->service;
+    xfcc = "URI=" + conn->peerIdentity;
+    ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc});
+    return true;
+  }
+
+  void afterRoute() {
     if (req.method == "CONNECT") {
       return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
     }
@@ -476,6 +504,28 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     finishResponse(ctx, h);
     if (down->respond(h, noBody) && !noBody) down->send(b, true);
     // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
+    if (pendingUp) {
+      down->consumed(pendingUp);
+      pendingUp = 0;
+    }
+    body.clear();
+    down->flush();
+  }
+
+  // A gRPC status as a trailers-only response (HTTP 200, grpc-status in the head, no body), as
+  // a gRPC server answers a call it refuses.
+  void grpcReply(int status) {
+    if (responded || finished) return;
+    ctx.status = 200;
+    responded = upDone = true;
+    deadline = Clock::now() + impl().opt.bodyTimeout;
+    h2::Head h;
+    h.status = 200;
+    h.fields.push_back({"content-type", "application/grpc"});
+    h.fields.push_back({"grpc-status", std::to_string(status)});
+    h.fields.push_back({"grpc-message", "fault injected"});
+    finishResponse(ctx, h);
+    down->respond(h, true);
     if (pendingUp) {
       down->consumed(pendingUp);
       pendingUp = 0;

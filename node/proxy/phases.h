@@ -69,7 +69,9 @@ struct RequestContext {
     int status = 0;
     std::string body;
     std::string location;  // a redirect's Location
+    int grpcStatus = 0;    // a gRPC status: answered 200 with grpc-status (trailers-only)
   } reply;
+  std::chrono::milliseconds faultDelay{0};  // an injected delay before the request goes on
 };
 
 class Filter {

@@ -435,6 +435,20 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
         return nullptr;
       }
       ctx.service = d->service;
+      if (rule->fault && faultApplies(*rule->fault, req)) {
+        const auto& f = *rule->fault;
+        if (f.delay.count() > 0 && withinPercent(f.delayPercent, w.balancer.draw())) {
+          ctx.faultDelay = f.delay;
+          w.impl.faults[1]->inc();
+        }
+        if ((f.httpStatus || f.grpcStatus) && withinPercent(f.abortPercent, w.balancer.draw())) {
+          ctx.reply.status = f.grpcStatus ? 200 : f.httpStatus;
+          ctx.reply.grpcStatus = f.grpcStatus;
+          ctx.reply.body = f.grpcStatus ? "" : "fault injected by Route/" + table->document.substr(6) + " rule " + rule->name;
+          w.impl.faults[0]->inc();
+          return nullptr;
+        }
+      }
       const Cluster* cluster = snap.find(d->service, d->subset);
       if (!cluster) {
         unknown = d->subset.empty() ? d->service : d->service + "/" + d->subset;
@@ -576,6 +590,13 @@ class Relay {
     if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
     for (const auto& h : ctx.downstreamHeaders) extra.push_back(h);
     for (const auto& h : ctx.downstreamEdits.add) extra.push_back(h);
+    std::string grpc;
+    if (f == Failure::none && ctx.reply.grpcStatus) {
+      // A gRPC status for an HTTP/1.1 caller: the fields a trailers-only response would carry.
+      grpc = std::to_string(ctx.reply.grpcStatus);
+      extra.push_back({"grpc-status", grpc});
+      extra.push_back({"grpc-message", "fault injected"});
+    }
     // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
     auto bytes = h1::simpleResponse(status, f == Failure::none ? body : body + "\n", keep, extra);
     ctx.responseBytes = bytes.size();
@@ -765,6 +786,13 @@ class Relay {
     if (c_->direction == Direction::outbound) {
       std::string unknown;
       cluster = routeOutbound(w_, snap, *c_, req, ctx, unknown);
+      if (ctx.faultDelay.count() > 0) {
+        // An injected delay: the request waits here, then goes on (or is aborted) as decided.
+        asio::steady_timer t(w_.io, ctx.faultDelay);
+        error_code ec;
+        co_await t.async_wait(tok(ec));
+        if (c_->closed) co_return false;
+      }
       if (!cluster && ctx.reply.status) {
         co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
       }
@@ -1315,6 +1343,10 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
     auto* open = &impl->upstreamOpen[d];
     r.gaugeFn("mesh_proxy_upstream_connections", "Upstream connections open (in use or pooled).", {{"direction", dir}},
               [open] { return static_cast<double>(open->load()); });
+  }
+  for (int k = 0; k < 2; ++k) {
+    impl->faults[k] = &r.counter("mesh_proxy_faults_injected_total", "Faults a Route injected, by kind.",
+                                 {{"kind", k == 0 ? "abort" : "delay"}});
   }
   {
     auto* idle = &impl->upstreamIdle;

@@ -225,6 +225,19 @@ const RouteRule* RouteTable::match(const h1::Head& req, const RouteMatch** match
   return nullptr;
 }
 
+bool faultApplies(const RouteRule::Fault& f, const h1::Head& req) {
+  for (const auto& m : f.match) {
+    if (!headerMatches(m, req)) return false;
+  }
+  return true;
+}
+
+bool withinPercent(double percent, std::uint64_t draw) {
+  if (percent >= 100) return true;
+  if (percent <= 0) return false;
+  return static_cast<double>(draw % 1000000) < percent * 10000;
+}
+
 const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw) {
   if (rule.destinations.empty()) return nullptr;
   if (rule.destinations.size() == 1 || rule.totalWeight == 0) return &rule.destinations.front();
@@ -331,6 +344,23 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
             out.rewriteAuthority = rule.getRewrite().getAuthority().cStr();
           }
           if (rule.hasHeaders()) out.headers = headerOps(rule.getHeaders());
+          if (rule.hasFault()) {
+            auto f = rule.getFault();
+            RouteRule::Fault fault;
+            if (f.hasDelay()) {
+              fault.delayPercent = f.getDelay().getPercent();
+              fault.delay = std::chrono::milliseconds(f.getDelay().getFixedDelay());
+            }
+            if (f.hasAbort()) {
+              fault.abortPercent = f.getAbort().getPercent();
+              fault.httpStatus = f.getAbort().getHttpStatus();
+              fault.grpcStatus = f.getAbort().getGrpcStatus();
+            }
+            auto m = headerMatchers(f.getMatch());
+            if (!m) return m.error();
+            fault.match = std::move(*m);
+            out.fault = std::move(fault);
+          }
           table->rules.push_back(std::move(out));
         }
         return {};

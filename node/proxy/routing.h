@@ -10,6 +10,7 @@
 // was compiled for, which is how a Route that lost a reference (a subset no DestinationPolicy
 // defines any more) keeps its previous behaviour in the next snapshot.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -85,6 +86,18 @@ struct RouteRule {
     std::string body;
   };
   std::optional<Direct> direct;
+  // Fault injection: for requests whose headers match (all of `match`), a delay for
+  // delayPercent of them, then an abort (an HTTP status, or a gRPC status in a trailers-only
+  // response) for abortPercent.
+  struct Fault {
+    double delayPercent = 0;
+    std::chrono::milliseconds delay{0};
+    double abortPercent = 0;
+    int httpStatus = 0;
+    int grpcStatus = 0;
+    std::vector<HeaderMatcher> match;
+  };
+  std::optional<Fault> fault;
   std::string rewriteUri;        // replaces the matched prefix (or the whole path); empty: none
   std::string rewriteAuthority;  // empty: none
   HeaderOps headers;
@@ -103,6 +116,11 @@ struct RouteTable {
 // Errors only for a body that does not decode or a regular expression std::regex refuses.
 Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, std::uint64_t version,
                                                         std::string_view body);
+
+// Whether a fault applies to a request: its header matches hold.
+bool faultApplies(const RouteRule::Fault& f, const h1::Head& req);
+// Whether a uniformly drawn `draw` falls within `percent` (0-100, in steps of 0.0001).
+bool withinPercent(double percent, std::uint64_t draw);
 
 // The destination for a uniformly drawn `draw` (any 64-bit value) by the rule's weights.
 const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw);

@@ -216,6 +216,7 @@ struct Shared {
   metrics::Counter* connectOk[2];
   metrics::Counter* connectFail[2];
   metrics::Counter* retries[2];
+  metrics::Counter* faults[2];  // injected by a Route: [0] aborts, [1] delays
 
   std::mutex accessMu;
   std::FILE* access = nullptr;

@@ -208,6 +208,69 @@ TEST_F(TrafficPolicyTest, RoutesApplyToHttp2ClientsToo) {
   EXPECT_NE(out.find("location: http://reviews/new"), std::string::npos) << out;
 }
 
+TEST_F(TrafficPolicyTest, FaultsAbortAndDelayTheConfiguredShareOfMatchingRequests) {
+  startReviews();
+  writeFile(c.tmp.sub("faults.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - name: grpc-abort
+      match: [{headers: {x-fault: {exact: grpc}}}]
+      fault: {abort: {percent: 100, grpcStatus: 14}}
+      route: [{destination: {service: reviews, subset: v1}}]
+    - name: delayed
+      match: [{headers: {x-fault: {exact: delay}}}]
+      fault: {delay: {percent: 100, fixedDelay: 300ms}}
+      route: [{destination: {service: reviews, subset: v1}}]
+    - name: chaos
+      fault: {abort: {percent: 30, httpStatus: 503}, match: {x-chaos: {present: true}}}
+      route: [{destination: {service: reviews, subset: v1}}]
+)");
+  publish("faults.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  // 30% of the requests with x-chaos aborted, within five standard deviations (sd 14.5 of
+  // 1,000); the others reach the upstream. Requests without the header are never touched.
+  auto j = c.load(1, "reviews", {"--connections", "4", "--requests", "1000", "--header", "x-chaos: 1"});
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_NEAR(j["status"].value("503", 0), 300, 73) << j.dump();
+  EXPECT_EQ(j["status"].value("503", 0) + j["status"].value("200", 0), 1000) << j.dump();
+  EXPECT_EQ(j["upstreams"].value("reviews-v1", 0), j["status"].value("200", 0)) << j.dump();
+  j = c.load(1, "reviews", {"--connections", "2", "--requests", "200"});
+  EXPECT_EQ(j["status"].value("200", 0), 200) << j.dump();
+  EXPECT_GE(c.metric(1, "mesh_proxy_faults_injected_total", {"kind=\"abort\""}), 227);
+  // A delay: the request waits, then goes on.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = get("/slow", {{"x-fault", "delay"}});
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v1");
+  EXPECT_GE(took, 300ms);
+  EXPECT_GE(c.metric(1, "mesh_proxy_faults_injected_total", {"kind=\"delay\""}), 1);
+  // A gRPC abort: a trailers-only response with the status, to an HTTP/2 client; the same
+  // fields to an HTTP/1.1 one.
+  auto out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: reviews", "-H", "x-fault: grpc", "-H",
+                  "content-type: application/grpc", "http://" + c.outbound(1).toString() + "/pkg.Svc/Call"},
+                 30s, c.tmp.path())
+                 .out;
+  EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
+  EXPECT_NE(out.find("grpc-status: 14"), std::string::npos) << out;
+  EXPECT_EQ(out.find("x-upstream"), std::string::npos) << out;
+  r = get("/pkg.Svc/Call", {{"x-fault", "grpc"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(headerOf(*r, "grpc-status"), "14");
+  // Delayed over HTTP/2 too.
+  t0 = std::chrono::steady_clock::now();
+  out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: reviews", "-H", "x-fault: delay",
+             "http://" + c.outbound(1).toString() + "/slow"},
+            30s, c.tmp.path())
+            .out;
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
+  EXPECT_NE(out.find("x-upstream: reviews-v1"), std::string::npos) << out;
+}
+
 TEST_F(TrafficPolicyTest, ACanaryRollsOutUnder200ConnectionsWithoutAFailedRequest) {
   startReviews();
   auto canary = [&](int version, int v2) {
