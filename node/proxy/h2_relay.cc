@@ -298,6 +298,12 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool responded = false;  // a final head went downstream
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
+  // A Route's retry policy, for a request it may apply to (bodyless; idempotent unless told).
+  const RouteRule::Retry* policy = nullptr;
+  std::uint32_t policyRetries = 0;
+  bool retryCounted = false;  // a retry of it is in flight: counted in w.retrying (the budget)
+  Clock::time_point routeDeadline = Clock::time_point::max();  // the Route's whole-request timeout
+  std::optional<asio::steady_timer> backoffTimer;
   bool finished = false;  // the downstream stream closed: logged
   bool started = false;   // routed to an upstream: work began there (or waits for a connection)
   Clock::time_point deadline = Clock::time_point::max();
@@ -387,6 +393,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
     }
     replayable = idempotent(req.method) && reqEnd;
+    setupPolicy();
     attempt();
   }
 
@@ -432,6 +439,61 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   // Whether another attempt may go (on another endpoint when there is one).
+  ~Exchange() { uncountRetry(); }
+  // A retry is in flight from the moment it is decided until its upstream stream ends.
+  void uncountRetry() {
+    if (!retryCounted || !cluster) return;
+    retryCounted = false;
+    auto it = w.retrying.find(cluster->key);
+    if (it != w.retrying.end() && it->second > 0) --it->second;
+  }
+
+  // The Route's timeout and retry policy for this request, once routed.
+  void setupPolicy() {
+    if (!ctx.route || local) return;
+    if (ctx.route->timeout.count() > 0) routeDeadline = ctx.start + ctx.route->timeout;
+    if (ctx.route->retry && reqEnd && body.empty() && (idempotent(req.method) || ctx.route->retry->nonIdempotent))
+      policy = &*ctx.route->retry;
+  }
+  // How long a try may wait for its response head.
+  Clock::time_point tryDeadline() const {
+    auto d = ctx.upstreamStart + (reqEnd ? impl_().opt.upstreamTimeout : impl_().opt.bodyTimeout);
+    if (policy && policy->perTryTimeout.count() > 0) d = std::min(d, ctx.upstreamStart + policy->perTryTimeout);
+    return std::min(d, routeDeadline);
+  }
+  const Shared& impl_() const { return w.impl; }
+  // Whether the Route's policy allows another try now (tries left, time left, the budget).
+  bool mayRetry() {
+    if (!policy || finished || responded || policyRetries >= policy->attempts || !cluster) return false;
+    if (Clock::now() >= routeDeadline) return false;
+    if (!w.retryBudget(*cluster, *policy)) {
+      impl().routeRetries[1]->inc();
+      return false;
+    }
+    return true;
+  }
+  // Another try after the policy's backoff (the upstream stream is already gone).
+  void retryAfterBackoff() {
+    ++policyRetries;
+    impl().routeRetries[0]->inc();
+    if (!retryCounted) {
+      ++w.retrying[cluster->key];
+      retryCounted = true;
+    }
+    if (ctx.endpoint) exclude = ctx.endpoint->key;
+    ctx.failure = Failure::none;
+    up.reset();
+    upId = flowId = 0;
+    deadline = routeDeadline;
+    auto wait = policy->backoff(static_cast<int>(policyRetries), w.balancer.draw());
+    if (wait.count() == 0) return attempt();
+    backoffTimer.emplace(w.io, wait);
+    backoffTimer->async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->finished || self->responded) return;
+      self->attempt();
+    });
+  }
+
   bool retry(Failure cause) {
     if (finished || responded || ctx.attempts >= impl().opt.connectAttempts || local) return false;
     if (ctx.endpoint) exclude = ctx.endpoint->key;
@@ -473,7 +535,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       counted = ctx.endpoint;
     }
     ctx.upstreamStart = Clock::now();
-    deadline = ctx.upstreamStart + (reqEnd ? impl().opt.upstreamTimeout : impl().opt.bodyTimeout);
+    deadline = tryDeadline();
     if (!endNow) {
       if (!body.empty()) {
         up->session->send(upId, body, reqEnd && reqTrailers.empty());
@@ -610,6 +672,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   void release() {
+    uncountRetry();
     if (counted) {
       w.balancer.finished(*counted);
       counted = nullptr;
@@ -664,6 +727,17 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         if (retry(Failure::noEndpoint)) return;
         return reply(503, "no endpoint of '" + ctx.service + "' still runs it", Failure::noEndpoint);
       }
+    }
+    if (policy && policy->onStatus(head.status) && mayRetry()) {
+      // A status the Route retries on: this response goes nowhere, the request goes again.
+      up->session->reset(upId, h2::kCancel);
+      up->flush();
+      release();
+      if (pendingDown && flowId) {
+        up->session->consumed(flowId, pendingDown);
+        pendingDown = 0;
+      }
+      return retryAfterBackoff();
     }
     ctx.upstreamHead = Clock::now();
     ctx.status = head.status;
@@ -720,6 +794,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
   // The upstream stream closed; error: reset, or the connection failed (kInternalError).
   void upClose(std::uint32_t error) {
+    uncountRetry();
     if (counted) {
       w.balancer.finished(*counted);
       counted = nullptr;
@@ -732,6 +807,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if ((error == h2::kRefusedStream && !bodySent) || replayable) {
         if (retry(Failure::upstreamReset)) return;
       }
+      if (policy && policy->onCause(RouteRule::Retry::Cause::reset) && mayRetry()) return retryAfterBackoff();
     }
     if (pendingUp) {
       // Body bytes the stream will never carry: acknowledged, or the client's connection
@@ -752,6 +828,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (finished) return;
     up.reset();
     if (retry(Failure::connectFailed)) return;
+    if (policy && policy->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry()) return retryAfterBackoff();
     reply(503, "could not connect to an endpoint of '" + ctx.service + "'", Failure::connectFailed);
   }
 
@@ -798,6 +875,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     release();
     upId = 0;
+    if (!responded && policy && policy->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
+      return retryAfterBackoff();
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
     ctx.failure = Failure::upstreamTimeout;
     upDone = true;
@@ -1365,6 +1444,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
   editRequest(ex->req.fields, ctx.upstreamEdits);
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
+  ex->setupPolicy();
   // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.
   c->setDeadline(Clock::time_point::max());
   w.bridged.insert(ex.get());

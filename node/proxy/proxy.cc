@@ -480,6 +480,14 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
   return cluster;
 }
 
+bool Worker::retryBudget(const Cluster& c, const RouteRule::Retry& r) const {
+  std::uint64_t active = 0;
+  for (const auto& e : c.endpoints) active += balancer.active(e.key);
+  auto it = retrying.find(c.key);
+  const double inFlight = it == retrying.end() ? 0 : it->second;
+  return inFlight < std::max<double>(r.minConcurrency, r.budgetPercent / 100.0 * static_cast<double>(active));
+}
+
 void logPhase(Worker& w, RequestContext& ctx) {
   auto& impl = w.impl;
   ctx.end = Clock::now();
@@ -836,10 +844,60 @@ class Relay {
       }
     }
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
+    // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
+    policy_ = nullptr;
+    policyRetries_ = 0;
+    routeDeadline_ = Clock::time_point::max();
+    policyCluster_ = cluster;
+    if (ctx.route && cluster) {
+      if (ctx.route->timeout.count() > 0) routeDeadline_ = ctx.start + ctx.route->timeout;
+      if (ctx.route->retry && req.framing == h1::Framing::none &&
+          (idempotent(req.method) || ctx.route->retry->nonIdempotent))
+        policy_ = &*ctx.route->retry;
+    }
+    // A retry is in flight from the moment it is decided until its try ends (the budget counts
+    // those).
+    struct Uncount {
+      Worker& w;
+      const Cluster* c = nullptr;
+      void done() {
+        if (c) --w.retrying[c->key];
+        c = nullptr;
+      }
+      ~Uncount() { done(); }
+    } uncount{w_};
+    // Another try by the Route's policy, after its backoff. False: the client went meanwhile.
+    auto policyRetry = [&]() -> awaitable<bool> {
+      ++policyRetries_;
+      impl_.routeRetries[0]->inc();
+      if (!uncount.c) {
+        uncount.c = cluster;
+        ++w_.retrying[cluster->key];
+      }
+      ctx.failure = Failure::none;
+      auto wait = policy_->backoff(static_cast<int>(policyRetries_), w_.balancer.draw());
+      if (wait.count() > 0) {
+        asio::steady_timer t(w_.io, wait);
+        error_code ec;
+        co_await t.async_wait(tok(ec));
+      }
+      co_return !c_->closed;
+    };
     std::string exclude;
     std::unique_ptr<Upstream> up;
     h1::Head resp;
     for (int attempt = 0;; ++attempt) {
+      // How long this try may wait for its response head: the per-try timeout and what is left
+      // of the Route's.
+      tryTimeout_ = impl_.opt.upstreamTimeout;
+      if (policy_ && policy_->perTryTimeout.count() > 0) tryTimeout_ = std::min(tryTimeout_, policy_->perTryTimeout);
+      if (routeDeadline_ != Clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(routeDeadline_ - Clock::now());
+        if (left.count() <= 0) {
+          co_return co_await answer(ctx, req, 504, "upstream timed out (route timeout)", Failure::upstreamTimeout);
+        }
+        tryTimeout_ = std::min(tryTimeout_, left);
+      }
       // Upstream select phase.
       Target t = pickTarget(cluster, local, ctx, req, exclude);
       if (!t.local && !t.endpoint) {
@@ -860,6 +918,10 @@ class Relay {
             impl_.retries[0]->inc();
             continue;
           }
+          if (policy_ && policy_->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry()) {
+            if (!co_await policyRetry()) co_return false;
+            continue;
+          }
           co_return co_await answer(ctx, req, 503, "could not connect to an endpoint of '" + ctx.service + "'",
                                     Failure::connectFailed);
         }
@@ -868,6 +930,7 @@ class Relay {
       if (t.endpoint) w_.balancer.started(*t.endpoint);
       auto result = co_await attemptOn(*up, req, ctx, resp);
       if (t.endpoint) w_.balancer.finished(*t.endpoint);
+      uncount.done();
       if (result == Attempt::ok) break;
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
       up.reset();
@@ -887,6 +950,16 @@ class Relay {
         continue;
       }
       if (c_->closed || ctx.failure == Failure::downstreamClosed) co_return false;
+      if (result == Attempt::again ||
+          (result != Attempt::elsewhere && !ctx.status && policy_ &&
+           policy_->onCause(ctx.failure == Failure::upstreamTimeout ? RouteRule::Retry::Cause::timeout
+                                                                    : RouteRule::Retry::Cause::reset) &&
+           mayRetry())) {
+        // A status the Route retries on (that response went nowhere), or no response at all.
+        exclude = key;
+        if (!co_await policyRetry()) co_return false;
+        continue;
+      }
       if (result == Attempt::elsewhere) {
         co_return co_await answer(ctx, req, 503, "no endpoint of '" + ctx.service + "' still runs it",
                                   Failure::noEndpoint);
@@ -948,7 +1021,20 @@ class Relay {
 
   // retry: on a new connection; elsewhere: on another endpoint (the peer no longer runs the
   // instance: nothing reached an app, so any request may go again).
-  enum class Attempt { ok, retry, elsewhere, failed };
+  // again: the response's status is one the Route's policy retries on (the response was not
+  // relayed; the connection is not reused).
+  enum class Attempt { ok, retry, elsewhere, failed, again };
+
+  // Whether the Route's policy allows another try now (tries left, time left, the budget).
+  bool mayRetry() {
+    if (!policy_ || !policyCluster_ || policyRetries_ >= policy_->attempts) return false;
+    if (Clock::now() >= routeDeadline_) return false;
+    if (!w_.retryBudget(*policyCluster_, *policy_)) {
+      impl_.routeRetries[1]->inc();
+      return false;
+    }
+    return true;
+  }
 
   // Sends the request on `up` and relays the response. `retry`: failed before any response
   // byte came back, on a connection that may have been closed by the upstream meanwhile.
@@ -973,7 +1059,7 @@ class Relay {
       co_return Attempt::failed;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
     // attempt, not the downstream connection: the client gets a 504.
-    c_->after(impl_.opt.upstreamTimeout);
+    c_->after(tryTimeout_);
     c_->upstreamOnly = true;
     c_->upTimedOut = false;
     struct UpOnly {
@@ -1016,6 +1102,7 @@ class Relay {
     if (c_->direction == Direction::outbound && resp.status == 503 && req.framing == h1::Framing::none) {
       if (auto v = resp.find("x-mesh-error"); v && *v == failureName(Failure::noRoute)) co_return Attempt::elsewhere;
     }
+    if (policy_ && policy_->onStatus(resp.status) && mayRetry()) co_return Attempt::again;
     ctx.upstreamHead = Clock::now();
     ctx.status = resp.status;
     // Response filter phase.
@@ -1050,6 +1137,12 @@ class Relay {
   Shared& impl_;
   std::string upHead_, downHead_, xfcc_;
   std::shared_ptr<const Snapshot> pin_;
+  // The Route's policy for the request being relayed.
+  const RouteRule::Retry* policy_ = nullptr;
+  const Cluster* policyCluster_ = nullptr;
+  std::uint32_t policyRetries_ = 0;
+  Clock::time_point routeDeadline_ = Clock::time_point::max();
+  std::chrono::milliseconds tryTimeout_{0};
   std::vector<h1::Header> spareUp_, spareDown_;
   std::string spareId_;
 };
@@ -1347,6 +1440,9 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
   for (int k = 0; k < 2; ++k) {
     impl->faults[k] = &r.counter("mesh_proxy_faults_injected_total", "Faults a Route injected, by kind.",
                                  {{"kind", k == 0 ? "abort" : "delay"}});
+    impl->routeRetries[k] =
+        &r.counter("mesh_proxy_route_retries_total", "Retries a Route's policy asked for: made, or refused by its budget.",
+                   {{"result", k == 0 ? "retried" : "budget_exhausted"}});
   }
   {
     auto* idle = &impl->upstreamIdle;

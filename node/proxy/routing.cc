@@ -225,6 +225,33 @@ const RouteRule* RouteTable::match(const h1::Head& req, const RouteMatch** match
   return nullptr;
 }
 
+bool RouteRule::Retry::onStatus(int status) const {
+  if (on5xx && status >= 500 && status <= 599) return true;
+  if (onGatewayError && (status == 502 || status == 503 || status == 504)) return true;
+  return std::find(statuses.begin(), statuses.end(), status) != statuses.end();
+}
+
+bool RouteRule::Retry::onCause(Cause cause) const {
+  // As Envoy's: 5xx and gateway-error cover a try that got no response at all.
+  if (on5xx || onGatewayError) return true;
+  switch (cause) {
+    case Cause::connectFailure:
+      return onConnectFailure || onReset;
+    case Cause::reset:
+    case Cause::timeout:
+      return onReset;
+  }
+  return false;
+}
+
+std::chrono::milliseconds RouteRule::Retry::backoff(int n, std::uint64_t draw) const {
+  std::int64_t cap = backoffBase.count();
+  for (int i = 1; i < n && cap < backoffMax.count(); ++i) cap *= 2;
+  cap = std::min<std::int64_t>(cap, backoffMax.count());
+  if (cap <= 0) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(draw % static_cast<std::uint64_t>(cap + 1)));
+}
+
 bool faultApplies(const RouteRule::Fault& f, const h1::Head& req) {
   for (const auto& m : f.match) {
     if (!headerMatches(m, req)) return false;
@@ -344,6 +371,28 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
             out.rewriteAuthority = rule.getRewrite().getAuthority().cStr();
           }
           if (rule.hasHeaders()) out.headers = headerOps(rule.getHeaders());
+          out.timeout = std::chrono::milliseconds(rule.getTimeout());
+          if (rule.hasRetries() && rule.getRetries().getAttempts() > 0) {
+            auto r = rule.getRetries();
+            RouteRule::Retry retry;
+            retry.attempts = r.getAttempts();
+            retry.perTryTimeout = std::chrono::milliseconds(r.getPerTryTimeout());
+            for (auto on : r.getRetryOn()) {
+              std::string_view o = on.cStr();
+              retry.on5xx = retry.on5xx || o == "5xx";
+              retry.onGatewayError = retry.onGatewayError || o == "gateway-error";
+              retry.onReset = retry.onReset || o == "reset";
+              retry.onConnectFailure = retry.onConnectFailure || o == "connect-failure";
+            }
+            for (auto code : r.getRetriableStatusCodes()) retry.statuses.push_back(code);
+            if (r.getBackoffBase()) retry.backoffBase = std::chrono::milliseconds(r.getBackoffBase());
+            retry.backoffMax =
+                r.getBackoffMax() ? std::chrono::milliseconds(r.getBackoffMax()) : retry.backoffBase * 10;
+            retry.nonIdempotent = r.getRetryNonIdempotent();
+            if (r.getBudgetPercent() > 0) retry.budgetPercent = r.getBudgetPercent();
+            if (r.getMinRetryConcurrency() > 0) retry.minConcurrency = r.getMinRetryConcurrency();
+            out.retry = std::move(retry);
+          }
           if (rule.hasFault()) {
             auto f = rule.getFault();
             RouteRule::Fault fault;

@@ -98,6 +98,28 @@ struct RouteRule {
     std::vector<HeaderMatcher> match;
   };
   std::optional<Fault> fault;
+  std::chrono::milliseconds timeout{0};  // the whole request, tries and backoff included (0: none)
+  // Retries (Envoy's semantics): `attempts` more tries of a request that got a response or a
+  // failure its conditions name; bodyless requests only (bodies are relayed, not buffered), and
+  // only idempotent methods unless nonIdempotent; waits a jittered exponential backoff between
+  // tries; at most budgetPercent of the cluster's active requests (this worker's) retry at once,
+  // though minConcurrency always may.
+  struct Retry {
+    std::uint32_t attempts = 0;
+    std::chrono::milliseconds perTryTimeout{0};
+    bool on5xx = false, onGatewayError = false, onReset = false, onConnectFailure = false;
+    std::vector<int> statuses;  // retriable-status-codes
+    std::chrono::milliseconds backoffBase{25}, backoffMax{250};
+    bool nonIdempotent = false;
+    double budgetPercent = 20;
+    std::uint32_t minConcurrency = 3;
+    enum class Cause { connectFailure, reset, timeout };
+    bool onStatus(int status) const;
+    bool onCause(Cause cause) const;
+    // The wait before retry number n (1, 2, ...): uniform in [0, min(base x 2^(n-1), max)].
+    std::chrono::milliseconds backoff(int n, std::uint64_t draw) const;
+  };
+  std::optional<Retry> retry;
   std::string rewriteUri;        // replaces the matched prefix (or the whole path); empty: none
   std::string rewriteAuthority;  // empty: none
   HeaderOps headers;

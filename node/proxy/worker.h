@@ -165,6 +165,11 @@ struct Worker {
   std::optional<tcp::acceptor> outbound, inbound;
   std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
   Balancer balancer;
+  // A Route's retries in flight, by cluster key: its retry budget (per worker, as all state on
+  // the request path). Whether one more may go now: fewer in flight than the policy's share of
+  // the cluster's active requests, or than its minimum.
+  std::unordered_map<std::string, std::uint32_t> retrying;
+  bool retryBudget(const Cluster& c, const RouteRule::Retry& r) const;
   std::shared_ptr<const Snapshot> snap;
   std::uint64_t snapVersion = ~0ull;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
@@ -216,7 +221,8 @@ struct Shared {
   metrics::Counter* connectOk[2];
   metrics::Counter* connectFail[2];
   metrics::Counter* retries[2];
-  metrics::Counter* faults[2];  // injected by a Route: [0] aborts, [1] delays
+  metrics::Counter* faults[2];        // injected by a Route: [0] aborts, [1] delays
+  metrics::Counter* routeRetries[2];  // a Route's retries: [0] made, [1] refused by the budget
 
   std::mutex accessMu;
   std::FILE* access = nullptr;

@@ -271,6 +271,130 @@ spec:
   EXPECT_NE(out.find("x-upstream: reviews-v1"), std::string::npos) << out;
 }
 
+// Retries and timeouts, over HTTP/2 between the proxies (the default) and over HTTP/1.1
+// (--peer-protocol http1): the same Route, the same outcomes.
+class RetryTest : public TrafficPolicyTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(RetryTest, RetriesAreBoundedByAttemptsAndBudgetAndTimeoutsCutTries) {
+  ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
+  c.start(2, {"--policy-trusted-key", c.tmp.sub("op.pub"), "--peer-protocol", GetParam()});
+  c.upstream(2, 9080, "reviews-v1");
+  c.service(2, "reviews-v1", "reviews", 9080);
+  ASSERT_TRUE(c.waitEndpoints(1, "reviews", 1));
+  writeFile(c.tmp.sub("retry.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - name: budgeted
+      match: [{path: {prefix: /status/}, headers: {x-load: {present: true}}}]
+      retries: {attempts: 5, retryOn: [5xx], backoffBase: 1ms, budgetPercent: 20, minRetryConcurrency: 1}
+      route: [{destination: {service: reviews}}]
+    - name: per-try
+      match: [{path: {prefix: /delay/}}]
+      timeout: 2s
+      retries: {attempts: 2, perTryTimeout: 150ms, retryOn: [gateway-error], backoffBase: 1ms}
+      route: [{destination: {service: reviews}}]
+    - name: default
+      retries: {attempts: 3, retryOn: [5xx], backoffBase: 5ms}
+      route: [{destination: {service: reviews}}]
+)");
+  auto r = c.cli({"policy", "publish", c.tmp.sub("retry.yaml"), "--key", c.tmp.sub("op.key"), "--node",
+                  c.node(1).admin().toString(), "--wait"});
+  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  auto retried = [&] { return c.metric(1, "mesh_proxy_route_retries_total", {"result=\"retried\""}); };
+
+  // Two failures, then success: the client sees one 200; the upstream saw three tries.
+  auto g = get("/flaky/2/a");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->status, 200);
+  EXPECT_EQ(headerOf(*g, "x-upstream-seen"), "3");
+  EXPECT_EQ(retried(), 2);
+  // Always failing: 1 + 3 tries, then the last answer goes to the client.
+  g = get("/status/500");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->status, 500);
+  EXPECT_EQ(headerOf(*g, "x-upstream-seen"), "4");
+  EXPECT_EQ(retried(), 5);
+  // Not idempotent: never retried (unless the policy says so).
+  auto p = c.request(1, "reviews", "POST", "/flaky/1/post");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->status, 503);
+  EXPECT_EQ(retried(), 5);
+
+  // Per-try timeout: three tries of 150 ms each, then 504, well before the upstream's 1 s.
+  auto t0 = std::chrono::steady_clock::now();
+  g = get("/delay/1000");
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->status, 504);
+  EXPECT_GE(took, 450ms);
+  EXPECT_LT(took, 900ms);
+  EXPECT_EQ(retried(), 7);
+  // The whole-request timeout (no retries): 504 once it passes.
+  writeFile(c.tmp.sub("timeout.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 2}
+spec:
+  hosts: [reviews]
+  http:
+    - timeout: 300ms
+      route: [{destination: {service: reviews}}]
+)");
+  r = c.cli({"policy", "publish", c.tmp.sub("timeout.yaml"), "--key", c.tmp.sub("op.key"), "--node",
+             c.node(1).admin().toString(), "--wait"});
+  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  ASSERT_TRUE(routeApplied("reviews", 2));
+  t0 = std::chrono::steady_clock::now();
+  g = get("/delay/1500");
+  took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->status, 504);
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 1200ms);
+}
+
+TEST_P(RetryTest, ABudgetKeepsRetriesFromMultiplyingAnOutage) {
+  ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
+  c.start(2, {"--policy-trusted-key", c.tmp.sub("op.pub"), "--peer-protocol", GetParam()});
+  c.upstream(2, 9080, "reviews-v1", {"--delay-ms", "20"});
+  c.service(2, "reviews-v1", "reviews", 9080);
+  ASSERT_TRUE(c.waitEndpoints(1, "reviews", 1));
+  writeFile(c.tmp.sub("budget.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - retries: {attempts: 5, retryOn: [5xx], backoffBase: 1ms, budgetPercent: 20, minRetryConcurrency: 1}
+      route: [{destination: {service: reviews}}]
+)");
+  auto r = c.cli({"policy", "publish", c.tmp.sub("budget.yaml"), "--key", c.tmp.sub("op.key"), "--node",
+                  c.node(1).admin().toString(), "--wait"});
+  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  // An outage (every answer 503) under 20 concurrent requests: without a budget each request
+  // would be tried 6 times; with 20% of the active requests allowed to retry, far fewer go.
+  auto j = c.load(1, "reviews", {"--connections", "20", "--requests", "400", "--path", "/status/503"});
+  EXPECT_EQ(j["status"].value("503", 0), 400) << j.dump();
+  const double retriedN = c.metric(1, "mesh_proxy_route_retries_total", {"result=\"retried\""});
+  const double refused = c.metric(1, "mesh_proxy_route_retries_total", {"result=\"budget_exhausted\""});
+  std::printf("budget (%s between proxies): 400 requests, %.0f retried, %.0f refused by the budget\n",
+              GetParam().c_str(), retriedN, refused);
+  EXPECT_GT(retriedN, 0);
+  EXPECT_GT(refused, 0);
+  // At most a fifth of the ~20 requests in flight may be retrying at once: measured about 75
+  // retries for the 400 requests (18%), where 2,000 would go without the budget; the bound
+  // leaves twice that for a noisy machine.
+  EXPECT_LT(retriedN, 160) << "retried " << retriedN << ", refused " << refused;
+  // The upstream's own count agrees: requests plus retries (and the one below).
+  auto g = get("/status/503");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(std::stoi(headerOf(*g, "x-upstream-seen")),
+            400 + static_cast<int>(c.metric(1, "mesh_proxy_route_retries_total", {"result=\"retried\""})) + 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(PeerProtocols, RetryTest, ::testing::Values("http2", "http1"));
+
 TEST_F(TrafficPolicyTest, ACanaryRollsOutUnder200ConnectionsWithoutAFailedRequest) {
   startReviews();
   auto canary = [&](int version, int v2) {

@@ -7,6 +7,8 @@
 //                        path as x-seen-path and its Host as x-seen-host
 //   POST/PUT /...        200, the request body echoed (chunked requests answered chunked)
 //   /status/NNN          that status
+//   /flaky/N...          503 for the first N requests of that target, then 200; every response
+//                        says how many requests of its target came so far (x-upstream-seen)
 //   /delay/MS            answers after MS milliseconds (--delay-ms: every request)
 //   /chunked             a chunked response with a trailer (grpc-status: 0)
 //   Upgrade: websocket   101 with the RFC 6455 accept key, then every frame echoed
@@ -19,6 +21,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "common/asio.h"
@@ -43,6 +46,7 @@ struct Options {
   bool tcpEcho = false;
 };
 Options opt;
+std::map<std::string, int> seenCount;  // requests by target (one thread: no lock)
 
 auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -190,6 +194,10 @@ awaitable<void> serve(tcp::socket s) {
     }
     int status = 200;
     if (path.starts_with("/status/")) status = std::atoi(path.c_str() + 8);
+    // Requests for each target so far (retries show here); /flaky/N fails its first N with 503.
+    const int seenBefore = seenCount[path]++;
+    if (path.starts_with("/flaky/") && seenBefore < std::atoi(path.c_str() + 7)) status = 503;
+    seen += "x-upstream-seen: " + std::to_string(seenBefore + 1) + "\r\n";
     int delay = opt.delayMs;
     if (path.starts_with("/delay/")) delay = std::atoi(path.c_str() + 7);
     if (delay > 0) {
