@@ -302,6 +302,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   const RouteRule::Retry* policy = nullptr;
   std::uint32_t policyRetries = 0;
   bool retryCounted = false;  // a retry of it is in flight: counted in w.retrying (the budget)
+  bool mirror = false;        // a mirrored copy (its response goes nowhere)
   Clock::time_point routeDeadline = Clock::time_point::max();  // the Route's whole-request timeout
   std::optional<asio::steady_timer> backoffTimer;
   bool finished = false;  // the downstream stream closed: logged
@@ -370,7 +371,17 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       req.authority.assign(ctx.rewrittenAuthority);
       view.host = req.authority;
     }
-    editRequest(req.fields, ctx.upstreamEdits);
+    if (!ctx.upstreamEdits.empty()) {
+      editRequest(req.fields, ctx.upstreamEdits);
+      // The view's fields point into req.fields, which the edit moved.
+      view.headers.clear();
+      view.requestId = {};
+      for (const auto& f : req.fields) {
+        view.headers.push_back({f.name, f.value});
+        if (f.name == "x-request-id") view.requestId = f.value;
+      }
+    }
+    if (ctx.mirror) mirrorRequest(conn, *ctx.mirror, view, ctx);
     afterRoute();
   }
 
@@ -439,7 +450,13 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   // Whether another attempt may go (on another endpoint when there is one).
-  ~Exchange() { uncountRetry(); }
+  ~Exchange() {
+    uncountRetry();
+    if (mirror) {
+      w.bridged.erase(this);
+      --w.mirrors;
+    }
+  }
   // A retry is in flight from the moment it is decided until its upstream stream ends.
   void uncountRetry() {
     if (!retryCounted || !cluster) return;
@@ -894,6 +911,76 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   static awaitable<void> bridge(std::shared_ptr<Exchange> ex);
 };
+
+// Where a mirrored copy's response goes: nowhere. What it takes of the upstream connection's
+// window is acknowledged at once, and its end (or reset) ends the exchange; both posted, never
+// run from inside the session callback that delivered them.
+struct NullDown final : Down {
+  explicit NullDown(Worker& worker) : w(worker) {}
+  Worker& w;
+  std::weak_ptr<Exchange> ex;
+  RequestContext ctx;  // the copy's own (it is not logged)
+  void later(std::size_t taken, bool end) {
+    asio::post(w.io, [weak = ex, taken, end] {
+      auto e = weak.lock();
+      if (!e) return;
+      if (taken) e->downSent(taken);
+      if (end) e->downClose(0);
+    });
+  }
+  bool respond(const h2::Head&, bool end) override {
+    if (end) later(0, true);
+    return true;
+  }
+  void send(std::string_view d, bool end) override { later(d.size(), end); }
+  void trailers(const std::vector<h2::Field>&) override { later(0, true); }
+  void reset(std::uint32_t) override { later(0, true); }
+  void consumed(std::size_t) override {}
+  std::size_t queued() const override { return 0; }
+  void flush() override {}
+};
+
+void mirrorRequest(const std::shared_ptr<Conn>& c, const Cluster& mirror, const h1::Head& req,
+                   const RequestContext& ctx) {
+  auto& w = c->worker;
+  if (req.framing != h1::Framing::none || w.mirrors >= kMaxMirrors) {
+    w.impl.mirrored[1]->inc();
+    return;
+  }
+  auto down = std::make_shared<NullDown>(w);
+  down->ctx.direction = Direction::outbound;
+  down->ctx.start = Clock::now();
+  down->ctx.service = mirror.service;
+  down->ctx.sourceAddress = ctx.sourceAddress;
+  auto ex = std::make_shared<Exchange>(c, down, &down->ctx);
+  down->ex = ex;
+  ex->mirror = true;
+  ++w.mirrors;
+  w.bridged.insert(ex.get());
+  ex->pin = w.snap;  // the snapshot `mirror` belongs to (routing just happened on it)
+  ex->cluster = &mirror;
+  ex->req.method = std::string(req.method);
+  ex->req.scheme = "http";
+  // As Envoy marks them: the shadow's authority says it is a copy.
+  ex->req.authority = std::string(req.host.empty() ? std::string_view(mirror.service) : req.host) + "-shadow";
+  ex->req.path = std::string(req.path.empty() ? std::string_view("/") : req.path);
+  for (const auto& f : req.headers) {
+    auto n = asciiLower(f.name);
+    if (n == "expect" || namedIn(n, ctx.upstreamHeaders) || ctx.upstreamEdits.removes(n)) continue;
+    ex->req.fields.push_back({std::move(n), std::string(f.value)});
+  }
+  for (const auto& f : ctx.upstreamHeaders) {
+    if (!http::iequals(f.name, "host")) ex->req.fields.push_back({asciiLower(f.name), std::string(f.value)});
+  }
+  for (const auto& f : ctx.upstreamEdits.add) ex->req.fields.push_back({asciiLower(f.name), std::string(f.value)});
+  ex->view.method = ex->req.method;
+  ex->view.target = ex->view.path = ex->req.path;
+  ex->view.host = ex->req.authority;
+  for (const auto& f : ex->req.fields) ex->view.headers.push_back({f.name, f.value});
+  ex->reqEnd = true;
+  w.impl.mirrored[0]->inc();
+  ex->attempt();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Handlers.

@@ -53,6 +53,7 @@ struct RequestContext {
   const Cluster* cluster = nullptr;
   const Endpoint* endpoint = nullptr;
   const RouteRule* route = nullptr;     // the Route rule that decided (outbound), if any
+  const Cluster* mirror = nullptr;      // where a copy of the request goes too (its response discarded)
   std::string rewrittenPath;            // the path sent on, when a rule rewrote it
   std::string_view rewrittenAuthority;  // the authority sent on, when a rule rewrote it
   std::vector<h1::Header> upstreamHeaders;    // fields the upstream request gains (replacing same-named)

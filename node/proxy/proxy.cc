@@ -455,6 +455,10 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
         ctx.service.clear();
         return nullptr;
       }
+      if (rule->mirror && withinPercent(rule->mirrorPercent, w.balancer.draw())) {
+        // A mirror that is not known (yet) is skipped: it never affects the request itself.
+        ctx.mirror = snap.find(rule->mirror->service, rule->mirror->subset);
+      }
       if (!rule->rewriteUri.empty()) ctx.rewrittenPath = rewritePath(*rule, matched, req);
       if (!rule->rewriteAuthority.empty()) {
         ctx.rewrittenAuthority = rule->rewriteAuthority;
@@ -810,6 +814,7 @@ class Relay {
       // A rule's rewrites: what goes on is the rewritten path and authority.
       if (!ctx.rewrittenPath.empty()) req.target = req.path = ctx.rewrittenPath;
       if (!ctx.rewrittenAuthority.empty()) req.host = ctx.rewrittenAuthority;
+      if (ctx.mirror) mirrorRequest(c_, *ctx.mirror, req, ctx);
     } else {
       auto it = snap.local.find(c_->sni);
       if (it == snap.local.end()) {
@@ -1440,6 +1445,9 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
   for (int k = 0; k < 2; ++k) {
     impl->faults[k] = &r.counter("mesh_proxy_faults_injected_total", "Faults a Route injected, by kind.",
                                  {{"kind", k == 0 ? "abort" : "delay"}});
+    impl->mirrored[k] = &r.counter("mesh_proxy_mirrored_requests_total",
+                                   "Copies of requests a Route mirrored: sent, or dropped (a body, or too many in flight).",
+                                   {{"result", k == 0 ? "sent" : "dropped"}});
     impl->routeRetries[k] =
         &r.counter("mesh_proxy_route_retries_total", "Retries a Route's policy asked for: made, or refused by its budget.",
                    {{"result", k == 0 ? "retried" : "budget_exhausted"}});

@@ -372,6 +372,13 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
           }
           if (rule.hasHeaders()) out.headers = headerOps(rule.getHeaders());
           out.timeout = std::chrono::milliseconds(rule.getTimeout());
+          if (rule.hasMirror() && rule.getMirror().getService().size() > 0) {
+            RouteDestination m;
+            m.service = lower(rule.getMirror().getService().cStr());
+            m.subset = rule.getMirror().getSubset().cStr();
+            out.mirror = std::move(m);
+            out.mirrorPercent = rule.getMirrorPercent() > 0 ? rule.getMirrorPercent() : 100;
+          }
           if (rule.hasRetries() && rule.getRetries().getAttempts() > 0) {
             auto r = rule.getRetries();
             RouteRule::Retry retry;

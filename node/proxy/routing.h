@@ -98,6 +98,10 @@ struct RouteRule {
     std::vector<HeaderMatcher> match;
   };
   std::optional<Fault> fault;
+  // Mirroring: a copy of mirrorPercent of the requests (bodyless ones) goes to this service or
+  // subset too; its response is discarded.
+  std::optional<RouteDestination> mirror;
+  double mirrorPercent = 100;
   std::chrono::milliseconds timeout{0};  // the whole request, tries and backoff included (0: none)
   // Retries (Envoy's semantics): `attempts` more tries of a request that got a response or a
   // failure its conditions name; bodyless requests only (bodies are relayed, not buffered), and

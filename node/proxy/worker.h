@@ -179,7 +179,8 @@ struct Worker {
   // every request of this worker), and the downstream HTTP/2 connections being served.
   std::unordered_map<std::string, std::shared_ptr<H2Client>> h2pool;
   std::unordered_set<H2Server*> h2servers;
-  std::unordered_set<Exchange*> bridged;  // HTTP/1.1 requests relayed over HTTP/2 (their timeouts)
+  std::unordered_set<Exchange*> bridged;  // HTTP/1.1 requests relayed over HTTP/2, mirrored copies (their timeouts)
+  std::size_t mirrors = 0;                // mirrored copies in flight
   bool draining = false;
   // Last, so destroyed first: the handlers it still holds (suspended connections) are
   // destroyed while the tables they deregister from are alive.
@@ -223,6 +224,7 @@ struct Shared {
   metrics::Counter* retries[2];
   metrics::Counter* faults[2];        // injected by a Route: [0] aborts, [1] delays
   metrics::Counter* routeRetries[2];  // a Route's retries: [0] made, [1] refused by the budget
+  metrics::Counter* mirrored[2];      // mirrored copies: [0] sent, [1] dropped
 
   std::mutex accessMu;
   std::FILE* access = nullptr;
@@ -345,6 +347,12 @@ awaitable<void> serveH2(std::shared_ptr<Conn> c);
 // client connection goes on.
 awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
                              const LocalTarget* local);
+// A copy of a routed request (as it goes on: rewritten, with the phases' fields) to `mirror`
+// over HTTP/2, its response discarded. Bodyless requests only; at most kMaxMirrors in flight per
+// worker: past that, or with a body, the copy is dropped (counted), never the request.
+inline constexpr std::size_t kMaxMirrors = 1024;
+void mirrorRequest(const std::shared_ptr<Conn>& c, const Cluster& mirror, const h1::Head& req,
+                   const RequestContext& ctx);
 void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
 void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
 void drainH2(Worker& w);                                      // GOAWAY everywhere

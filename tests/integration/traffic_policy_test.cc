@@ -271,6 +271,66 @@ spec:
   EXPECT_NE(out.find("x-upstream: reviews-v1"), std::string::npos) << out;
 }
 
+TEST_F(TrafficPolicyTest, MirroredCopiesReachTheShadowAndNeverAffectTheCaller) {
+  startReviews();
+  writeFile(c.tmp.sub("mirror.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - name: all
+      match: [{path: {prefix: /m/}}]
+      route: [{destination: {service: reviews, subset: v1}}]
+      mirror: {service: reviews, subset: v2}
+    - name: half
+      match: [{path: {prefix: /h/}}]
+      route: [{destination: {service: reviews, subset: v1}}]
+      mirror: {service: reviews, subset: v2}
+      mirrorPercent: 50
+)");
+  publish("mirror.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  // What v2's upstream saw of a target: ask it directly (its count includes this request).
+  auto seenByV2 = [&](const std::string& target) {
+    auto r = http::get(HostPort{c.address(3), 9080, false, true}, target);
+    return r.ok() ? std::stoi(headerOf(*r, "x-upstream-seen")) - 1 : -1;
+  };
+  for (int i = 0; i < 50; ++i) {
+    auto r = get("/m/a");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(headerOf(*r, "x-upstream"), "reviews-v1");  // the caller gets the primary's answer
+  }
+  EXPECT_TRUE(eventually([&] { return seenByV2("/m/a") >= 50; }, 5s)) << seenByV2("/m/a");
+  EXPECT_LE(seenByV2("/m/a"), 50 + 5);  // +5: the probes above
+  // Half of 1,000, within five standard deviations (sd 15.8).
+  auto j = c.load(1, "reviews", {"--connections", "4", "--requests", "1000", "--path", "/h/a"});
+  EXPECT_EQ(j["upstreams"].value("reviews-v1", 0), 1000) << j.dump();
+  int half = 0;
+  EXPECT_TRUE(eventually(
+      [&] {
+        half = seenByV2("/h/a");
+        return half >= 420;
+      },
+      5s));
+  EXPECT_NEAR(half, 500, 80);
+  // A request with a body is not copied (counted as dropped); the caller is served.
+  auto p = c.request(1, "reviews", "POST", "/m/post", "payload");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->body, "payload");
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_mirrored_requests_total", {"result=\"dropped\""}, 1));
+  // The shadow gone (its upstream killed): the callers see nothing of it.
+  c.upstreams.at(1).kill();
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = get("/m/after");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+  }
+  EXPECT_GE(c.metric(1, "mesh_proxy_mirrored_requests_total", {"result=\"sent\""}), 50 + 420 + 20);
+}
+
 // Retries and timeouts, over HTTP/2 between the proxies (the default) and over HTTP/1.1
 // (--peer-protocol http1): the same Route, the same outcomes.
 class RetryTest : public TrafficPolicyTest, public ::testing::WithParamInterface<std::string> {};
