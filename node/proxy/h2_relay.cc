@@ -327,6 +327,12 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (f.name == "x-request-id") view.requestId = f.value;
       if (view.host.empty() && f.name == "host") view.host = f.value;
     }
+    if (req.authority.empty() && !view.host.empty()) {
+      // A Host field instead of :authority: kept as the authority, not as a view into the
+      // fields (a route's header edits may move them).
+      req.authority.assign(view.host);
+      view.host = req.authority;
+    }
     view.minorVersion = 1;
     view.framing = end ? h1::Framing::none : (req.find("content-length") ? h1::Framing::length : h1::Framing::chunked);
     ctx.request = &view;
@@ -381,7 +387,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         if (f.name == "x-request-id") view.requestId = f.value;
       }
     }
-    if (ctx.mirror) mirrorRequest(conn, *ctx.mirror, view, ctx);
+    if (ctx.mirror) mirrorRequest(conn, pin, *ctx.mirror, view, ctx);
     afterRoute();
   }
 
@@ -921,9 +927,11 @@ struct NullDown final : Down {
   std::weak_ptr<Exchange> ex;
   RequestContext ctx;  // the copy's own (it is not logged)
   void later(std::size_t taken, bool end) {
-    asio::post(w.io, [weak = ex, taken, end] {
-      auto e = weak.lock();
-      if (!e) return;
+    // A strong reference: the upstream stream may close (and drop its own) before this runs,
+    // and the bytes must still be acknowledged on the shared connection.
+    auto e = ex.lock();
+    if (!e) return;
+    asio::post(w.io, [e = std::move(e), taken, end] {
       if (taken) e->downSent(taken);
       if (end) e->downClose(0);
     });
@@ -940,8 +948,8 @@ struct NullDown final : Down {
   void flush() override {}
 };
 
-void mirrorRequest(const std::shared_ptr<Conn>& c, const Cluster& mirror, const h1::Head& req,
-                   const RequestContext& ctx) {
+void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
+                   const h1::Head& req, const RequestContext& ctx) {
   auto& w = c->worker;
   if (req.framing != h1::Framing::none || w.mirrors >= kMaxMirrors) {
     w.impl.mirrored[1]->inc();
@@ -957,7 +965,7 @@ void mirrorRequest(const std::shared_ptr<Conn>& c, const Cluster& mirror, const 
   ex->mirror = true;
   ++w.mirrors;
   w.bridged.insert(ex.get());
-  ex->pin = w.snap;  // the snapshot `mirror` belongs to (routing just happened on it)
+  ex->pin = std::move(pin);  // the snapshot `mirror` belongs to (the request was routed on it)
   ex->cluster = &mirror;
   ex->req.method = std::string(req.method);
   ex->req.scheme = "http";

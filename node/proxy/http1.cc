@@ -335,7 +335,9 @@ namespace {
 
 void writeFields(const Head& head, const std::vector<Header>& extra, bool keepAlive, std::string& out,
                  const FieldEdits* edits) {
-  if (head.absoluteForm) out.append("Host: ").append(head.host).append("\r\n");
+  bool extraHost = false;  // a Host the phases give (a route's authority rewrite) replaces any
+  for (const auto& x : extra) extraHost = extraHost || iequals(x.name, "host");
+  if (head.absoluteForm && !extraHost) out.append("Host: ").append(head.host).append("\r\n");
   // Fields named in Connection are hop-by-hop too (RFC 9110 section 7.6.1).
   std::string_view named[8];
   std::size_t nNamed = 0;

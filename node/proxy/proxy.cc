@@ -800,10 +800,12 @@ class Relay {
       cluster = routeOutbound(w_, snap, *c_, req, ctx, unknown);
       if (ctx.faultDelay.count() > 0) {
         // An injected delay: the request waits here, then goes on (or is aborted) as decided.
+        // The connection's deadline covers the delay (the head's would cut it short).
+        c_->after(ctx.faultDelay + impl_.opt.upstreamTimeout);
         asio::steady_timer t(w_.io, ctx.faultDelay);
         error_code ec;
         co_await t.async_wait(tok(ec));
-        if (c_->closed) co_return false;
+        if (c_->closed || c_->timedOut) co_return false;
       }
       if (!cluster && ctx.reply.status) {
         co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
@@ -814,7 +816,7 @@ class Relay {
       // A rule's rewrites: what goes on is the rewritten path and authority.
       if (!ctx.rewrittenPath.empty()) req.target = req.path = ctx.rewrittenPath;
       if (!ctx.rewrittenAuthority.empty()) req.host = ctx.rewrittenAuthority;
-      if (ctx.mirror) mirrorRequest(c_, *ctx.mirror, req, ctx);
+      if (ctx.mirror) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx);
     } else {
       auto it = snap.local.find(c_->sni);
       if (it == snap.local.end()) {
@@ -881,12 +883,14 @@ class Relay {
       }
       ctx.failure = Failure::none;
       auto wait = policy_->backoff(static_cast<int>(policyRetries_), w_.balancer.draw());
+      // The last try's deadline must not cut the backoff and the next connect short.
+      c_->after(wait + impl_.opt.upstreamTimeout);
       if (wait.count() > 0) {
         asio::steady_timer t(w_.io, wait);
         error_code ec;
         co_await t.async_wait(tok(ec));
       }
-      co_return !c_->closed;
+      co_return !c_->closed && !c_->timedOut;
     };
     std::string exclude;
     std::unique_ptr<Upstream> up;

@@ -351,8 +351,8 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
 // over HTTP/2, its response discarded. Bodyless requests only; at most kMaxMirrors in flight per
 // worker: past that, or with a body, the copy is dropped (counted), never the request.
 inline constexpr std::size_t kMaxMirrors = 1024;
-void mirrorRequest(const std::shared_ptr<Conn>& c, const Cluster& mirror, const h1::Head& req,
-                   const RequestContext& ctx);
+void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
+                   const h1::Head& req, const RequestContext& ctx);
 void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
 void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
 void drainH2(Worker& w);                                      // GOAWAY everywhere
