@@ -331,6 +331,29 @@ spec:
   EXPECT_GE(c.metric(1, "mesh_proxy_mirrored_requests_total", {"result=\"sent\""}), 50 + 420 + 20);
 }
 
+// Mirrored responses are acknowledged on the HTTP/2 connection they share with real requests:
+// 2,500 copies of 4 kB answers (10 MB, over twice the connection's window) while the primary
+// requests go to the same endpoint over the same connection.
+TEST_F(TrafficPolicyTest, MirroredResponsesNeverStallTheConnectionTheyShare) {
+  ASSERT_EQ(c.cli({"keygen", "--out", c.tmp.sub("op")}).status.code, 0);
+  c.start(2, {"--policy-trusted-key", c.tmp.sub("op.pub")});
+  c.upstream(2, 9080, "big", {"--body-bytes", "4096"});
+  c.service(2, "big-1", "reviews", 9080, "http", "  labels:\n    version: v2\n");
+  ASSERT_TRUE(c.waitEndpoints(1, "reviews", 1));
+  writeFile(c.tmp.sub("dp.yaml"), "kind: DestinationPolicy\nmetadata: {name: reviews}\nspec:\n  service: reviews\n"
+                                  "  subsets: [{name: v2, labels: {version: v2}}]\n");
+  publish("dp.yaml");
+  writeFile(c.tmp.sub("m.yaml"), "kind: Route\nmetadata: {name: reviews, version: 1}\nspec:\n  hosts: [reviews]\n"
+                                 "  http: [{route: [{destination: {service: reviews}}], mirror: {service: reviews, "
+                                 "subset: v2}}]\n");
+  publish("m.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  auto j = c.load(1, "reviews", {"--connections", "4", "--requests", "2500", "--duration", "30"});
+  EXPECT_TRUE(j["errors"].empty()) << j.dump();
+  EXPECT_EQ(j["status"].value("200", 0), 2500) << j.dump();
+  EXPECT_GE(c.metric(1, "mesh_proxy_mirrored_requests_total", {"result=\"sent\""}), 2500);
+}
+
 // Retries and timeouts, over HTTP/2 between the proxies (the default) and over HTTP/1.1
 // (--peer-protocol http1): the same Route, the same outcomes.
 class RetryTest : public TrafficPolicyTest, public ::testing::WithParamInterface<std::string> {};
