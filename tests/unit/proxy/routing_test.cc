@@ -167,20 +167,25 @@ spec:
   ASSERT_NE(rule, nullptr);
   EXPECT_EQ(rewritePath(*rule, m, h), "/v1/items?page=2");
   EXPECT_EQ(rule->rewriteAuthority, "reviews-internal");
-  auto exact = Req{.path = "/api"}.head();
+  // (Each Req outlives its head: a head views into it.)
+  Req exactReq{.path = "/api"};
+  auto exact = exactReq.head();
   EXPECT_EQ(rewritePath(*t->match(exact, &m), m, exact), "/");
 
-  auto old = Req{.path = "/old/x"}.head();
+  Req oldReq{.path = "/old/x"};
+  auto old = oldReq.head();
   rule = t->match(old);
   ASSERT_TRUE(rule->redirect);
   EXPECT_EQ(rule->redirect->status, 308);
   EXPECT_EQ(redirectLocation(*rule->redirect, old), "http://reviews/new");
-  auto moved = Req{.path = "/moved"}.head();
+  Req movedReq{.path = "/moved"};
+  auto moved = movedReq.head();
   rule = t->match(moved);
   EXPECT_EQ(rule->redirect->status, 301);
   EXPECT_EQ(redirectLocation(*rule->redirect, moved), "https://shop.example.com/moved");
 
-  auto other = Req{.path = "/anything"}.head();
+  Req otherReq{.path = "/anything"};
+  auto other = otherReq.head();
   rule = t->match(other);
   ASSERT_TRUE(rule->direct);
   EXPECT_EQ(rule->direct->status, 410);
