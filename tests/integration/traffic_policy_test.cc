@@ -73,6 +73,14 @@ spec:
   Result<http::Response> get(const std::string& path, http::Headers headers = {}, const std::string& host = "reviews") {
     return c.request(1, host, "GET", path, {}, std::move(headers));
   }
+
+  // One h2c request (nghttp, prior knowledge) to node 1's outbound listener: its -v output.
+  std::string nghttp(const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{"/usr/bin/nghttp", "-v", "-H", ":authority: reviews"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("http://" + c.outbound(1).toString() + path);
+    return run(argv, 30s, c.tmp.path()).out;
+  }
 };
 
 constexpr const char* kRoute = R"(kind: Route
@@ -183,12 +191,6 @@ TEST_F(TrafficPolicyTest, RoutesApplyToHttp2ClientsToo) {
   writeFile(c.tmp.sub("route.yaml"), routeVersion(1));
   publish("route.yaml");
   ASSERT_TRUE(routeApplied("reviews", 1));
-  auto nghttp = [&](const std::string& path, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{"/usr/bin/nghttp", "-v", "-H", ":authority: reviews"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back("http://" + c.outbound(1).toString() + path);
-    return run(argv, 30s, c.tmp.path()).out;
-  };
   auto out = nghttp("/x", {"-H", "x-user: alice"});
   EXPECT_NE(out.find("x-upstream: reviews-v2"), std::string::npos) << out;
   out = nghttp("/retired");
@@ -250,10 +252,7 @@ spec:
   EXPECT_GE(c.metric(1, "mesh_proxy_faults_injected_total", {"kind=\"delay\""}), 1);
   // A gRPC abort: a trailers-only response with the status, to an HTTP/2 client; the same
   // fields to an HTTP/1.1 one.
-  auto out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: reviews", "-H", "x-fault: grpc", "-H",
-                  "content-type: application/grpc", "http://" + c.outbound(1).toString() + "/pkg.Svc/Call"},
-                 30s, c.tmp.path())
-                 .out;
+  auto out = nghttp("/pkg.Svc/Call", {"-H", "x-fault: grpc", "-H", "content-type: application/grpc"});
   EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
   EXPECT_NE(out.find("grpc-status: 14"), std::string::npos) << out;
   EXPECT_EQ(out.find("x-upstream"), std::string::npos) << out;
@@ -263,10 +262,7 @@ spec:
   EXPECT_EQ(headerOf(*r, "grpc-status"), "14");
   // Delayed over HTTP/2 too.
   t0 = std::chrono::steady_clock::now();
-  out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: reviews", "-H", "x-fault: delay",
-             "http://" + c.outbound(1).toString() + "/slow"},
-            30s, c.tmp.path())
-            .out;
+  out = nghttp("/slow", {"-H", "x-fault: delay"});
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
   EXPECT_NE(out.find("x-upstream: reviews-v1"), std::string::npos) << out;
 }
@@ -382,9 +378,7 @@ spec:
       retries: {attempts: 3, retryOn: [5xx], backoffBase: 5ms}
       route: [{destination: {service: reviews}}]
 )");
-  auto r = c.cli({"policy", "publish", c.tmp.sub("retry.yaml"), "--key", c.tmp.sub("op.key"), "--node",
-                  c.node(1).admin().toString(), "--wait"});
-  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  publish("retry.yaml");
   ASSERT_TRUE(routeApplied("reviews", 1));
   auto retried = [&] { return c.metric(1, "mesh_proxy_route_retries_total", {"result=\"retried\""}); };
 
@@ -424,9 +418,7 @@ spec:
     - timeout: 300ms
       route: [{destination: {service: reviews}}]
 )");
-  r = c.cli({"policy", "publish", c.tmp.sub("timeout.yaml"), "--key", c.tmp.sub("op.key"), "--node",
-             c.node(1).admin().toString(), "--wait"});
-  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  publish("timeout.yaml");
   ASSERT_TRUE(routeApplied("reviews", 2));
   t0 = std::chrono::steady_clock::now();
   g = get("/delay/1500");
@@ -451,9 +443,7 @@ spec:
     - retries: {attempts: 5, retryOn: [5xx], backoffBase: 1ms, budgetPercent: 20, minRetryConcurrency: 1}
       route: [{destination: {service: reviews}}]
 )");
-  auto r = c.cli({"policy", "publish", c.tmp.sub("budget.yaml"), "--key", c.tmp.sub("op.key"), "--node",
-                  c.node(1).admin().toString(), "--wait"});
-  ASSERT_EQ(r.status.code, 0) << r.out << r.err;
+  publish("budget.yaml");
   ASSERT_TRUE(routeApplied("reviews", 1));
   // An outage (every answer 503) under 20 concurrent requests: without a budget each request
   // would be tried 6 times; with 20% of the active requests allowed to retry, far fewer go.
