@@ -298,18 +298,14 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool responded = false;  // a final head went downstream
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
-  // A Route's retry policy, for a request it may apply to (bodyless; idempotent unless told).
-  const RouteRule::Retry* policy = nullptr;
-  std::uint32_t policyRetries = 0;
-  bool retryCounted = false;  // a retry of it is in flight: counted in w.retrying (the budget)
-  bool mirror = false;        // a mirrored copy (its response goes nowhere)
-  Clock::time_point routeDeadline = Clock::time_point::max();  // the Route's whole-request timeout
+  RoutePolicy policy;  // the Route's timeout and retries for this request
   std::optional<asio::steady_timer> backoffTimer;
+  bool mirror = false;  // a mirrored copy (its response goes nowhere)
   bool finished = false;  // the downstream stream closed: logged
   bool started = false;   // routed to an upstream: work began there (or waits for a connection)
   Clock::time_point deadline = Clock::time_point::max();
 
-  Shared& impl() { return w.impl; }
+  Shared& impl() const { return w.impl; }
 
   void begin(h2::Head&& head, bool end) {
     req = std::move(head);
@@ -362,10 +358,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // The outbound route phase decided: answer, or go on to the upstream.
   void routed(const std::string& unknown) {
-    if (!cluster && ctx.reply.status) {
-      if (ctx.reply.grpcStatus) return grpcReply(ctx.reply.grpcStatus);
-      return reply(ctx.reply.status, ctx.reply.body, Failure::none);
-    }
+    if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
     if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
     ctx.cluster = cluster;
     // A rule's rewrites: what goes on is the rewritten path and authority.
@@ -410,7 +403,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
     }
     replayable = idempotent(req.method) && reqEnd;
-    setupPolicy();
+    policy.setup(ctx, cluster, req.method, reqEnd && body.empty());
     attempt();
   }
 
@@ -455,60 +448,24 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       up->waiting.push_back(shared_from_this());
   }
 
-  // Whether another attempt may go (on another endpoint when there is one).
   ~Exchange() {
-    uncountRetry();
+    policy.tryEnded(w);
     if (mirror) {
       w.bridged.erase(this);
       --w.mirrors;
     }
   }
-  // A retry is in flight from the moment it is decided until its upstream stream ends.
-  void uncountRetry() {
-    if (!retryCounted || !cluster) return;
-    retryCounted = false;
-    auto it = w.retrying.find(cluster->key);
-    if (it != w.retrying.end() && it->second > 0) --it->second;
-  }
 
-  // The Route's timeout and retry policy for this request, once routed.
-  void setupPolicy() {
-    if (!ctx.route || local) return;
-    if (ctx.route->timeout.count() > 0) routeDeadline = ctx.start + ctx.route->timeout;
-    if (ctx.route->retry && reqEnd && body.empty() && (idempotent(req.method) || ctx.route->retry->nonIdempotent))
-      policy = &*ctx.route->retry;
-  }
-  // How long a try may wait for its response head.
-  Clock::time_point tryDeadline() const {
-    auto d = ctx.upstreamStart + (reqEnd ? impl_().opt.upstreamTimeout : impl_().opt.bodyTimeout);
-    if (policy && policy->perTryTimeout.count() > 0) d = std::min(d, ctx.upstreamStart + policy->perTryTimeout);
-    return std::min(d, routeDeadline);
-  }
-  const Shared& impl_() const { return w.impl; }
-  // Whether the Route's policy allows another try now (tries left, time left, the budget).
-  bool mayRetry() {
-    if (!policy || finished || responded || policyRetries >= policy->attempts || !cluster) return false;
-    if (Clock::now() >= routeDeadline) return false;
-    if (!w.retryBudget(*cluster, *policy)) {
-      impl().routeRetries[1]->inc();
-      return false;
-    }
-    return true;
-  }
+  // Whether the Route's policy allows another try now.
+  bool mayRetry() { return !finished && !responded && policy.mayRetry(w); }
   // Another try after the policy's backoff (the upstream stream is already gone).
   void retryAfterBackoff() {
-    ++policyRetries;
-    impl().routeRetries[0]->inc();
-    if (!retryCounted) {
-      ++w.retrying[cluster->key];
-      retryCounted = true;
-    }
+    auto wait = policy.next(w);
     if (ctx.endpoint) exclude = ctx.endpoint->key;
     ctx.failure = Failure::none;
     up.reset();
     upId = flowId = 0;
-    deadline = routeDeadline;
-    auto wait = policy->backoff(static_cast<int>(policyRetries), w.balancer.draw());
+    deadline = policy.deadline;
     if (wait.count() == 0) return attempt();
     backoffTimer.emplace(w.io, wait);
     backoffTimer->async_wait([self = shared_from_this()](const error_code& ec) {
@@ -517,6 +474,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     });
   }
 
+  // Whether another attempt may go (on another endpoint when there is one).
   bool retry(Failure cause) {
     if (finished || responded || ctx.attempts >= impl().opt.connectAttempts || local) return false;
     if (ctx.endpoint) exclude = ctx.endpoint->key;
@@ -558,7 +516,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       counted = ctx.endpoint;
     }
     ctx.upstreamStart = Clock::now();
-    deadline = tryDeadline();
+    deadline = policy.tryDeadline(ctx.upstreamStart, reqEnd ? impl().opt.upstreamTimeout : impl().opt.bodyTimeout);
     if (!endNow) {
       if (!body.empty()) {
         up->session->send(upId, body, reqEnd && reqTrailers.empty());
@@ -580,37 +538,24 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     deadline = Clock::now() + impl().opt.bodyTimeout;
     h2::Head h;
     h.status = status;
-    // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
-    std::string b = f == Failure::none ? text : text + "\n";
-    const bool noBody = req.method == "HEAD";
-    h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
-    h.fields.push_back({"content-length", std::to_string(b.size())});
-    if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
-    finishResponse(ctx, h);
-    if (down->respond(h, noBody) && !noBody) down->send(b, true);
-    // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
-    if (pendingUp) {
-      down->consumed(pendingUp);
-      pendingUp = 0;
+    if (f == Failure::none && ctx.reply.grpcStatus) {
+      // A gRPC status (a fault): a trailers-only response, as a gRPC server refuses a call.
+      h.fields.push_back({"content-type", "application/grpc"});
+      h.fields.push_back({"grpc-status", std::to_string(ctx.reply.grpcStatus)});
+      h.fields.push_back({"grpc-message", "fault injected"});
+      finishResponse(ctx, h);
+      down->respond(h, true);
+    } else {
+      // The proxy's own errors end in a newline (for curl); a policy's answer goes as written.
+      std::string b = f == Failure::none ? text : text + "\n";
+      const bool noBody = req.method == "HEAD";
+      h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
+      h.fields.push_back({"content-length", std::to_string(b.size())});
+      if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
+      finishResponse(ctx, h);
+      if (down->respond(h, noBody) && !noBody) down->send(b, true);
     }
-    body.clear();
-    down->flush();
-  }
-
-  // A gRPC status as a trailers-only response (HTTP 200, grpc-status in the head, no body), as
-  // a gRPC server answers a call it refuses.
-  void grpcReply(int status) {
-    if (responded || finished) return;
-    ctx.status = 200;
-    responded = upDone = true;
-    deadline = Clock::now() + impl().opt.bodyTimeout;
-    h2::Head h;
-    h.status = 200;
-    h.fields.push_back({"content-type", "application/grpc"});
-    h.fields.push_back({"grpc-status", std::to_string(status)});
-    h.fields.push_back({"grpc-message", "fault injected"});
-    finishResponse(ctx, h);
-    down->respond(h, true);
+    // What the client sent of its body and still sends goes nowhere: acknowledged as it comes.
     if (pendingUp) {
       down->consumed(pendingUp);
       pendingUp = 0;
@@ -695,7 +640,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   void release() {
-    uncountRetry();
+    policy.tryEnded(w);
     if (counted) {
       w.balancer.finished(*counted);
       counted = nullptr;
@@ -751,7 +696,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         return reply(503, "no endpoint of '" + ctx.service + "' still runs it", Failure::noEndpoint);
       }
     }
-    if (policy && policy->onStatus(head.status) && mayRetry()) {
+    if (policy.retry && policy.retry->onStatus(head.status) && mayRetry()) {
       // A status the Route retries on: this response goes nowhere, the request goes again.
       up->session->reset(upId, h2::kCancel);
       up->flush();
@@ -817,7 +762,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
   // The upstream stream closed; error: reset, or the connection failed (kInternalError).
   void upClose(std::uint32_t error) {
-    uncountRetry();
+    policy.tryEnded(w);
     if (counted) {
       w.balancer.finished(*counted);
       counted = nullptr;
@@ -830,7 +775,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if ((error == h2::kRefusedStream && !bodySent) || replayable) {
         if (retry(Failure::upstreamReset)) return;
       }
-      if (policy && policy->onCause(RouteRule::Retry::Cause::reset) && mayRetry()) return retryAfterBackoff();
+      if (policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::reset) && mayRetry()) return retryAfterBackoff();
     }
     if (pendingUp) {
       // Body bytes the stream will never carry: acknowledged, or the client's connection
@@ -851,7 +796,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (finished) return;
     up.reset();
     if (retry(Failure::connectFailed)) return;
-    if (policy && policy->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry()) return retryAfterBackoff();
+    if (policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry())
+      return retryAfterBackoff();
     reply(503, "could not connect to an endpoint of '" + ctx.service + "'", Failure::connectFailed);
   }
 
@@ -898,7 +844,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     release();
     upId = 0;
-    if (!responded && policy && policy->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
+    if (!responded && policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
       return retryAfterBackoff();
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
     ctx.failure = Failure::upstreamTimeout;
@@ -1539,7 +1485,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
   editRequest(ex->req.fields, ctx.upstreamEdits);
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
-  ex->setupPolicy();
+  ex->policy.setup(ctx, cluster, req.method, ex->reqEnd);
   // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.
   c->setDeadline(Clock::time_point::max());
   w.bridged.insert(ex.get());

@@ -444,20 +444,20 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
         if ((f.httpStatus || f.grpcStatus) && withinPercent(f.abortPercent, w.balancer.draw())) {
           ctx.reply.status = f.grpcStatus ? 200 : f.httpStatus;
           ctx.reply.grpcStatus = f.grpcStatus;
-          ctx.reply.body = f.grpcStatus ? "" : "fault injected by Route/" + table->document.substr(6) + " rule " + rule->name;
+          ctx.reply.body = f.grpcStatus ? "" : "fault injected by " + table->document + " rule " + rule->name;
           w.impl.faults[0]->inc();
           return nullptr;
         }
       }
-      const Cluster* cluster = snap.find(d->service, d->subset);
+      const Cluster* cluster = snap.find(*d);
       if (!cluster) {
-        unknown = d->subset.empty() ? d->service : d->service + "/" + d->subset;
+        unknown = d->key;
         ctx.service.clear();
         return nullptr;
       }
       if (rule->mirror && withinPercent(rule->mirrorPercent, w.balancer.draw())) {
         // A mirror that is not known (yet) is skipped: it never affects the request itself.
-        ctx.mirror = snap.find(rule->mirror->service, rule->mirror->subset);
+        ctx.mirror = snap.find(*rule->mirror);
       }
       if (!rule->rewriteUri.empty()) ctx.rewrittenPath = rewritePath(*rule, matched, req);
       if (!rule->rewriteAuthority.empty()) {
@@ -484,12 +484,48 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
   return cluster;
 }
 
-bool Worker::retryBudget(const Cluster& c, const RouteRule::Retry& r) const {
+void RoutePolicy::setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool bodyless) {
+  *this = {};
+  if (!ctx.route || !c) return;
+  cluster = c;
+  if (ctx.route->timeout.count() > 0) deadline = ctx.start + ctx.route->timeout;
+  if (ctx.route->retry && bodyless && (idempotent(method) || ctx.route->retry->nonIdempotent))
+    retry = &*ctx.route->retry;
+}
+
+Clock::time_point RoutePolicy::tryDeadline(Clock::time_point start, std::chrono::milliseconds limit) const {
+  auto d = start + limit;
+  if (retry && retry->perTryTimeout.count() > 0) d = std::min(d, start + retry->perTryTimeout);
+  return std::min(d, deadline);
+}
+
+bool RoutePolicy::mayRetry(Worker& w) const {
+  if (!retry || !cluster || retries >= retry->attempts || Clock::now() >= deadline) return false;
   std::uint64_t active = 0;
-  for (const auto& e : c.endpoints) active += balancer.active(e.key);
-  auto it = retrying.find(c.key);
-  const double inFlight = it == retrying.end() ? 0 : it->second;
-  return inFlight < std::max<double>(r.minConcurrency, r.budgetPercent / 100.0 * static_cast<double>(active));
+  for (const auto& e : cluster->endpoints) active += w.balancer.active(e.key);
+  auto it = w.retrying.find(cluster->key);
+  const double inFlightNow = it == w.retrying.end() ? 0 : it->second;
+  if (inFlightNow < std::max<double>(retry->minConcurrency, retry->budgetPercent / 100.0 * static_cast<double>(active)))
+    return true;
+  w.impl.routeRetries[1]->inc();
+  return false;
+}
+
+std::chrono::milliseconds RoutePolicy::next(Worker& w) {
+  ++retries;
+  w.impl.routeRetries[0]->inc();
+  if (!inFlight) {
+    ++w.retrying[cluster->key];
+    inFlight = true;
+  }
+  return retry->backoff(static_cast<int>(retries), w.balancer.draw());
+}
+
+void RoutePolicy::tryEnded(Worker& w) {
+  if (!inFlight) return;
+  inFlight = false;
+  auto it = w.retrying.find(cluster->key);
+  if (it != w.retrying.end() && it->second > 0) --it->second;
 }
 
 void logPhase(Worker& w, RequestContext& ctx) {
@@ -852,37 +888,16 @@ class Relay {
     }
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
     // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
-    policy_ = nullptr;
-    policyRetries_ = 0;
-    routeDeadline_ = Clock::time_point::max();
-    policyCluster_ = cluster;
-    if (ctx.route && cluster) {
-      if (ctx.route->timeout.count() > 0) routeDeadline_ = ctx.start + ctx.route->timeout;
-      if (ctx.route->retry && req.framing == h1::Framing::none &&
-          (idempotent(req.method) || ctx.route->retry->nonIdempotent))
-        policy_ = &*ctx.route->retry;
-    }
-    // A retry is in flight from the moment it is decided until its try ends (the budget counts
-    // those).
-    struct Uncount {
+    policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none);
+    struct EndTry {
+      RoutePolicy& p;
       Worker& w;
-      const Cluster* c = nullptr;
-      void done() {
-        if (c) --w.retrying[c->key];
-        c = nullptr;
-      }
-      ~Uncount() { done(); }
-    } uncount{w_};
+      ~EndTry() { p.tryEnded(w); }
+    } endTry{policy_, w_};
     // Another try by the Route's policy, after its backoff. False: the client went meanwhile.
     auto policyRetry = [&]() -> awaitable<bool> {
-      ++policyRetries_;
-      impl_.routeRetries[0]->inc();
-      if (!uncount.c) {
-        uncount.c = cluster;
-        ++w_.retrying[cluster->key];
-      }
       ctx.failure = Failure::none;
-      auto wait = policy_->backoff(static_cast<int>(policyRetries_), w_.balancer.draw());
+      auto wait = policy_.next(w_);
       // The last try's deadline must not cut the backoff and the next connect short.
       c_->after(wait + impl_.opt.upstreamTimeout);
       if (wait.count() > 0) {
@@ -896,16 +911,8 @@ class Relay {
     std::unique_ptr<Upstream> up;
     h1::Head resp;
     for (int attempt = 0;; ++attempt) {
-      // How long this try may wait for its response head: the per-try timeout and what is left
-      // of the Route's.
-      tryTimeout_ = impl_.opt.upstreamTimeout;
-      if (policy_ && policy_->perTryTimeout.count() > 0) tryTimeout_ = std::min(tryTimeout_, policy_->perTryTimeout);
-      if (routeDeadline_ != Clock::time_point::max()) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(routeDeadline_ - Clock::now());
-        if (left.count() <= 0) {
-          co_return co_await answer(ctx, req, 504, "upstream timed out (route timeout)", Failure::upstreamTimeout);
-        }
-        tryTimeout_ = std::min(tryTimeout_, left);
+      if (Clock::now() >= policy_.deadline) {
+        co_return co_await answer(ctx, req, 504, "upstream timed out (route timeout)", Failure::upstreamTimeout);
       }
       // Upstream select phase.
       Target t = pickTarget(cluster, local, ctx, req, exclude);
@@ -927,7 +934,8 @@ class Relay {
             impl_.retries[0]->inc();
             continue;
           }
-          if (policy_ && policy_->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry()) {
+          if (policy_.retry && policy_.retry->onCause(RouteRule::Retry::Cause::connectFailure) &&
+              policy_.mayRetry(w_)) {
             if (!co_await policyRetry()) co_return false;
             continue;
           }
@@ -939,7 +947,7 @@ class Relay {
       if (t.endpoint) w_.balancer.started(*t.endpoint);
       auto result = co_await attemptOn(*up, req, ctx, resp);
       if (t.endpoint) w_.balancer.finished(*t.endpoint);
-      uncount.done();
+      policy_.tryEnded(w_);
       if (result == Attempt::ok) break;
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
       up.reset();
@@ -960,10 +968,10 @@ class Relay {
       }
       if (c_->closed || ctx.failure == Failure::downstreamClosed) co_return false;
       if (result == Attempt::again ||
-          (result != Attempt::elsewhere && !ctx.status && policy_ &&
-           policy_->onCause(ctx.failure == Failure::upstreamTimeout ? RouteRule::Retry::Cause::timeout
-                                                                    : RouteRule::Retry::Cause::reset) &&
-           mayRetry())) {
+          (result != Attempt::elsewhere && !ctx.status && policy_.retry &&
+           policy_.retry->onCause(ctx.failure == Failure::upstreamTimeout ? RouteRule::Retry::Cause::timeout
+                                                                          : RouteRule::Retry::Cause::reset) &&
+           policy_.mayRetry(w_))) {
         // A status the Route retries on (that response went nowhere), or no response at all.
         exclude = key;
         if (!co_await policyRetry()) co_return false;
@@ -1034,17 +1042,6 @@ class Relay {
   // relayed; the connection is not reused).
   enum class Attempt { ok, retry, elsewhere, failed, again };
 
-  // Whether the Route's policy allows another try now (tries left, time left, the budget).
-  bool mayRetry() {
-    if (!policy_ || !policyCluster_ || policyRetries_ >= policy_->attempts) return false;
-    if (Clock::now() >= routeDeadline_) return false;
-    if (!w_.retryBudget(*policyCluster_, *policy_)) {
-      impl_.routeRetries[1]->inc();
-      return false;
-    }
-    return true;
-  }
-
   // Sends the request on `up` and relays the response. `retry`: failed before any response
   // byte came back, on a connection that may have been closed by the upstream meanwhile.
   awaitable<Attempt> attemptOn(Upstream& up, h1::Head& req, RequestContext& ctx, h1::Head& resp) {
@@ -1068,7 +1065,7 @@ class Relay {
       co_return Attempt::failed;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
     // attempt, not the downstream connection: the client gets a 504.
-    c_->after(tryTimeout_);
+    c_->setDeadline(policy_.tryDeadline(Clock::now(), impl_.opt.upstreamTimeout));
     c_->upstreamOnly = true;
     c_->upTimedOut = false;
     struct UpOnly {
@@ -1111,7 +1108,7 @@ class Relay {
     if (c_->direction == Direction::outbound && resp.status == 503 && req.framing == h1::Framing::none) {
       if (auto v = resp.find("x-mesh-error"); v && *v == failureName(Failure::noRoute)) co_return Attempt::elsewhere;
     }
-    if (policy_ && policy_->onStatus(resp.status) && mayRetry()) co_return Attempt::again;
+    if (policy_.retry && policy_.retry->onStatus(resp.status) && policy_.mayRetry(w_)) co_return Attempt::again;
     ctx.upstreamHead = Clock::now();
     ctx.status = resp.status;
     // Response filter phase.
@@ -1146,12 +1143,7 @@ class Relay {
   Shared& impl_;
   std::string upHead_, downHead_, xfcc_;
   std::shared_ptr<const Snapshot> pin_;
-  // The Route's policy for the request being relayed.
-  const RouteRule::Retry* policy_ = nullptr;
-  const Cluster* policyCluster_ = nullptr;
-  std::uint32_t policyRetries_ = 0;
-  Clock::time_point routeDeadline_ = Clock::time_point::max();
-  std::chrono::milliseconds tryTimeout_{0};
+  RoutePolicy policy_;  // the Route's, for the request being relayed
   std::vector<h1::Header> spareUp_, spareDown_;
   std::string spareId_;
 };

@@ -55,69 +55,60 @@ std::optional<std::string> queryParam(std::string_view query, std::string_view n
   return std::nullopt;
 }
 
-Result<StringMatcher> stringMatcher(schema::StringMatch::Reader m) {
-  StringMatcher out;
-  switch (m.which()) {
-    case schema::StringMatch::UNSET:
-      break;
-    case schema::StringMatch::EXACT:
-      out.kind = StringMatcher::Kind::exact;
-      out.value = m.getExact().cStr();
-      break;
-    case schema::StringMatch::PREFIX:
-      out.kind = StringMatcher::Kind::prefix;
-      out.value = m.getPrefix().cStr();
-      break;
-    case schema::StringMatch::REGEX:
-      out.kind = StringMatcher::Kind::regex;
-      out.value = m.getRegex().cStr();
-      try {
-        out.re = std::make_shared<const std::regex>(out.value, std::regex::ECMAScript | std::regex::optimize);
-      } catch (const std::regex_error& e) {
-        return Error(errc::malformed, "regular expression '" + out.value + "': " + e.what());
-      }
-      break;
+Result<StringMatcher> matcher(StringMatcher::Kind kind, std::string value) {
+  StringMatcher out{kind, std::move(value), nullptr};
+  if (kind != StringMatcher::Kind::regex) return out;
+  try {
+    out.re = std::make_shared<const std::regex>(out.value, std::regex::ECMAScript | std::regex::optimize);
+  } catch (const std::regex_error& e) {
+    return Error(errc::malformed, "regular expression '" + out.value + "': " + e.what());
   }
   return out;
 }
 
-Result<std::vector<HeaderMatcher>> headerMatchers(capnp::List<schema::HeaderMatch>::Reader list) {
+Result<StringMatcher> stringMatcher(schema::StringMatch::Reader m) {
+  switch (m.which()) {
+    case schema::StringMatch::EXACT:
+      return matcher(StringMatcher::Kind::exact, m.getExact().cStr());
+    case schema::StringMatch::PREFIX:
+      return matcher(StringMatcher::Kind::prefix, m.getPrefix().cStr());
+    case schema::StringMatch::REGEX:
+      return matcher(StringMatcher::Kind::regex, m.getRegex().cStr());
+    case schema::StringMatch::UNSET:
+      break;
+  }
+  return StringMatcher{};
+}
+
+// Header names fold to lower case; query parameter names (foldNames false) are matched as written.
+Result<std::vector<HeaderMatcher>> headerMatchers(capnp::List<schema::HeaderMatch>::Reader list, bool foldNames) {
   std::vector<HeaderMatcher> out;
   for (auto h : list) {
     HeaderMatcher m;
-    m.name = lower(h.getName().cStr());
-    auto regex = [&](std::string re) -> Result<void> {
-      m.value.kind = StringMatcher::Kind::regex;
-      m.value.value = std::move(re);
-      try {
-        m.value.re = std::make_shared<const std::regex>(m.value.value, std::regex::ECMAScript | std::regex::optimize);
-      } catch (const std::regex_error& e) {
-        return Error(errc::malformed, "regular expression '" + m.value.value + "': " + e.what());
-      }
-      return {};
-    };
+    m.name = foldNames ? lower(h.getName().cStr()) : std::string(h.getName().cStr());
+    Result<StringMatcher> value = StringMatcher{};
     switch (h.which()) {
       case schema::HeaderMatch::UNSET:
         m.kind = HeaderMatcher::Kind::present;
         break;
       case schema::HeaderMatch::EXACT:
         m.kind = HeaderMatcher::Kind::exact;
-        m.value = {StringMatcher::Kind::exact, h.getExact().cStr(), nullptr};
+        value = matcher(StringMatcher::Kind::exact, h.getExact().cStr());
         break;
       case schema::HeaderMatch::PREFIX:
         m.kind = HeaderMatcher::Kind::prefix;
-        m.value = {StringMatcher::Kind::prefix, h.getPrefix().cStr(), nullptr};
+        value = matcher(StringMatcher::Kind::prefix, h.getPrefix().cStr());
         break;
-      case schema::HeaderMatch::REGEX: {
+      case schema::HeaderMatch::REGEX:
         m.kind = HeaderMatcher::Kind::regex;
-        auto r = regex(h.getRegex().cStr());
-        if (!r) return r.error();
+        value = matcher(StringMatcher::Kind::regex, h.getRegex().cStr());
         break;
-      }
       case schema::HeaderMatch::PRESENT:
         m.kind = h.getPresent() ? HeaderMatcher::Kind::present : HeaderMatcher::Kind::absent;
         break;
     }
+    if (!value) return value.error();
+    m.value = std::move(*value);
     out.push_back(std::move(m));
   }
   return out;
@@ -332,21 +323,19 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
               match.authority = std::move(*a);
             }
             for (auto method : m.getMethods()) match.methods.emplace_back(method.cStr());
-            auto headers = headerMatchers(m.getHeaders());
+            auto headers = headerMatchers(m.getHeaders(), true);
             if (!headers) return headers.error();
             match.headers = std::move(*headers);
-            auto query = headerMatchers(m.getQueryParams());
+            auto query = headerMatchers(m.getQueryParams(), false);
             if (!query) return query.error();
             match.query = std::move(*query);
-            // Query parameter names are matched as written, not folded as header names are.
-            auto params = m.getQueryParams();
-            for (std::size_t i = 0; i < match.query.size(); ++i) match.query[i].name = params[i].getName().cStr();
             out.matches.push_back(std::move(match));
           }
           for (auto d : rule.getRoute()) {
             RouteDestination dest;
             dest.service = lower(d.getDestination().getService().cStr());
             dest.subset = d.getDestination().getSubset().cStr();
+            dest.key = dest.subset.empty() ? dest.service : dest.service + "/" + dest.subset;
             // One destination alone may omit its weight (it takes everything).
             dest.weight = rule.getRoute().size() == 1 ? 100 : d.getWeight();
             if (d.hasHeaders()) dest.headers = headerOps(d.getHeaders());
@@ -376,6 +365,7 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
             RouteDestination m;
             m.service = lower(rule.getMirror().getService().cStr());
             m.subset = rule.getMirror().getSubset().cStr();
+            m.key = m.subset.empty() ? m.service : m.service + "/" + m.subset;
             out.mirror = std::move(m);
             out.mirrorPercent = rule.getMirrorPercent() > 0 ? rule.getMirrorPercent() : 100;
           }
@@ -412,7 +402,7 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
               fault.httpStatus = f.getAbort().getHttpStatus();
               fault.grpcStatus = f.getAbort().getGrpcStatus();
             }
-            auto m = headerMatchers(f.getMatch());
+            auto m = headerMatchers(f.getMatch(), true);
             if (!m) return m.error();
             fault.match = std::move(*m);
             out.fault = std::move(fault);

@@ -67,6 +67,7 @@ struct HeaderOps {
 
 struct RouteDestination {
   std::string service, subset;  // subset empty: every instance
+  std::string key;              // the snapshot's cluster key: "service" or "service/subset"
   std::uint32_t weight = 100;
   HeaderOps headers;
 };

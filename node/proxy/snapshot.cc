@@ -40,9 +40,15 @@ const Cluster* Snapshot::find(std::string_view service, std::string_view subset)
   return it == subsets.end() ? nullptr : it->second.get();
 }
 
-const RouteTable* Snapshot::route(std::string_view host) const {
+const Cluster* Snapshot::find(const RouteDestination& d) const {
+  const auto& map = d.subset.empty() ? clusters : subsets;
+  auto it = map.find(d.key);
+  return it == map.end() ? nullptr : it->second.get();
+}
+
+const RouteTable* Snapshot::route(const std::string& host) const {
   if (routes.empty()) return nullptr;
-  auto it = routes.find(std::string(host));
+  auto it = routes.find(host);
   return it == routes.end() ? nullptr : it->second.get();
 }
 

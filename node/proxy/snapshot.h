@@ -103,7 +103,9 @@ struct Snapshot {
   const Cluster* find(std::string_view service) const;
   // The service's cluster, or its subset's; null when either is unknown.
   const Cluster* find(std::string_view service, std::string_view subset) const;
-  const RouteTable* route(std::string_view host) const;
+  // The same for a route's destination, by its precomputed key (no key built per request).
+  const Cluster* find(const RouteDestination& d) const;
+  const RouteTable* route(const std::string& host) const;
 };
 
 // What the compiler needs to know of a member beyond the catalog.

@@ -166,10 +166,8 @@ struct Worker {
   std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
   Balancer balancer;
   // A Route's retries in flight, by cluster key: its retry budget (per worker, as all state on
-  // the request path). Whether one more may go now: fewer in flight than the policy's share of
-  // the cluster's active requests, or than its minimum.
+  // the request path; see RoutePolicy).
   std::unordered_map<std::string, std::uint32_t> retrying;
-  bool retryBudget(const Cluster& c, const RouteRule::Retry& r) const;
   std::shared_ptr<const Snapshot> snap;
   std::uint64_t snapVersion = ~0ull;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
@@ -338,6 +336,30 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
                              std::string& unknown);
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);
+
+// A Route's timeout and retry policy as one request applies it, in either relay.
+struct RoutePolicy {
+  const RouteRule::Retry* retry = nullptr;  // null: no retries for this request
+  const Cluster* cluster = nullptr;
+  std::uint32_t retries = 0;
+  Clock::time_point deadline = Clock::time_point::max();  // the Route's whole-request timeout
+  bool inFlight = false;  // a retry's try is under way: counted in Worker::retrying
+
+  // For a request ctx.route sent to `c`: retries only for a request without a body, and an
+  // idempotent one unless the policy says otherwise.
+  void setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool bodyless);
+  // When a try sent at `start` must have its response head: the proxy's `limit`, the per-try
+  // timeout and the Route's deadline, whichever comes first.
+  Clock::time_point tryDeadline(Clock::time_point start, std::chrono::milliseconds limit) const;
+  // Whether another try may go now: tries left, time left, and the budget (fewer retries in
+  // flight than the policy's share of the cluster's active requests, or than its minimum). A
+  // refusal by the budget is counted.
+  bool mayRetry(Worker& w) const;
+  // Another try is decided: counted (metric, budget); returns the backoff to wait before it.
+  std::chrono::milliseconds next(Worker& w);
+  // The try under way ended (or the request did).
+  void tryEnded(Worker& w);
+};
 
 // HTTP/2 (h2_relay.cc). serveH2 serves a downstream connection whose first bytes (the client's
 // preface, or more) are in c->buf.

@@ -42,7 +42,7 @@ const RouteTable& table() {
     m.query.push_back(header("q", HeaderMatcher::Kind::regex, str(StringMatcher::Kind::regex, "[a-z ]*x")));
     prefix.matches.push_back(m);
     prefix.rewriteUri = "/";
-    prefix.destinations.push_back({"svc", "", 100, {}});
+    prefix.destinations.push_back({"svc", "", "svc", 100, {}});
     prefix.totalWeight = 100;
     t.rules.push_back(prefix);
     RouteRule headers;
@@ -62,8 +62,8 @@ const RouteTable& table() {
     RouteRule all;
     all.name = "all";
     all.rewriteUri = "/new";
-    all.destinations.push_back({"svc", "v1", 30, {}});
-    all.destinations.push_back({"svc", "v2", 70, {}});
+    all.destinations.push_back({"svc", "v1", "svc/v1", 30, {}});
+    all.destinations.push_back({"svc", "v2", "svc/v2", 70, {}});
     all.totalWeight = 100;
     t.rules.push_back(all);
     return t;
