@@ -71,6 +71,36 @@ struct ProxyService::Impl {
     });
   }
 
+  // A cluster's circuit breakers (limits, with what is in use now over every worker) and
+  // outlier detection (which endpoints are ejected, and for how long yet).
+  static void resilienceJson(const proxy::Cluster& c, nlohmann::json& out) {
+    const auto& l = c.limits;
+    const auto& st = *c.state;
+    out["circuit_breakers"] = {
+        {"max_connections", l.maxConnections},       {"connections", st.connections.load()},
+        {"max_pending_requests", l.maxPendingRequests}, {"pending_requests", st.pending.load()},
+        {"max_requests", l.maxRequests},             {"requests", st.requests.load()},
+        {"max_retries", l.maxRetries},               {"retries", st.retries.load()},
+        {"connect_timeout_ms", l.connectTimeout.count()},
+        {"max_requests_per_connection", l.maxRequestsPerConnection}};
+    if (!c.outlier.enabled()) return;
+    const auto now = std::chrono::steady_clock::now();
+    nlohmann::json ejected = nlohmann::json::object();
+    for (const auto& e : c.endpoints) {
+      if (!e.health || !e.health->ejected(now)) continue;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::duration(e.health->ejectedUntil.load()) - now.time_since_epoch());
+      ejected[e.key] = {{"remaining_ms", left.count()}, {"times", e.health->ejections.load()}};
+    }
+    out["outlier_detection"] = {{"consecutive_5xx_errors", c.outlier.consecutive5xx},
+                                {"consecutive_gateway_errors", c.outlier.consecutiveGateway},
+                                {"interval_ms", c.outlier.interval.count()},
+                                {"base_ejection_ms", c.outlier.baseEjection.count()},
+                                {"max_ejection_percent", c.outlier.maxEjectionPercent},
+                                {"success_rate_minimum_hosts", c.outlier.successRateMinimumHosts},
+                                {"ejected", ejected}};
+  }
+
   nlohmann::json snapshotJson() const {
     auto s = proxy ? proxy->snapshot() : nullptr;
     if (!s) return nullptr;
@@ -93,13 +123,16 @@ struct ProxyService::Impl {
                         {"same_zone_first", c->lb.sameZone},
                         {"endpoints", eps},
                         {"subsets", nlohmann::json::object()}};
+      resilienceJson(*c, clusters[name]);
     }
     for (const auto& [key, c] : s->subsets) {
       auto it = clusters.find(c->service);
       if (it == clusters.end()) continue;
       nlohmann::json eps = nlohmann::json::array();
       for (const auto& e : c->endpoints) eps.push_back(e.node + "/" + e.instanceId);
-      (*it)["subsets"][c->subset] = {{"load_balancer", proxy::algorithmName(c->lb.algorithm)}, {"endpoints", eps}};
+      auto& sub = (*it)["subsets"][c->subset];
+      sub = {{"load_balancer", proxy::algorithmName(c->lb.algorithm)}, {"endpoints", eps}};
+      resilienceJson(*c, sub);
     }
     // Routes in force by host: which document and version decides (a Route whose references
     // broke shows the version still applied, not the one held).

@@ -52,6 +52,14 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
   if (!exclude.empty() && set->endpoints.size() == 1 && set->endpoints[0]->key == exclude && set != &cluster.all) {
     set = &cluster.all;
   }
+  if (set != &cluster.all && cluster.outlier.enabled()) {
+    // This zone's endpoints all ejected: the others take its traffic, as when all are unhealthy.
+    const auto now = std::chrono::steady_clock::now();
+    if (std::all_of(set->endpoints.begin(), set->endpoints.end(),
+                    [&](const Endpoint* e) { return e->health && e->health->ejected(now); })) {
+      set = &cluster.all;
+    }
+  }
   const auto n = set->endpoints.size();
   auto choose = [&]() -> std::uint32_t {
     switch (cluster.lb.algorithm) {
@@ -83,9 +91,30 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
     return 0;
   };
   auto i = choose();
-  if (!exclude.empty() && n > 1 && set->endpoints[i]->key == exclude) {
-    // Ring hash walks on to the next endpoint on the ring; the others take the next index.
-    i = (i + 1) % static_cast<std::uint32_t>(n);
+  const bool outlier = cluster.outlier.enabled();
+  const auto now = outlier ? std::chrono::steady_clock::now() : SteadyTime{};
+  auto ejected = [&](std::uint32_t k) {
+    const auto* h = set->endpoints[k]->health.get();
+    return outlier && h && h->ejected(now);
+  };
+  auto excluded = [&](std::uint32_t k) { return !exclude.empty() && n > 1 && set->endpoints[k]->key == exclude; };
+  if (excluded(i) || ejected(i)) {
+    // The next endpoint in the set that is neither (ring hash: the next on the ring's order of
+    // endpoints, so a key's requests all move to the same one); if every one is ejected, the
+    // next not excluded (Envoy's "panic": better an ejected endpoint than none).
+    std::uint32_t fallback = i;
+    bool found = false;
+    for (std::uint32_t step = 1; step <= n; ++step) {
+      auto j = static_cast<std::uint32_t>((i + step) % n);
+      if (excluded(j)) continue;
+      if (fallback == i && excluded(i)) fallback = j;
+      if (!ejected(j)) {
+        i = j;
+        found = true;
+        break;
+      }
+    }
+    if (!found) i = fallback;
   }
   return set->endpoints[i];
 }

@@ -173,6 +173,7 @@ struct H2Client : H2Conn {
   enum class State { connecting, ready, dead } state = State::connecting;
   std::unique_ptr<Upstream> up;
   std::vector<std::shared_ptr<Exchange>> waiting;  // until connected
+  Slot conn;  // its place among the cluster's connections, until its Upstream holds it
   Clock::time_point idleSince = Clock::now();
 
   Stream& stream() override { return up->stream; }
@@ -303,6 +304,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool mirror = false;  // a mirrored copy (its response goes nowhere)
   bool finished = false;  // the downstream stream closed: logged
   bool started = false;   // routed to an upstream: work began there (or waits for a connection)
+  Slot inFlight;          // among the cluster's requests in flight (maxRequests)
+  Slot pending;           // among its pending requests, while waiting for a connection
   Clock::time_point deadline = Clock::time_point::max();
 
   Shared& impl() const { return w.impl; }
@@ -404,7 +407,15 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     replayable = idempotent(req.method) && reqEnd;
     policy.setup(ctx, cluster, req.method, reqEnd && body.empty());
-    attempt();
+    if (admit()) attempt();
+  }
+
+  // Circuit breakers: the request's place among the cluster's requests in flight. False: answered.
+  bool admit() {
+    std::string why;
+    if (!cluster || admitRequest(w, *cluster, ctx, inFlight, why)) return true;
+    reply(503, why, Failure::overflow);
+    return false;
   }
 
   // Upstream select phase, then the upstream request.
@@ -438,14 +449,31 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     const std::string& key = t.endpoint ? t.endpoint->key : t.local->poolKey;
     auto& slot = w.h2pool[key];
     if (!slot || !slot->usable()) {
+      // A new connection, counted among the cluster's. Not limited: maxConnections bounds
+      // HTTP/1.1 connections (as Istio's does); over HTTP/2 one connection per endpoint and
+      // worker carries every request, and maxRequests bounds those.
+      Slot conn;
+      if (t.endpoint) {
+        cluster->state->connections.fetch_add(1, std::memory_order_relaxed);
+        conn = Slot(cluster->state, &cluster->state->connections);
+      }
       slot = std::make_shared<H2Client>(w, key, t.endpoint ? 0 : 1);
+      slot->conn = std::move(conn);
       asio::co_spawn(w.io, slot->run(t, pin), asio::detached);
     }
+    if (slot->state == H2Client::State::ready) {
+      up = slot;
+      return open();
+    }
+    // Waiting for the connection to be up: a pending request of the cluster.
+    if (t.endpoint) {
+      if (!ClusterState::tryAcquire(cluster->state->pending, cluster->limits.maxPendingRequests)) {
+        return reply(503, overflowed(w, *cluster, ctx, Overflow::maxPendingRequests), Failure::overflow);
+      }
+      pending = Slot(cluster->state, &cluster->state->pending);
+    }
     up = slot;
-    if (up->state == H2Client::State::ready)
-      open();
-    else
-      up->waiting.push_back(shared_from_this());
+    up->waiting.push_back(shared_from_this());
   }
 
   ~Exchange() {
@@ -489,6 +517,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // The upstream connection is up: the request goes.
   void open() {
+    pending.release();
     if (finished || upDone || responded) return;
     // The request goes on as it came (no copy of its fields), with the fields the phases added
     // in place of any of the same name.
@@ -552,6 +581,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       h.fields.push_back({"content-type", "text/plain; charset=utf-8"});
       h.fields.push_back({"content-length", std::to_string(b.size())});
       if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
+      if (f == Failure::overflow && ctx.overflow) h.fields.push_back({"x-mesh-overflow", ctx.overflow});
       finishResponse(ctx, h);
       if (down->respond(h, noBody) && !noBody) down->send(b, true);
     }
@@ -636,6 +666,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     pendingDown = 0;
     release();
+    inFlight.release();
+    pending.release();
     if (logs) logPhase(w, ctx);
   }
 
@@ -696,6 +728,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         return reply(503, "no endpoint of '" + ctx.service + "' still runs it", Failure::noEndpoint);
       }
     }
+    observe(w, cluster, ctx.endpoint, head.status);
     if (policy.retry && policy.retry->onStatus(head.status) && mayRetry()) {
       // A status the Route retries on: this response goes nowhere, the request goes again.
       up->session->reset(upId, h2::kCancel);
@@ -768,6 +801,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       counted = nullptr;
     }
     upId = 0;
+    if (!finished && !upDone && !responded && error != h2::kRefusedStream) observe(w, cluster, ctx.endpoint, 0);
     if (!finished && !upDone && !responded) {
       // Refused (GOAWAY, REFUSED_STREAM): the peer did not process it, any request may go
       // again; otherwise only an idempotent one with no body. (What of the body is buffered
@@ -793,7 +827,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     down->flush();
   }
   void connectFailed() {
+    pending.release();
     if (finished) return;
+    observe(w, cluster, ctx.endpoint, 0);
     up.reset();
     if (retry(Failure::connectFailed)) return;
     if (policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::connectFailure) && mayRetry())
@@ -821,6 +857,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       // Still waiting for its connection: it no longer does.
       auto& q = up->waiting;
       q.erase(std::remove(q.begin(), q.end(), shared_from_this()), q.end());
+      pending.release();
     }
     if (h1) {
       h1TimedOut = true;
@@ -844,6 +881,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     release();
     upId = 0;
+    if (!responded && ctx.endpoint) observe(w, cluster, ctx.endpoint, 0);
     if (!responded && policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
       return retryAfterBackoff();
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
@@ -1036,8 +1074,11 @@ awaitable<void> H2Client::run(Target t, std::shared_ptr<const Snapshot> pin) {
   else
     up = std::make_unique<Upstream>(tcp::socket(w.io));
   up->key = key;
+  up->conn = std::move(conn);
   // A connect is rare (one per endpoint and worker): a timer of its own is cheap enough.
-  asio::steady_timer timer(w.io, impl.opt.connectTimeout);
+  asio::steady_timer timer(w.io, t.cluster && t.cluster->limits.connectTimeout.count() > 0
+                                     ? t.cluster->limits.connectTimeout
+                                     : impl.opt.connectTimeout);
   bool timedOut = false;
   timer.async_wait([this, self, &timedOut](error_code ec) {
     if (ec || state != State::connecting) return;
@@ -1494,7 +1535,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
     Exchange* e;
     ~Unlist() { w.bridged.erase(e); }
   } unlist{w, ex.get()};
-  ex->attempt();
+  if (ex->admit()) ex->attempt();
 
   // Request body, decoded from its HTTP/1.1 framing, handed on as the upstream takes it.
   bool ok = true, bodyRead = ex->reqEnd;

@@ -38,6 +38,7 @@ enum class Failure {
   upstreamTimeout,   // 504: no response head within the upstream timeout
   badResponse,       // 502: the upstream's response could not be framed
   downstreamClosed,  // the client went away mid-request
+  overflow,          // 503: a circuit breaker of the cluster (ctx.overflow says which)
   requestTimeout,    // 408: the request head or body did not arrive in time (keep it last)
 };
 const char* failureName(Failure f);
@@ -73,6 +74,7 @@ struct RequestContext {
     int grpcStatus = 0;    // a gRPC status: answered 200 with grpc-status (trailers-only)
   } reply;
   std::chrono::milliseconds faultDelay{0};  // an injected delay before the request goes on
+  const char* overflow = nullptr;  // the circuit breaker's limit that refused it ("max_requests"...)
 };
 
 class Filter {

@@ -39,6 +39,8 @@ const char* failureName(Failure f) {
       return "bad_response";
     case Failure::downstreamClosed:
       return "downstream_closed";
+    case Failure::overflow:
+      return "overflow";
     case Failure::requestTimeout:
       return "request_timeout";
   }
@@ -172,15 +174,33 @@ std::unique_ptr<Upstream> Worker::take(const std::string& key) {
   return nullptr;
 }
 
+// A pooled connection of a cluster whose requests wait for a connection (its maxConnections
+// reached) makes room for one of them, whichever worker or endpoint it is for.
+bool wantedElsewhere(const Upstream& up) {
+  const auto* st = up.conn.state();
+  return st && st->waiting.load(std::memory_order_relaxed) > 0;
+}
+
 void Worker::giveBack(std::unique_ptr<Upstream> up) {
   auto& v = pool[up->key];
-  if (draining || v.size() >= impl.opt.maxIdlePerEndpoint || !up->buf.empty()) {
+  if (draining || v.size() >= impl.opt.maxIdlePerEndpoint || !up->buf.empty() || wantedElsewhere(*up)) {
     --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
     return;
   }
   up->idleSince = Clock::now();
   ++impl.upstreamIdle;
   v.push_back(std::move(up));
+}
+
+void Worker::releaseForPending() {
+  for (auto& [key, v] : pool) {
+    std::erase_if(v, [&](const std::unique_ptr<Upstream>& up) {
+      if (!wantedElsewhere(*up)) return false;
+      --impl.upstreamIdle;
+      --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
+      return true;
+    });
+  }
 }
 
 void Worker::sweepPool(bool all) {
@@ -346,7 +366,8 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
   auto& impl = w.impl;
   const int dir = t.endpoint ? 0 : 1;
   auto saved = c.deadline;
-  c.after(impl.opt.connectTimeout);
+  c.after(t.cluster && t.cluster->limits.connectTimeout.count() > 0 ? t.cluster->limits.connectTimeout
+                                                                    : impl.opt.connectTimeout);
   std::unique_ptr<Upstream> up;
   if (t.endpoint) {
     up = std::make_unique<Upstream>(tcp::socket(w.io), *w.clientCtx);
@@ -501,6 +522,12 @@ Clock::time_point RoutePolicy::tryDeadline(Clock::time_point start, std::chrono:
 
 bool RoutePolicy::mayRetry(Worker& w) const {
   if (!retry || !cluster || retries >= retry->attempts || Clock::now() >= deadline) return false;
+  if (!inFlight && cluster->limits.maxRetries > 0 &&
+      cluster->state->retries.load(std::memory_order_relaxed) >= cluster->limits.maxRetries) {
+    // The cluster's retry circuit breaker: the failure goes to the caller as it is.
+    w.impl.overflows[static_cast<int>(Overflow::maxRetries)]->inc();
+    return false;
+  }
   std::uint64_t active = 0;
   for (const auto& e : cluster->endpoints) active += w.balancer.active(e.key);
   auto it = w.retrying.find(cluster->key);
@@ -517,6 +544,8 @@ std::chrono::milliseconds RoutePolicy::next(Worker& w) {
   if (!inFlight) {
     ++w.retrying[cluster->key];
     inFlight = true;
+    cluster->state->retries.fetch_add(1, std::memory_order_relaxed);
+    retrySlot = Slot(cluster->state, &cluster->state->retries);
   }
   return retry->backoff(static_cast<int>(retries), w.balancer.draw());
 }
@@ -524,8 +553,55 @@ std::chrono::milliseconds RoutePolicy::next(Worker& w) {
 void RoutePolicy::tryEnded(Worker& w) {
   if (!inFlight) return;
   inFlight = false;
+  retrySlot.release();
   auto it = w.retrying.find(cluster->key);
   if (it != w.retrying.end() && it->second > 0) --it->second;
+}
+
+void observe(Worker& w, const Cluster* c, const Endpoint* e, int status) {
+  if (!c || !e || !e->health || !c->outlier.enabled()) return;
+  auto why = c->state->record(c->outlier, *e->health, outcomeOf(status), c->health, Clock::now());
+  if (why == Ejection::none) return;
+  w.impl.ejections[static_cast<int>(why)]->inc();
+  w.impl.log->info("outlier detection ejected {} from {} ({}, ejection {} of it)", e->key, c->key, ejectionName(why),
+                   e->health->ejections.load());
+}
+
+std::string overflowed(Worker& w, const Cluster& c, RequestContext& ctx, Overflow o) {
+  w.impl.overflows[static_cast<int>(o)]->inc();
+  ctx.overflow = overflowName(o);
+  const auto& l = c.limits;
+  const auto limit = o == Overflow::maxConnections       ? l.maxConnections
+                     : o == Overflow::maxPendingRequests ? l.maxPendingRequests
+                     : o == Overflow::maxRequests        ? l.maxRequests
+                                                         : l.maxRetries;
+  return "circuit breaker open: '" + c.key + "' is at its " + overflowName(o) + " (" + std::to_string(limit) + ")";
+}
+
+bool admitRequest(Worker& w, const Cluster& c, RequestContext& ctx, Slot& slot, std::string& why) {
+  if (!ClusterState::tryAcquire(c.state->requests, c.limits.maxRequests)) {
+    why = overflowed(w, c, ctx, Overflow::maxRequests);
+    return false;
+  }
+  slot = Slot(c.state, &c.state->requests);
+  return true;
+}
+
+void evaluateOutliers(Worker& w, Clock::time_point now) {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard lock(w.impl.snapMu);
+    snap = w.impl.snap;
+  }
+  if (!snap) return;
+  for (const auto* c : snap->outlierClusters) {
+    auto ev = c->state->evaluate(c->outlier, c->health, now);
+    if (ev.returned) w.impl.ejectionsEnded->inc(static_cast<std::uint64_t>(ev.returned));
+    if (ev.ejected) {
+      w.impl.ejections[static_cast<int>(Ejection::successRate)]->inc(static_cast<std::uint64_t>(ev.ejected));
+      w.impl.log->info("outlier detection ejected {} endpoint(s) of {} by success rate", ev.ejected, c->key);
+    }
+  }
 }
 
 void logPhase(Worker& w, RequestContext& ctx) {
@@ -636,6 +712,7 @@ class Relay {
     const bool keep = req.keepAlive && req.framing == h1::Framing::none && !w_.draining;
     std::vector<h1::Header> extra;
     if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
+    if (f == Failure::overflow && ctx.overflow) extra.push_back({"x-mesh-overflow", ctx.overflow});
     for (const auto& h : ctx.downstreamHeaders) extra.push_back(h);
     for (const auto& h : ctx.downstreamEdits.add) extra.push_back(h);
     std::string grpc;
@@ -747,6 +824,40 @@ class Relay {
       }
     }
     co_return true;
+  }
+
+  // Before a new connection to an endpoint of `cl`: its place among the cluster's pending
+  // requests (while it waits and connects) and among its connections. At maxConnections it
+  // waits, pending, for a connection to close (or for a pooled one to the endpoint, in `up`)
+  // until the connect timeout. Returns the limit that refused it, or none (`conn` held, or `up`).
+  awaitable<Overflow> connectionSlot(const Cluster& cl, const std::string& key, Slot& conn, Slot& pending,
+                                     std::unique_ptr<Upstream>& up) {
+    auto& st = *cl.state;
+    if (!ClusterState::tryAcquire(st.pending, cl.limits.maxPendingRequests)) co_return Overflow::maxPendingRequests;
+    pending = Slot(cl.state, &st.pending);
+    if (ClusterState::tryAcquire(st.connections, cl.limits.maxConnections)) {
+      conn = Slot(cl.state, &st.connections);
+      co_return Overflow::none;
+    }
+    st.waiting.fetch_add(1, std::memory_order_relaxed);
+    Slot waiting(cl.state, &st.waiting);
+    const auto wait = cl.limits.connectTimeout.count() > 0 ? cl.limits.connectTimeout : impl_.opt.connectTimeout;
+    const auto until = std::min(Clock::now() + wait, policy_.deadline);
+    c_->after(wait + impl_.opt.upstreamTimeout);
+    // Connections end on any worker: polled (a wait is the exception, under overload).
+    asio::steady_timer timer(w_.io);
+    for (;;) {
+      timer.expires_after(std::chrono::milliseconds(2));
+      error_code ec;
+      co_await timer.async_wait(tok(ec));
+      if (c_->closed || c_->timedOut) co_return Overflow::none;
+      if ((up = w_.take(key))) co_return Overflow::none;
+      if (ClusterState::tryAcquire(st.connections, cl.limits.maxConnections)) {
+        conn = Slot(cl.state, &st.connections);
+        co_return Overflow::none;
+      }
+      if (Clock::now() >= until) co_return Overflow::maxConnections;
+    }
   }
 
   // Picks the target of this attempt. Outbound: an endpoint of the cluster; inbound: the local app.
@@ -887,6 +998,11 @@ class Relay {
       }
     }
     const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
+    // Circuit breakers: the request's place among the cluster's requests in flight.
+    Slot inFlight;
+    if (std::string why; cluster && !admitRequest(w_, *cluster, ctx, inFlight, why)) {
+      co_return co_await answer(ctx, req, 503, why, Failure::overflow);
+    }
     // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
     policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none);
     struct EndTry {
@@ -924,11 +1040,22 @@ class Relay {
       ++ctx.attempts;
       const std::string& key = t.endpoint ? t.endpoint->key : t.local->poolKey;
       up = w_.take(key);
+      Slot conn, pending;
+      if (!up && t.endpoint) {
+        auto o = co_await connectionSlot(*cluster, key, conn, pending, up);
+        if (c_->closed || c_->timedOut) co_return false;
+        if (o != Overflow::none) {
+          co_return co_await answer(ctx, req, 503, overflowed(w_, *cluster, ctx, o), Failure::overflow);
+        }
+      }
       if (!up) {
         error_code ec;
         up = co_await connectUpstream(w_, *c_, t, ec);
+        pending.release();
+        if (up) up->conn = std::move(conn);
         if (!up) {
           if (c_->closed) co_return false;
+          observe(w_, cluster, t.endpoint, 0);
           exclude = key;
           if (attempt + 1 < impl_.opt.connectAttempts && t.endpoint) {
             impl_.retries[0]->inc();
@@ -948,6 +1075,18 @@ class Relay {
       auto result = co_await attemptOn(*up, req, ctx, resp);
       if (t.endpoint) w_.balancer.finished(*t.endpoint);
       policy_.tryEnded(w_);
+      if (t.endpoint) {
+        // What the endpoint did, for outlier detection: its status; or none (a reset, a
+        // timeout, a response that could not be framed), unless the connection was a pooled
+        // one the upstream had closed meanwhile (Attempt::retry: not the endpoint's failure),
+        // the instance is gone from it (elsewhere), or the client went.
+        if (result == Attempt::ok || result == Attempt::again) {
+          observe(w_, cluster, t.endpoint, resp.status);
+        } else if ((result == Attempt::failed && ctx.failure != Failure::downstreamClosed && !ctx.status) ||
+                   (result == Attempt::retry && !up->reused)) {
+          observe(w_, cluster, t.endpoint, 0);
+        }
+      }
       if (result == Attempt::ok) break;
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
       up.reset();
@@ -991,8 +1130,11 @@ class Relay {
     }
     // Response relayed; the upstream connection goes back to the pool if both ends allow it.
     const bool downKeep = req.keepAlive && resp.keepAlive && !w_.draining && ctx.failure == Failure::none;
-    if (up && resp.keepAlive && resp.framing != h1::Framing::untilClose && resp.framing != h1::Framing::tunnel &&
-        ctx.failure == Failure::none) {
+    // A cluster's maxRequestsPerConnection closes a connection that carried that many.
+    const bool spent = up && cluster && cluster->limits.maxRequestsPerConnection > 0 &&
+                       ++up->served >= cluster->limits.maxRequestsPerConnection;
+    if (up && !spent && resp.keepAlive && resp.framing != h1::Framing::untilClose &&
+        resp.framing != h1::Framing::tunnel && ctx.failure == Failure::none) {
       w_.giveBack(std::move(up));
     } else if (up) {
       --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
@@ -1368,6 +1510,8 @@ awaitable<void> sweeper(Worker& w) {
     for (auto* c : expired) c->expire();
     const bool pools = ++n % 50 == 0 && !w.draining;  // idle upstream connections, every 5 s
     if (pools) w.sweepPool(false);
+    w.releaseForPending();
+    if (w.index == 0) evaluateOutliers(w, now);
     sweepH2(w, now, pools);
   }
 }
@@ -1448,6 +1592,17 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
         &r.counter("mesh_proxy_route_retries_total", "Retries a Route's policy asked for: made, or refused by its budget.",
                    {{"result", k == 0 ? "retried" : "budget_exhausted"}});
   }
+  for (auto o : {Overflow::maxConnections, Overflow::maxPendingRequests, Overflow::maxRequests, Overflow::maxRetries}) {
+    impl->overflows[static_cast<int>(o)] =
+        &r.counter("mesh_proxy_overflow_total", "Requests or retries a circuit breaker refused, by limit.",
+                   {{"limit", overflowName(o)}});
+  }
+  for (auto e : {Ejection::consecutive5xx, Ejection::consecutiveGateway, Ejection::successRate}) {
+    impl->ejections[static_cast<int>(e)] = &r.counter(
+        "mesh_proxy_outlier_ejections_total", "Endpoints outlier detection ejected, by detector.", {{"reason", ejectionName(e)}});
+  }
+  impl->ejectionsEnded = &r.counter("mesh_proxy_outlier_returns_total",
+                                    "Ejected endpoints returned to their pools once their ejection time was over.");
   {
     auto* idle = &impl->upstreamIdle;
     r.gaugeFn("mesh_proxy_upstream_connections_idle", "Upstream connections idle in the pools.", {},

@@ -125,16 +125,63 @@ LoadBalancing readLoadBalancer(schema::LoadBalancer::Reader l) {
   return lb;
 }
 
+ConnectionLimits readConnectionPool(schema::ConnectionPool::Reader p) {
+  ConnectionLimits l;
+  l.maxConnections = p.getMaxConnections();
+  l.maxPendingRequests = p.getMaxPendingRequests();
+  l.maxRequests = p.getMaxRequests();
+  l.maxRetries = p.getMaxRetries();
+  l.connectTimeout = std::chrono::milliseconds(p.getConnectTimeout());
+  l.maxRequestsPerConnection = p.getMaxRequestsPerConnection();
+  return l;
+}
+
+// Unset fields take Istio's defaults (interval 10 s, base ejection 30 s, at most 10% out) and
+// Envoy's stdev factor (1.9).
+OutlierPolicy readOutlier(schema::OutlierDetection::Reader o) {
+  OutlierPolicy p;
+  p.consecutive5xx = o.getConsecutive5xxErrors();
+  p.consecutiveGateway = o.getConsecutiveGatewayErrors();
+  if (o.getInterval() > 0) p.interval = std::chrono::milliseconds(o.getInterval());
+  if (o.getBaseEjectionTime() > 0) p.baseEjection = std::chrono::milliseconds(o.getBaseEjectionTime());
+  if (o.getMaxEjectionPercent() > 0) p.maxEjectionPercent = o.getMaxEjectionPercent();
+  p.successRateMinimumHosts = o.getSuccessRateMinimumHosts();
+  if (o.getSuccessRateStdevFactor() > 0) p.successRateStdevFactor = o.getSuccessRateStdevFactor();
+  return p;
+}
+
+// A TrafficPolicy's parts; a subset's replace its service's part by part (as Istio's do).
+struct TrafficSpec {
+  std::optional<LoadBalancing> lb;
+  std::optional<ConnectionLimits> limits;
+  std::optional<OutlierPolicy> outlier;
+};
+
+TrafficSpec readTraffic(schema::TrafficPolicy::Reader t) {
+  TrafficSpec out;
+  if (t.hasLoadBalancer()) out.lb = readLoadBalancer(t.getLoadBalancer());
+  if (t.hasConnectionPool()) out.limits = readConnectionPool(t.getConnectionPool());
+  if (t.hasOutlierDetection()) out.outlier = readOutlier(t.getOutlierDetection());
+  return out;
+}
+
 struct SubsetSpec {
   std::string name;
   std::map<std::string, std::string> labels;
-  std::optional<LoadBalancing> lb;  // the subset's own, when it has one
+  TrafficSpec traffic;  // the subset's own parts
 };
 
 struct DestinationSpec {
-  LoadBalancing lb;
+  TrafficSpec traffic;
   std::vector<SubsetSpec> subsets;
 };
+
+// A cluster's policy: the subset's parts where it has them, else the service's.
+void applyTraffic(Cluster& c, const TrafficSpec& own, const TrafficSpec& service) {
+  c.lb = own.lb ? *own.lb : service.lb.value_or(LoadBalancing{});
+  c.limits = own.limits ? *own.limits : service.limits.value_or(ConnectionLimits{});
+  c.outlier = own.outlier ? *own.outlier : service.outlier.value_or(OutlierPolicy{});
+}
 
 DestinationSpec destinationOf(const policy::Held* held) {
   DestinationSpec spec;
@@ -142,14 +189,12 @@ DestinationSpec destinationOf(const policy::Held* held) {
   (void)schema::readRecord<schema::DestinationPolicy>(
       held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
       [&](schema::DestinationPolicy::Reader d) -> Result<void> {
-        if (d.hasTrafficPolicy() && d.getTrafficPolicy().hasLoadBalancer())
-          spec.lb = readLoadBalancer(d.getTrafficPolicy().getLoadBalancer());
+        if (d.hasTrafficPolicy()) spec.traffic = readTraffic(d.getTrafficPolicy());
         for (auto sub : d.getSubsets()) {
           SubsetSpec out;
           out.name = sub.getName().cStr();
           for (auto l : sub.getLabels()) out.labels[l.getName().cStr()] = l.getValue().cStr();
-          if (sub.hasTrafficPolicy() && sub.getTrafficPolicy().hasLoadBalancer())
-            out.lb = readLoadBalancer(sub.getTrafficPolicy().getLoadBalancer());
+          if (sub.hasTrafficPolicy()) out.traffic = readTraffic(sub.getTrafficPolicy());
           spec.subsets.push_back(std::move(out));
         }
         return {};
@@ -157,8 +202,27 @@ DestinationSpec destinationOf(const policy::Held* held) {
   return spec;
 }
 
-// A cluster's endpoint sets, once its endpoints are in place.
+// The state a cluster of this key had in the snapshot before (its counters, its endpoints'
+// health), or a new one.
+std::shared_ptr<ClusterState> stateFor(const Snapshot* previous, const std::string& key, bool subset) {
+  if (previous) {
+    const auto& map = subset ? previous->subsets : previous->clusters;
+    auto it = map.find(key);
+    if (it != map.end() && it->second->state) return it->second->state;
+  }
+  return std::make_shared<ClusterState>();
+}
+
+// A cluster's endpoint sets and health, once its endpoints are in place.
 void buildSets(Cluster& c, const std::string& zone) {
+  std::vector<std::string> keys;
+  c.health.clear();
+  for (auto& e : c.endpoints) {
+    e.health = c.state->health(e.key);
+    c.health.push_back(e.health.get());
+    keys.push_back(e.key);
+  }
+  c.state->retain(keys);
   std::vector<const Endpoint*> all, local;
   for (const auto& e : c.endpoints) {
     all.push_back(&e);
@@ -259,7 +323,8 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
     if (auto p = protocols.find(service); p != protocols.end()) c->protocol = p->second;
     auto dp = policies.find(service);
     auto spec = destinationOf(dp == policies.end() ? nullptr : dp->second);
-    c->lb = spec.lb;
+    applyTraffic(*c, spec.traffic, {});
+    c->state = stateFor(in.previous, c->key, false);
     std::sort(endpoints.begin(), endpoints.end(), [](const Endpoint& a, const Endpoint& b) { return a.key < b.key; });
     c->endpoints = std::move(endpoints);
     buildSets(*c, in.zone);
@@ -271,7 +336,8 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
       sc->subset = sub.name;
       sc->key = service + "/" + sub.name;
       sc->protocol = c->protocol;
-      sc->lb = sub.lb ? *sub.lb : spec.lb;
+      applyTraffic(*sc, sub.traffic, spec.traffic);
+      sc->state = stateFor(in.previous, sc->key, true);
       for (const auto& e : c->endpoints) {
         bool all = true;
         for (const auto& [k, v] : sub.labels) {
@@ -284,8 +350,10 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
         if (all) sc->endpoints.push_back(e);
       }
       buildSets(*sc, in.zone);
+      if (sc->outlier.enabled()) snap->outlierClusters.push_back(sc.get());
       snap->subsets.emplace(sc->key, std::move(sc));
     }
+    if (c->outlier.enabled()) snap->outlierClusters.push_back(c.get());
     snap->clusters.emplace(service, std::move(c));
   }
   // Routes. One that refers to what is not held (policy::Snapshot::problems) keeps the table it

@@ -16,6 +16,7 @@
 
 #include "common/net_address.h"
 #include "node/catalog/catalog.h"
+#include "node/proxy/resilience.h"
 #include "node/proxy/routing.h"
 
 namespace mesh::policy {
@@ -43,6 +44,8 @@ struct Endpoint {
   std::uint32_t weight = 1;
   std::map<std::string, std::string> labels;
   std::string key;  // "node/instance": per-endpoint state (active requests) is kept by it
+  // Outlier detection's view of it in this cluster (shared by the workers, kept across snapshots).
+  std::shared_ptr<EndpointHealth> health;
 };
 
 // The endpoints a load balancer picks from, with what each algorithm precomputes, so that a
@@ -69,7 +72,13 @@ struct Cluster {
   std::string key;     // "service" or "service/subset": per-worker balancer state is kept by it
   catalog::Protocol protocol = catalog::Protocol::http;
   LoadBalancing lb;
+  ConnectionLimits limits;  // circuit breakers
+  OutlierPolicy outlier;
+  // Counters and endpoint health over every worker, the same object from one snapshot to the
+  // next while the cluster's key stays.
+  std::shared_ptr<ClusterState> state;
   std::vector<Endpoint> endpoints;  // healthy, sorted by key
+  std::vector<EndpointHealth*> health;  // endpoints' health, in the same order
   EndpointSet all;
   EndpointSet local;  // those in this node's zone (empty when none, or locality is off)
   // Which set a pick uses: this zone's while it has any, else every zone's (spill-over).
@@ -92,6 +101,7 @@ struct Snapshot {
   // DestinationPolicy subsets: "service/subset" -> the service's healthy instances whose labels
   // include all of the subset's.
   std::unordered_map<std::string, std::shared_ptr<const Cluster>> subsets;
+  std::vector<const Cluster*> outlierClusters;  // those with outlier detection (evaluated each interval)
   // Route documents in force, by host (a service name); and by document ("Route/NAME"), for the
   // next compile to keep one whose references broke.
   std::unordered_map<std::string, std::shared_ptr<const RouteTable>> routes;

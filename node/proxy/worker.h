@@ -140,6 +140,8 @@ struct Upstream {
   std::string key;
   Clock::time_point idleSince;
   bool reused = false;
+  Slot conn;                 // its place in the cluster's connection count (outbound)
+  std::uint32_t served = 0;  // requests it carried (maxRequestsPerConnection)
 };
 
 // Metrics of one (direction, service): looked up once per request in a per-worker table, the
@@ -189,6 +191,8 @@ struct Worker {
   std::unique_ptr<Upstream> take(const std::string& key);
   void giveBack(std::unique_ptr<Upstream> up);
   void sweepPool(bool all);
+  // Idle connections of clusters with requests waiting for one (maxConnections) are closed.
+  void releaseForPending();
   void startDrain();
 };
 
@@ -223,6 +227,9 @@ struct Shared {
   metrics::Counter* faults[2];        // injected by a Route: [0] aborts, [1] delays
   metrics::Counter* routeRetries[2];  // a Route's retries: [0] made, [1] refused by the budget
   metrics::Counter* mirrored[2];      // mirrored copies: [0] sent, [1] dropped
+  metrics::Counter* overflows[5] = {};  // refused by a circuit breaker, by Overflow (none unused)
+  metrics::Counter* ejections[4] = {};  // outlier ejections, by Ejection (none unused)
+  metrics::Counter* ejectionsEnded = nullptr;
 
   std::mutex accessMu;
   std::FILE* access = nullptr;
@@ -334,6 +341,18 @@ bool requestPhase(Worker& w, RequestContext& ctx, std::string_view requestId);
 // every unknown name, not one each).
 const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, const h1::Head& req, RequestContext& ctx,
                              std::string& unknown);
+// Outlier detection: what an attempt on `e` of `c` came to (a response's status; 0: none, the
+// connection failed, was reset or timed out). Ejections are counted and logged.
+void observe(Worker& w, const Cluster* c, const Endpoint* e, int status);
+// The circuit breakers a request passes before its upstream select phase: its place among the
+// cluster's requests in flight. False (ctx.overflow set, `why` the answer's body): over
+// maxRequests, counted.
+bool admitRequest(Worker& w, const Cluster& c, RequestContext& ctx, Slot& slot, std::string& why);
+// A refusal by the limit `o`: counted, ctx.overflow set; the answer's body.
+std::string overflowed(Worker& w, const Cluster& c, RequestContext& ctx, Overflow o);
+// Worker 0's sweep: outlier detection's interval work for every cluster that has it.
+void evaluateOutliers(Worker& w, Clock::time_point now);
+
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);
 
@@ -344,6 +363,7 @@ struct RoutePolicy {
   std::uint32_t retries = 0;
   Clock::time_point deadline = Clock::time_point::max();  // the Route's whole-request timeout
   bool inFlight = false;  // a retry's try is under way: counted in Worker::retrying
+  Slot retrySlot;         // and in the cluster's retries (its maxRetries circuit breaker)
 
   // For a request ctx.route sent to `c`: retries only for a request without a body, and an
   // idempotent one unless the policy says otherwise.

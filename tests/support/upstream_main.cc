@@ -47,6 +47,9 @@ struct Options {
 };
 Options opt;
 std::map<std::string, int> seenCount;  // requests by target (one thread: no lock)
+// Set by GET /__fail/N (0: off): every other request is answered with status N, as an instance
+// gone bad would (its health check, on the port, still passes).
+int failStatus = 0;
 
 auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -153,6 +156,8 @@ awaitable<void> serve(tcp::socket s) {
       if (mesh::http::iequals(h.name.substr(0, std::min<std::size_t>(h.name.size(), 8)), "x-route-"))
         seen += "x-seen-" + std::string(h.name) + ": " + std::string(h.value) + "\r\n";
     }
+    int delayHeader = -1;  // x-delay-ms: a delay for any path (a slow /status/503, say)
+    if (auto v = req.find("x-delay-ms")) delayHeader = std::atoi(std::string(*v).c_str());
     std::string wsKey;
     if (req.upgrade) {
       if (auto v = req.find("sec-websocket-key")) wsKey = *v;
@@ -194,12 +199,18 @@ awaitable<void> serve(tcp::socket s) {
     }
     int status = 200;
     if (path.starts_with("/status/")) status = std::atoi(path.c_str() + 8);
+    if (path.starts_with("/__fail/")) {
+      failStatus = std::atoi(path.c_str() + 8);
+    } else if (failStatus) {
+      status = failStatus;
+    }
     // Requests for each target so far (retries show here); /flaky/N fails its first N with 503.
     const int seenBefore = seenCount[path]++;
     if (path.starts_with("/flaky/") && seenBefore < std::atoi(path.c_str() + 7)) status = 503;
     seen += "x-upstream-seen: " + std::to_string(seenBefore + 1) + "\r\n";
     int delay = opt.delayMs;
     if (path.starts_with("/delay/")) delay = std::atoi(path.c_str() + 7);
+    if (delayHeader >= 0) delay = delayHeader;
     if (delay > 0) {
       asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(delay));
       co_await t.async_wait(tok(ec));

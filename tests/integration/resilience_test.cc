@@ -1,0 +1,258 @@
+// Circuit breakers and outlier detection (a DestinationPolicy's connectionPool and
+// outlierDetection, issue 8), through real processes: the policy published signed with meshcli
+// to three meshd nodes; requests through node 1's proxy to reviews v1 (node 2) and v2 (node 3).
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/integration/traffic_fixture.h"
+
+namespace mesh::testing {
+namespace {
+
+class ResilienceTest : public TrafficPolicyTest {
+ protected:
+  // Version `version` of the DestinationPolicy, with `traffic` as its trafficPolicy (YAML flow).
+  void publishDestination(int version, const std::string& traffic) {
+    writeFile(c.tmp.sub("dp2.yaml"), "kind: DestinationPolicy\nmetadata: {name: reviews, version: " +
+                                         std::to_string(version) +
+                                         "}\nspec:\n  service: reviews\n  subsets:\n"
+                                         "    - {name: v1, labels: {version: v1}}\n"
+                                         "    - {name: v2, labels: {version: v2}}\n"
+                                         "  trafficPolicy: " +
+                                         traffic + "\n");
+    publish("dp2.yaml");
+  }
+
+  // Node 1's view of the reviews cluster (GET /v1/proxy), once `ready` holds for it.
+  json clusterWhen(const std::function<bool(const json&)>& ready) {
+    json out;
+    eventually(
+        [&] {
+          auto r = c.node(1).get("/v1/proxy");
+          if (!r.ok()) return false;
+          auto j = json::parse(r->body, nullptr, false);
+          if (j.is_discarded() || !j["clusters"].contains("reviews")) return false;
+          out = j["clusters"]["reviews"];
+          return ready(out);
+        },
+        10s, 50ms);
+    return out;
+  }
+
+  // `n` requests at once, each on its own connection: their responses (status 0: failed).
+  std::vector<http::Response> concurrently(int n, const std::string& path, http::Headers headers = {}) {
+    std::vector<http::Response> out(static_cast<std::size_t>(n));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] {
+        auto r = get(path, headers);
+        if (r.ok()) out[static_cast<std::size_t>(i)] = *r;
+      });
+    }
+    for (auto& t : threads) t.join();
+    return out;
+  }
+
+  // Tells the upstream of node `i` to answer everything with `status` (0: normally again).
+  void failUpstream(int i, int status) {
+    auto r = http::request(HostPort{c.address(i), 9080}, "GET", "/__fail/" + std::to_string(status));
+    ASSERT_TRUE(r.ok());
+  }
+};
+
+TEST_F(ResilienceTest, MaxRequestsRefusesTheExcessAtOnceAndClosesAgain) {
+  startReviews();
+  publishDestination(2, "{connectionPool: {maxRequests: 2}}");
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("max_requests", 0) == 2; });
+
+  // Six at once, each held 800 ms upstream: two go, four are refused at once, saying why.
+  auto t0 = std::chrono::steady_clock::now();
+  auto rs = concurrently(6, "/delay/800");
+  int ok = 0, refused = 0;
+  for (const auto& r : rs) {
+    if (r.status == 200) ++ok;
+    if (r.status == 503) {
+      ++refused;
+      EXPECT_EQ(headerOf(r, "x-mesh-error"), "overflow");
+      EXPECT_EQ(headerOf(r, "x-mesh-overflow"), "max_requests");
+      EXPECT_NE(r.body.find("circuit breaker open"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(refused, 4);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(c.metric(1, "mesh_proxy_overflow_total", {"limit=\"max_requests\""}), 4);
+  // The breaker closes as they finish: one at a time all go, and nothing is left counted.
+  for (int i = 0; i < 5; ++i) {
+    auto r = get("/x");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+  }
+  auto j = clusterWhen([](const json& j) { return j["circuit_breakers"].value("requests", -1) == 0; });
+  EXPECT_EQ(j["circuit_breakers"].value("requests", -1), 0);
+
+  // HTTP/2 clients: six streams at once on one connection, the same limit.
+  auto out = nghttp("/delay/800", {"-m", "6"});
+  int h2ok = 0, h2refused = 0;
+  for (std::size_t p = 0; (p = out.find(":status: ", p)) != std::string::npos; p += 9) {
+    auto st = out.substr(p + 9, 3);
+    h2ok += st == "200";
+    h2refused += st == "503";
+  }
+  EXPECT_EQ(h2ok, 2) << out;
+  EXPECT_EQ(h2refused, 4) << out;
+  EXPECT_NE(out.find("x-mesh-overflow: max_requests"), std::string::npos) << out;
+}
+
+TEST_F(ResilienceTest, MaxConnectionsQueuesRequestsAsPendingWithinItsLimits) {
+  // HTTP/1.1 between the proxies: a connection per request in flight (over HTTP/2 one
+  // connection carries them all, and maxConnections, as Istio's, bounds HTTP/1.1 connections).
+  startReviews({"--peer-protocol", "http1"});
+  // One connection to the whole cluster: three requests at once take turns on it.
+  publishDestination(2, "{connectionPool: {maxConnections: 1, connectTimeout: 5s}}");
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("max_connections", 0) == 1; });
+  auto t0 = std::chrono::steady_clock::now();
+  auto rs = concurrently(3, "/delay/300");
+  auto took = std::chrono::steady_clock::now() - t0;
+  for (const auto& r : rs) EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_GE(took, 850ms);  // one after another, not side by side
+  auto j = clusterWhen([](const json& j) { return j["circuit_breakers"].value("pending_requests", -1) == 0; });
+  EXPECT_LE(j["circuit_breakers"].value("connections", 9), 1);
+
+  // A request that waits longer than the connect timeout for a connection is refused.
+  publishDestination(3, "{connectionPool: {maxConnections: 1, connectTimeout: 300ms}}");
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("connect_timeout_ms", 0) == 300; });
+  rs = concurrently(3, "/delay/1500");
+  int ok = 0, refused = 0;
+  for (const auto& r : rs) {
+    ok += r.status == 200;
+    if (r.status == 503) {
+      ++refused;
+      EXPECT_EQ(headerOf(r, "x-mesh-overflow"), "max_connections");
+    }
+  }
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(refused, 2);
+
+  // At most one waiting: of four at once, one goes, one waits its turn (or is refused while
+  // the first still connects), the rest are refused as pending overflow.
+  publishDestination(4, "{connectionPool: {maxConnections: 1, maxPendingRequests: 1, connectTimeout: 5s}}");
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("max_pending_requests", 0) == 1; });
+  rs = concurrently(4, "/delay/400");
+  ok = refused = 0;
+  for (const auto& r : rs) {
+    ok += r.status == 200;
+    if (r.status == 503) {
+      ++refused;
+      EXPECT_EQ(headerOf(r, "x-mesh-overflow"), "max_pending_requests");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(refused, 2);
+  EXPECT_EQ(ok + refused, 4);
+  EXPECT_GE(c.metric(1, "mesh_proxy_overflow_total", {"limit=\"max_pending_requests\""}), 2);
+}
+
+TEST_F(ResilienceTest, MaxRetriesBoundsRetriesInFlightOverTheCluster) {
+  startReviews();
+  publishDestination(2, "{connectionPool: {maxRetries: 1}}");
+  writeFile(c.tmp.sub("retry.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - retries: {attempts: 3, retryOn: [5xx], backoffBase: 1ms, budgetPercent: 100, minRetryConcurrency: 100}
+      route: [{destination: {service: reviews}}]
+)");
+  publish("retry.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("max_retries", 0) == 1; });
+  // Eight slow failures at once: the retry budget would let all of them go again; the
+  // circuit breaker lets one retry be in flight at a time.
+  auto rs = concurrently(8, "/status/503", {{"x-delay-ms", "400"}});
+  for (const auto& r : rs) EXPECT_EQ(r.status, 503);
+  const double refused = c.metric(1, "mesh_proxy_overflow_total", {"limit=\"max_retries\""});
+  const double retried = c.metric(1, "mesh_proxy_route_retries_total", {"result=\"retried\""});
+  EXPECT_GE(refused, 4) << "retried " << retried;
+  EXPECT_LT(retried, 8 * 3);
+  EXPECT_GE(retried, 1);
+}
+
+TEST_F(ResilienceTest, OutlierDetectionEjectsABadEndpointAndItReturns) {
+  startReviews();
+  publishDestination(2,
+                     "{outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 2s, "
+                     "maxEjectionPercent: 50}}");
+  clusterWhen([](const json& j) { return j.contains("outlier_detection"); });
+
+  // v2 goes bad (its health check, on its port, still passes): after three 500s in a row it is
+  // out, and every later request goes to v1.
+  failUpstream(3, 500);
+  int errors = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto r = get("/x");
+    ASSERT_TRUE(r.ok());
+    if (r->status == 500) ++errors;
+    if (i >= 20) {
+      EXPECT_EQ(r->status, 200);
+    }
+  }
+  EXPECT_GE(errors, 3);
+  EXPECT_LE(errors, 5);  // the third in a row ejects (a request racing it on the other worker may add one)
+  auto j = clusterWhen([](const json& j) { return j["outlier_detection"]["ejected"].contains("p3/reviews-v2"); });
+  ASSERT_TRUE(j["outlier_detection"]["ejected"].contains("p3/reviews-v2")) << j.dump();
+  EXPECT_EQ(j["outlier_detection"]["ejected"]["p3/reviews-v2"].value("times", 0), 1);
+  EXPECT_EQ(c.metric(1, "mesh_proxy_outlier_ejections_total", {"reason=\"consecutive_5xx\""}), 1);
+  // It is still in the catalog's endpoints: only outlier detection keeps it out.
+  EXPECT_EQ(c.endpoints(1, "reviews").size(), 2u);
+
+  // Healthy again: once its ejection time is over it serves again.
+  failUpstream(3, 0);
+  std::this_thread::sleep_for(2200ms);
+  bool back = eventually(
+      [&] {
+        auto r = get("/x");
+        return r.ok() && headerOf(*r, "x-upstream") == "reviews-v2";
+      },
+      5s, 20ms);
+  EXPECT_TRUE(back);
+  EXPECT_TRUE(eventually([&] { return c.metric(1, "mesh_proxy_outlier_returns_total") >= 1; }, 3s, 50ms));
+
+  // Bad again at once: ejected again, for twice the base time now.
+  failUpstream(3, 503);
+  for (int i = 0; i < 20; ++i) (void)get("/x");
+  j = clusterWhen([](const json& j) { return j["outlier_detection"]["ejected"].contains("p3/reviews-v2"); });
+  ASSERT_TRUE(j["outlier_detection"]["ejected"].contains("p3/reviews-v2")) << j.dump();
+  EXPECT_EQ(j["outlier_detection"]["ejected"]["p3/reviews-v2"].value("times", 0), 2);
+  EXPECT_GT(j["outlier_detection"]["ejected"]["p3/reviews-v2"].value("remaining_ms", 0), 2500);
+  failUpstream(3, 0);
+}
+
+TEST_F(ResilienceTest, MaxEjectionPercentKeepsTheLastEndpointsServing) {
+  startReviews();
+  publishDestination(2,
+                     "{outlierDetection: {consecutiveGatewayErrors: 2, interval: 200ms, baseEjectionTime: 30s, "
+                     "maxEjectionPercent: 50}}");
+  clusterWhen([](const json& j) { return j.contains("outlier_detection"); });
+  // Both go bad: one is ejected, the other stays (half is the most that may be out), so the
+  // caller sees the errors rather than no endpoint at all.
+  failUpstream(2, 503);
+  failUpstream(3, 503);
+  int errors = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = get("/x");
+    ASSERT_TRUE(r.ok());
+    errors += r->status == 503;
+  }
+  EXPECT_EQ(errors, 20);
+  auto j = clusterWhen([](const json& j) { return j["outlier_detection"]["ejected"].size() == 1; });
+  EXPECT_EQ(j["outlier_detection"]["ejected"].size(), 1u) << j.dump();
+  EXPECT_EQ(c.metric(1, "mesh_proxy_outlier_ejections_total", {"reason=\"consecutive_gateway_errors\""}), 1);
+  failUpstream(2, 0);
+  failUpstream(3, 0);
+}
+
+}  // namespace
+}  // namespace mesh::testing
