@@ -142,6 +142,22 @@ struct ProxyService::Impl {
       for (const auto& r : t->rules) rules.push_back(r.name);
       routes[host] = {{"document", t->document}, {"version", t->version}, {"rules", rules}};
     }
+    // RateLimits in force, by the service they guard (enforced for this node's instances).
+    nlohmann::json limits = nlohmann::json::object();
+    for (const auto& [svc, t] : s->rateLimits) {
+      nlohmann::json rules = nlohmann::json::array();
+      for (std::size_t i = 0; i < t->rules.size(); ++i) {
+        const auto& r = t->rules[i];
+        rules.push_back({{"name", r.name},
+                         {"key_by", proxy::keyByName(r.keyBy)},
+                         {"per_second", r.perSecond()},
+                         {"burst", r.burst ? r.burst : r.requestsPerUnit},
+                         {"scope", r.mesh ? "mesh" : "local"},
+                         {"share", t->limiters[i]->share()},
+                         {"keys", t->limiters[i]->keys()}});
+      }
+      limits[svc] = {{"document", t->document}, {"version", t->version}, {"rules", rules}};
+    }
     nlohmann::json local = nlohmann::json::object();
     for (const auto& [id, t] : s->local) {
       local[id] = {
@@ -156,6 +172,7 @@ struct ProxyService::Impl {
             {"open_connections", proxy->openConnections()},
             {"clusters", clusters},
             {"routes", routes},
+            {"rate_limits", limits},
             {"local", local}};
   }
 };

@@ -173,7 +173,6 @@ struct H2Client : H2Conn {
   enum class State { connecting, ready, dead } state = State::connecting;
   std::unique_ptr<Upstream> up;
   std::vector<std::shared_ptr<Exchange>> waiting;  // until connected
-  Slot conn;  // its place among the cluster's connections, until its Upstream holds it
   Clock::time_point idleSince = Clock::now();
 
   Stream& stream() override { return up->stream; }
@@ -396,6 +395,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     local = &it->second;
     ctx.service = local->service;
+    if (auto why = rateLimited(w, snap, ctx, view)) {
+      reply(429, *why, Failure::rateLimited);
+      return false;
+    }
     xfcc = "URI=" + conn->peerIdentity;
     ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc});
     return true;
@@ -449,16 +452,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     const std::string& key = t.endpoint ? t.endpoint->key : t.local->poolKey;
     auto& slot = w.h2pool[key];
     if (!slot || !slot->usable()) {
-      // A new connection, counted among the cluster's. Not limited: maxConnections bounds
-      // HTTP/1.1 connections (as Istio's does); over HTTP/2 one connection per endpoint and
-      // worker carries every request, and maxRequests bounds those.
-      Slot conn;
-      if (t.endpoint) {
-        cluster->state->connections.fetch_add(1, std::memory_order_relaxed);
-        conn = Slot(cluster->state, &cluster->state->connections);
-      }
+      // Neither limited nor counted by maxConnections, which bounds HTTP/1.1 connections (as
+      // Istio's does): over HTTP/2 one connection per endpoint and worker carries every
+      // request, and maxRequests bounds those.
       slot = std::make_shared<H2Client>(w, key, t.endpoint ? 0 : 1);
-      slot->conn = std::move(conn);
       asio::co_spawn(w.io, slot->run(t, pin), asio::detached);
     }
     if (slot->state == H2Client::State::ready) {
@@ -582,6 +579,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       h.fields.push_back({"content-length", std::to_string(b.size())});
       if (f != Failure::none) h.fields.push_back({"x-mesh-error", failureName(f)});
       if (f == Failure::overflow && ctx.overflow) h.fields.push_back({"x-mesh-overflow", ctx.overflow});
+      if (f == Failure::rateLimited) {
+        h.fields.push_back({"retry-after", ctx.limited.retryAfter});
+        h.fields.push_back({"x-mesh-ratelimit", ctx.limited.rule});
+      }
       finishResponse(ctx, h);
       if (down->respond(h, noBody) && !noBody) down->send(b, true);
     }
@@ -840,6 +841,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The sweep found the deadline passed.
   void expire() {
     deadline = Clock::time_point::max();
+    // An attempt under way (not a backoff between tries, whose last try was already observed);
+    // with the whole request sent (a client that stalls its body is not the endpoint's fault).
+    const bool attemptTimedOut = up != nullptr && reqEnd;
     if (upDone) {
       // Answered, but the client neither took the whole answer nor ended its request in time
       // (it stopped reading, or never sends END_STREAM): the stream goes, and the exchange is
@@ -881,7 +885,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     release();
     upId = 0;
-    if (!responded && ctx.endpoint) observe(w, cluster, ctx.endpoint, 0);
+    if (!responded && attemptTimedOut && ctx.endpoint) observe(w, cluster, ctx.endpoint, 0);
     if (!responded && policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
       return retryAfterBackoff();
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
@@ -1074,7 +1078,6 @@ awaitable<void> H2Client::run(Target t, std::shared_ptr<const Snapshot> pin) {
   else
     up = std::make_unique<Upstream>(tcp::socket(w.io));
   up->key = key;
-  up->conn = std::move(conn);
   // A connect is rare (one per endpoint and worker): a timer of its own is cheap enough.
   asio::steady_timer timer(w.io, t.cluster && t.cluster->limits.connectTimeout.count() > 0
                                      ? t.cluster->limits.connectTimeout

@@ -39,6 +39,7 @@ enum class Failure {
   badResponse,       // 502: the upstream's response could not be framed
   downstreamClosed,  // the client went away mid-request
   overflow,          // 503: a circuit breaker of the cluster (ctx.overflow says which)
+  rateLimited,       // 429: a RateLimit's bucket was empty (ctx.limited says which)
   requestTimeout,    // 408: the request head or body did not arrive in time (keep it last)
 };
 const char* failureName(Failure f);
@@ -75,6 +76,10 @@ struct RequestContext {
   } reply;
   std::chrono::milliseconds faultDelay{0};  // an injected delay before the request goes on
   const char* overflow = nullptr;  // the circuit breaker's limit that refused it ("max_requests"...)
+  struct Limited {
+    std::string rule;        // "RateLimit/NAME#rule"
+    std::string retryAfter;  // seconds, as Retry-After says them
+  } limited;                 // a rate limit's refusal (429)
 };
 
 class Filter {

@@ -41,6 +41,8 @@ const char* failureName(Failure f) {
       return "downstream_closed";
     case Failure::overflow:
       return "overflow";
+    case Failure::rateLimited:
+      return "rate_limited";
     case Failure::requestTimeout:
       return "request_timeout";
   }
@@ -156,7 +158,7 @@ bool stillOpen(tcp::socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::unique_ptr<Upstream> Worker::take(const std::string& key) {
+std::unique_ptr<Upstream> Worker::take(const std::string& key, const Cluster* cluster) {
   auto it = pool.find(key);
   if (it == pool.end()) return nullptr;
   auto now = Clock::now();
@@ -166,6 +168,15 @@ std::unique_ptr<Upstream> Worker::take(const std::string& key) {
     --impl.upstreamIdle;
     if (now - up->idleSince < impl.opt.poolIdleTimeout && up->stream.isOpen() &&
         (now - up->idleSince < std::chrono::milliseconds(200) || stillOpen(up->stream.socket()))) {
+      if (cluster && up->conn.state() != cluster->state.get()) {
+        // Another cluster's (the service's, for a subset's request, or the other way round).
+        if (!ClusterState::tryAcquire(cluster->state->connections, cluster->limits.maxConnections)) {
+          it->second.push_back(std::move(up));
+          ++impl.upstreamIdle;
+          return nullptr;
+        }
+        up->conn = Slot(cluster->state, &cluster->state->connections);
+      }
       up->reused = true;
       return up;
     }
@@ -587,6 +598,29 @@ bool admitRequest(Worker& w, const Cluster& c, RequestContext& ctx, Slot& slot, 
   return true;
 }
 
+std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestContext& ctx, const h1::Head& req) {
+  auto [own, all] = snap.rateLimitsFor(ctx.service);
+  if (!own && !all) return std::nullopt;
+  const auto now = Clock::now();
+  for (const auto* table : {own, all}) {
+    if (!table) continue;
+    auto refusal = table->check(req, ctx.service, ctx.peerIdentity, now);
+    if (!refusal) continue;
+    // Retry-After in whole seconds, at least 1 (RFC 9110 section 10.2.3).
+    const auto secs = std::max<std::int64_t>(1, (refusal->retryAfter.count() + 999) / 1000);
+    ctx.limited.retryAfter = std::to_string(secs);
+    ctx.limited.rule = table->document + "#" + refusal->rule->name;
+    w.impl.registry
+        .counter("mesh_proxy_rate_limited_total", "Requests a RateLimit refused (429), by service and rule.",
+                 {{"service", ctx.service}, {"rule", ctx.limited.rule}})
+        .inc();
+    return "rate limited by " + ctx.limited.rule + " (" + std::to_string(refusal->rule->requestsPerUnit) + " per " +
+           (refusal->rule->unit.count() == 1 ? "second" : refusal->rule->unit.count() == 60 ? "minute" : "hour") +
+           (refusal->rule->mesh ? ", mesh-wide" : "") + ")";
+  }
+  return std::nullopt;
+}
+
 void evaluateOutliers(Worker& w, Clock::time_point now) {
   std::shared_ptr<const Snapshot> snap;
   {
@@ -713,6 +747,10 @@ class Relay {
     std::vector<h1::Header> extra;
     if (f != Failure::none) extra.push_back({"x-mesh-error", failureName(f)});
     if (f == Failure::overflow && ctx.overflow) extra.push_back({"x-mesh-overflow", ctx.overflow});
+    if (f == Failure::rateLimited) {
+      extra.push_back({"retry-after", ctx.limited.retryAfter});
+      extra.push_back({"x-mesh-ratelimit", ctx.limited.rule});
+    }
     for (const auto& h : ctx.downstreamHeaders) extra.push_back(h);
     for (const auto& h : ctx.downstreamEdits.add) extra.push_back(h);
     std::string grpc;
@@ -851,7 +889,10 @@ class Relay {
       error_code ec;
       co_await timer.async_wait(tok(ec));
       if (c_->closed || c_->timedOut) co_return Overflow::none;
-      if ((up = w_.take(key))) co_return Overflow::none;
+      if ((up = w_.take(key, &cl))) {
+        pending.release();
+        co_return Overflow::none;
+      }
       if (ClusterState::tryAcquire(st.connections, cl.limits.maxConnections)) {
         conn = Slot(cl.state, &st.connections);
         co_return Overflow::none;
@@ -971,6 +1012,7 @@ class Relay {
       }
       local = &it->second;
       ctx.service = local->service;
+      if (auto why = rateLimited(w_, snap, ctx, req)) co_return co_await answer(ctx, req, 429, *why, Failure::rateLimited);
       // The app learns who called, as Envoy tells it (x-forwarded-client-cert); a value the
       // caller sent is never passed on.
       if (xfcc_.empty()) xfcc_ = "URI=" + c_->peerIdentity;
@@ -1039,7 +1081,7 @@ class Relay {
       ctx.endpoint = t.endpoint;
       ++ctx.attempts;
       const std::string& key = t.endpoint ? t.endpoint->key : t.local->poolKey;
-      up = w_.take(key);
+      up = w_.take(key, cluster);
       Slot conn, pending;
       if (!up && t.endpoint) {
         auto o = co_await connectionSlot(*cluster, key, conn, pending, up);
@@ -1079,10 +1121,13 @@ class Relay {
         // What the endpoint did, for outlier detection: its status; or none (a reset, a
         // timeout, a response that could not be framed), unless the connection was a pooled
         // one the upstream had closed meanwhile (Attempt::retry: not the endpoint's failure),
-        // the instance is gone from it (elsewhere), or the client went.
+        // the instance is gone from it (elsewhere), or the client failed (went, stalled, sent
+        // a bad body).
         if (result == Attempt::ok || result == Attempt::again) {
           observe(w_, cluster, t.endpoint, resp.status);
-        } else if ((result == Attempt::failed && ctx.failure != Failure::downstreamClosed && !ctx.status) ||
+        } else if ((result == Attempt::failed && !ctx.status &&
+                    (ctx.failure == Failure::upstreamReset || ctx.failure == Failure::upstreamTimeout ||
+                     ctx.failure == Failure::badResponse)) ||
                    (result == Attempt::retry && !up->reused)) {
           observe(w_, cluster, t.endpoint, 0);
         }

@@ -1,4 +1,5 @@
 #include "node/proxy/routing.h"
+#include "node/proxy/routing_schema.h"
 
 #include <algorithm>
 
@@ -297,6 +298,28 @@ std::string redirectLocation(const RouteRule::Redirect& r, const h1::Head& req) 
   return out;
 }
 
+Result<RouteMatch> compileHttpMatch(schema::HttpMatch::Reader m) {
+  RouteMatch match;
+  if (m.hasPath()) {
+    auto p = stringMatcher(m.getPath());
+    if (!p) return p.error();
+    match.path = std::move(*p);
+  }
+  if (m.hasAuthority()) {
+    auto a = stringMatcher(m.getAuthority());
+    if (!a) return a.error();
+    match.authority = std::move(*a);
+  }
+  for (auto method : m.getMethods()) match.methods.emplace_back(method.cStr());
+  auto headers = headerMatchers(m.getHeaders(), true);
+  if (!headers) return headers.error();
+  match.headers = std::move(*headers);
+  auto query = headerMatchers(m.getQueryParams(), false);
+  if (!query) return query.error();
+  match.query = std::move(*query);
+  return match;
+}
+
 Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, std::uint64_t version,
                                                         std::string_view body) {
   auto table = std::make_shared<RouteTable>();
@@ -311,25 +334,9 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
           out.name = rule.hasName() && rule.getName().size() ? rule.getName().cStr() : "#" + std::to_string(index);
           ++index;
           for (auto m : rule.getMatch()) {
-            RouteMatch match;
-            if (m.hasPath()) {
-              auto p = stringMatcher(m.getPath());
-              if (!p) return p.error();
-              match.path = std::move(*p);
-            }
-            if (m.hasAuthority()) {
-              auto a = stringMatcher(m.getAuthority());
-              if (!a) return a.error();
-              match.authority = std::move(*a);
-            }
-            for (auto method : m.getMethods()) match.methods.emplace_back(method.cStr());
-            auto headers = headerMatchers(m.getHeaders(), true);
-            if (!headers) return headers.error();
-            match.headers = std::move(*headers);
-            auto query = headerMatchers(m.getQueryParams(), false);
-            if (!query) return query.error();
-            match.query = std::move(*query);
-            out.matches.push_back(std::move(match));
+            auto match = compileHttpMatch(m);
+            if (!match) return match.error();
+            out.matches.push_back(std::move(*match));
           }
           for (auto d : rule.getRoute()) {
             RouteDestination dest;

@@ -52,6 +52,13 @@ const RouteTable* Snapshot::route(const std::string& host) const {
   return it == routes.end() ? nullptr : it->second.get();
 }
 
+std::pair<const RateLimitTable*, const RateLimitTable*> Snapshot::rateLimitsFor(const std::string& service) const {
+  if (rateLimits.empty()) return {nullptr, nullptr};
+  auto own = rateLimits.find(service);
+  auto all = rateLimits.find("*");
+  return {own == rateLimits.end() ? nullptr : own->second.get(), all == rateLimits.end() ? nullptr : all->second.get()};
+}
+
 namespace {
 
 // One round-robin cycle is at most this many picks; heavier weights are scaled down to fit
@@ -376,6 +383,20 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
       snap->routeDocuments.emplace(key, table);
       // Two Routes for one host: the first by name holds it (documents are in name order).
       for (const auto& host : table->hosts) snap->routes.try_emplace(host, table);
+    }
+    // RateLimits (one per service, validation sees to it); their buckets carried over while the
+    // document's version stays.
+    for (const auto& [key, held] : in.policy->documents) {
+      if (held->doc.envelope.kind != policy::kindName(policy::Kind::rateLimit)) continue;
+      const RateLimitTable* prev = nullptr;
+      if (in.previous) {
+        auto it = in.previous->rateLimitDocuments.find(key);
+        if (it != in.previous->rateLimitDocuments.end()) prev = it->second.get();
+      }
+      auto table = compileRateLimit(held->doc.envelope.name, held->doc.envelope.version, held->doc.body, prev);
+      if (!table) continue;
+      snap->rateLimitDocuments.emplace(key, *table);
+      snap->rateLimits.try_emplace((*table)->service, *table);
     }
   }
   return snap;

@@ -16,6 +16,7 @@
 
 #include "common/net_address.h"
 #include "node/catalog/catalog.h"
+#include "node/proxy/ratelimit.h"
 #include "node/proxy/resilience.h"
 #include "node/proxy/routing.h"
 
@@ -106,6 +107,10 @@ struct Snapshot {
   // next compile to keep one whose references broke.
   std::unordered_map<std::string, std::shared_ptr<const RouteTable>> routes;
   std::map<std::string, std::shared_ptr<const RouteTable>> routeDocuments;
+  // RateLimit documents in force, by the service they guard ("*": every service); and by
+  // document, for the next compile to keep their buckets.
+  std::unordered_map<std::string, std::shared_ptr<const RateLimitTable>> rateLimits;
+  std::map<std::string, std::shared_ptr<const RateLimitTable>> rateLimitDocuments;
   std::unordered_map<std::string, LocalTarget> local;                        // by instance id
   // "ip:port" of every instance -> its service: what a connection redirected by iptables was
   // meant for (SO_ORIGINAL_DST).
@@ -116,6 +121,8 @@ struct Snapshot {
   // The same for a route's destination, by its precomputed key (no key built per request).
   const Cluster* find(const RouteDestination& d) const;
   const RouteTable* route(const std::string& host) const;
+  // The RateLimits guarding `service`: its own and the one for "*" (either may be null).
+  std::pair<const RateLimitTable*, const RateLimitTable*> rateLimitsFor(const std::string& service) const;
 };
 
 // What the compiler needs to know of a member beyond the catalog.

@@ -188,7 +188,11 @@ struct Worker {
 
   const Snapshot& snapshot();
   ServiceSeries& seriesFor(Direction d, std::string_view service);
-  std::unique_ptr<Upstream> take(const std::string& key);
+  // A pooled connection to `key`, if one is still good. For a cluster's request: one counted
+  // among that cluster's connections (a service and its subsets share endpoints, so their
+  // connections share a pool; one of another's is taken over when the cluster's maxConnections
+  // allows, else left).
+  std::unique_ptr<Upstream> take(const std::string& key, const Cluster* cluster = nullptr);
   void giveBack(std::unique_ptr<Upstream> up);
   void sweepPool(bool all);
   // Idle connections of clusters with requests waiting for one (maxConnections) are closed.
@@ -350,6 +354,9 @@ void observe(Worker& w, const Cluster* c, const Endpoint* e, int status);
 bool admitRequest(Worker& w, const Cluster& c, RequestContext& ctx, Slot& slot, std::string& why);
 // A refusal by the limit `o`: counted, ctx.overflow set; the answer's body.
 std::string overflowed(Worker& w, const Cluster& c, RequestContext& ctx, Overflow o);
+// The inbound route phase's rate limits: the RateLimits guarding ctx.service take a token
+// each. Refused: the answer's body (ctx.limited set, counted).
+std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestContext& ctx, const h1::Head& req);
 // Worker 0's sweep: outlier detection's interval work for every cluster that has it.
 void evaluateOutliers(Worker& w, Clock::time_point now);
 

@@ -254,5 +254,81 @@ TEST_F(ResilienceTest, MaxEjectionPercentKeepsTheLastEndpointsServing) {
   failUpstream(3, 0);
 }
 
+TEST_F(ResilienceTest, RateLimitsAnswer429AtTheConfiguredRates) {
+  startReviews();
+  // Everything to v1 (node 2), whose proxy enforces the limits for its instance.
+  writeFile(c.tmp.sub("v1.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - route: [{destination: {service: reviews, subset: v1}}]
+)");
+  publish("v1.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  writeFile(c.tmp.sub("rl.yaml"), R"(kind: RateLimit
+metadata: {name: reviews, version: 1}
+spec:
+  service: reviews
+  rules:
+    - {name: per-caller, keyBy: SOURCE_IDENTITY, requestsPerUnit: 3, unit: MINUTE, match: [{path: {prefix: /caller}}]}
+    - {name: per-user, keyBy: HEADER, header: x-user, requestsPerUnit: 5, match: [{path: {prefix: /user}}]}
+    - {name: all, requestsPerUnit: 20, match: [{path: {prefix: /all}}]}
+)");
+  publish("rl.yaml");
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = c.node(2).get("/v1/proxy");
+        if (!r.ok()) return false;
+        auto j = json::parse(r->body, nullptr, false);
+        return !j.is_discarded() && j["rate_limits"].contains("reviews") &&
+               j["rate_limits"]["reviews"].value("version", 0) == 1;
+      },
+      10s, 50ms));
+
+  // The whole route: 20 a second (a burst of 20), under a closed loop far faster than that.
+  auto t0 = std::chrono::steady_clock::now();
+  auto j = c.load(1, "reviews", {"--path", "/all", "--connections", "4", "--duration", "3"});
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int ok = j["status"].value("200", 0), limited = j["status"].value("429", 0);
+  EXPECT_GE(ok, 20 + 20 * 2.7) << j.dump();
+  EXPECT_LE(ok, 20 + 20 * took + 2) << j.dump();
+  EXPECT_GT(limited, ok) << j.dump();
+  EXPECT_EQ(ok + limited, j.value("requests", 0)) << j.dump();
+  EXPECT_EQ(c.metric(2, "mesh_proxy_rate_limited_total", {"rule=\"RateLimit/reviews#all\""}), limited);
+
+  // Per user: 5 a second each; a refusal says which rule and when to come back.
+  for (int i = 0; i < 5; ++i) {
+    auto r = get("/user", {{"x-user", "alice"}});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 200);
+  }
+  auto r = get("/user", {{"x-user", "alice"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(headerOf(*r, "retry-after"), "1");
+  EXPECT_EQ(headerOf(*r, "x-mesh-ratelimit"), "RateLimit/reviews#per-user");
+  EXPECT_EQ(headerOf(*r, "x-mesh-error"), "rate_limited");
+  r = get("/user", {{"x-user", "bob"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  r = get("/user");  // no x-user: not this rule's to limit
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  std::this_thread::sleep_for(1100ms);
+  r = get("/user", {{"x-user", "alice"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+
+  // Per calling node: node 1 has had its 3 this minute; node 3's callers have their own.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(get("/caller")->status, 200);
+  r = get("/caller");
+  EXPECT_EQ(r->status, 429);
+  EXPECT_GE(std::stoi(headerOf(*r, "retry-after")), 19);
+  auto other = c.request(3, "reviews", "GET", "/caller");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->status, 200);
+}
+
 }  // namespace
 }  // namespace mesh::testing
