@@ -777,6 +777,7 @@ struct Agent::Impl {
     o.inbound = config.inbound;
     o.workers = config.workers;
     o.accessLog = config.accessLog;
+    o.egressCaFile = config.egressCaFile;
     o.http2Upstream = config.peerHttp2;
     ProxyService::Deps d{loop, registry, config.nodeName, config.zone, advertise.host, o, *tls, catalog,
                          [this] {

@@ -282,6 +282,16 @@ const std::vector<OptionSpec>& optionTable() {
          return {};
        },
        nullptr},
+      {"egress-ca-file", "FILE",
+       "CA certificates (PEM) that external hosts' certificates are verified against when the proxy originates "
+       "TLS for an ExternalService (default: the system's)",
+       false,
+       [](NodeConfig& c, const std::string& v) -> Result<void> {
+         if (v.empty()) return Error(errc::invalid_argument, "the egress CA file must be named");
+         c.egressCaFile = v;
+         return {};
+       },
+       nullptr},
       {"peer-protocol", "http1|http2",
        "How HTTP/1.1 requests travel to peers' proxies: http2 (multiplexed on one connection per peer) "
        "or http1 (one connection per request in flight; http2 and grpc services go over HTTP/2 anyway) "

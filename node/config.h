@@ -54,6 +54,7 @@ struct NodeConfig {
   HostPort inbound{"0.0.0.0", 15006, false, true};
   int workers = 0;         // 0: one per core
   std::string accessLog;   // "", "stdout", "stderr" or a file
+  std::string egressCaFile;  // TLS origination's trust (empty: the system's)
   bool peerHttp2 = true;  // --peer-protocol: HTTP/1.1 requests go to peers over HTTP/2 (http1: as HTTP/1.1)
   Duration drainTimeout = std::chrono::seconds(5);
   // Gossip tuning: a profile (lan, wan, local), then any timing overridden one by one.

@@ -158,6 +158,14 @@ struct ProxyService::Impl {
       }
       limits[svc] = {{"document", t->document}, {"version", t->version}, {"rules", rules}};
     }
+    nlohmann::json externals = nlohmann::json::array();
+    for (const auto& e : s->egress.externals) {
+      nlohmann::json ports = nlohmann::json::array();
+      for (const auto& p : e.ports) ports.push_back({{"number", p.number}, {"tls_origination", p.tlsOrigination}});
+      externals.push_back({{"document", e.document}, {"hosts", e.hosts}, {"ports", ports}, {"addresses", e.addresses}});
+    }
+    nlohmann::json egress = {{"mode", s->egress.registryOnly ? "REGISTRY_ONLY" : "ALLOW_ANY"},
+                             {"external_services", externals}};
     nlohmann::json local = nlohmann::json::object();
     for (const auto& [id, t] : s->local) {
       local[id] = {
@@ -173,6 +181,7 @@ struct ProxyService::Impl {
             {"clusters", clusters},
             {"routes", routes},
             {"rate_limits", limits},
+            {"egress", egress},
             {"local", local}};
   }
 };

@@ -361,7 +361,24 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The outbound route phase decided: answer, or go on to the upstream.
   void routed(const std::string& unknown) {
     if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
-    if (!cluster) return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+    if (!cluster) {
+      // Egress: a host outside the mesh, as MeshConfig and the ExternalServices allow.
+      auto eg = egressFor(pin->egress, req.authority);
+      if (eg.kind == EgressDecision::Kind::blocked) return reply(502, eg.why, Failure::egressBlocked);
+      if (eg.kind == EgressDecision::Kind::notExternal)
+        return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+      if (req.method == "CONNECT") {
+        return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
+      }
+      ctx.service = eg.service;
+      started = true;
+      h1 = true;  // external hosts are spoken to in HTTP/1.1 (the bridge)
+      ++ctx.attempts;
+      deadline = Clock::now() + impl().opt.connectTimeout;
+      egress = std::move(eg);
+      asio::co_spawn(w.io, bridge(shared_from_this()), asio::detached);
+      return;
+    }
     ctx.cluster = cluster;
     // A rule's rewrites: what goes on is the rewritten path and authority.
     if (!ctx.rewrittenPath.empty()) {
@@ -904,6 +921,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   static awaitable<void> bridge(std::shared_ptr<Exchange> ex);
+  // The egress phase's decision, for the bridge to resolve first; then its target.
+  std::optional<EgressDecision> egress;
+  LocalTarget external;
 };
 
 // Where a mirrored copy's response goes: nowhere. What it takes of the upstream connection's
@@ -1154,11 +1174,28 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     }
     ex->reply(status, std::string(what) + " (" + failureName(f) + ")", f);
   };
+  if (ex->egress) {
+    // An external host (egress): resolved first.
+    const auto& d = *ex->egress;
+    if (!co_await externalTarget(w, d, ex->external)) {
+      if (!ex->finished) ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+      co_return;
+    }
+    if (ex->finished) co_return;
+    if (ex->h1TimedOut) {
+      ex->reply(504, "external host '" + d.host + "' did not resolve in time", Failure::upstreamTimeout);
+      co_return;
+    }
+    ex->local = &ex->external;
+  }
   Target t;
   t.local = ex->local;
   std::unique_ptr<Upstream> up = w.take(t.local->poolKey);
   if (!up) {
-    up = std::make_unique<Upstream>(tcp::socket(w.io));
+    if (t.local->tls)
+      up = std::make_unique<Upstream>(tcp::socket(w.io), *w.egressCtx);
+    else
+      up = std::make_unique<Upstream>(tcp::socket(w.io));
     up->key = t.local->poolKey;
     ex->h1Up = &up->stream;
     ex->deadline = Clock::now() + impl.opt.connectTimeout;
@@ -1167,7 +1204,9 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     ex->h1Up = nullptr;
     if (ec || ex->h1TimedOut) {
       impl.connectFail[1]->inc();
-      if (!ex->finished) fail(503, Failure::connectFailed, "could not connect to the local instance");
+      if (!ex->finished)
+        fail(503, Failure::connectFailed,
+             t.local->external ? "could not connect to the external host" : "could not connect to the local instance");
       co_return;
     }
     impl.connectOk[1]->inc();

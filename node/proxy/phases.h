@@ -40,6 +40,7 @@ enum class Failure {
   downstreamClosed,  // the client went away mid-request
   overflow,          // 503: a circuit breaker of the cluster (ctx.overflow says which)
   rateLimited,       // 429: a RateLimit's bucket was empty (ctx.limited says which)
+  egressBlocked,     // 502: an external host MeshConfig's REGISTRY_ONLY does not allow
   requestTimeout,    // 408: the request head or body did not arrive in time (keep it last)
 };
 const char* failureName(Failure f);

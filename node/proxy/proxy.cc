@@ -43,6 +43,8 @@ const char* failureName(Failure f) {
       return "overflow";
     case Failure::rateLimited:
       return "rate_limited";
+    case Failure::egressBlocked:
+      return "egress_blocked";
     case Failure::requestTimeout:
       return "request_timeout";
   }
@@ -115,7 +117,7 @@ std::string_view hashInput(const Cluster& cluster, const h1::Head& req, std::str
 }
 
 bool knownKey(const Snapshot& snap, std::string_view key) {
-  if (key.starts_with("local:")) return true;
+  if (key.starts_with("local:") || key.starts_with("ext:")) return true;
   for (const auto& [name, c] : snap.clusters) {
     for (const auto& e : c->endpoints) {
       if (e.key == key) return true;
@@ -355,6 +357,19 @@ awaitable<void> dial(Worker& w, Upstream& up, const Target& t, const unsigned ch
     up.stream.socket().set_option(tcp::no_delay(true), ec);
     ec = {};
   }
+  if (!ec && t.local && t.local->tls) {
+    // TLS origination to an external host: its certificate verified for its name.
+    SSL* ssl = up.stream.ssl();
+    SSL_set_tlsext_host_name(ssl, t.local->sni.c_str());
+    SSL_set1_host(ssl, t.local->sni.c_str());
+    static constexpr unsigned char kH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    SSL_set_alpn_protos(ssl, kH1, sizeof kH1);
+    co_await up.stream.tls()->async_handshake(asio::ssl::stream_base::client, tok(ec));
+    if (ec) {
+      impl.log->warn("TLS to external host {} ({}) failed: {}", t.local->sni, to.toString(), ec.message());
+    }
+    co_return;
+  }
   if (ec || !t.endpoint) co_return;
   // SNI names the instance to the peer's inbound listener; the peer must prove it is the node
   // the catalog says runs it.
@@ -383,6 +398,9 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
   if (t.endpoint) {
     up = std::make_unique<Upstream>(tcp::socket(w.io), *w.clientCtx);
     up->key = t.endpoint->key;
+  } else if (t.local->tls) {
+    up = std::make_unique<Upstream>(tcp::socket(w.io), *w.egressCtx);
+    up->key = t.local->poolKey;
   } else {
     up = std::make_unique<Upstream>(tcp::socket(w.io));
     up->key = t.local->poolKey;
@@ -619,6 +637,42 @@ std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestC
            (refusal->rule->mesh ? ", mesh-wide" : "") + ")";
   }
   return std::nullopt;
+}
+
+awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out) {
+  std::string address = d.address;
+  if (address.empty()) {
+    const auto now = Clock::now();
+    auto it = w.dns.find(d.host);
+    if (it != w.dns.end() && it->second.expires > now) {
+      address = it->second.address;
+    } else {
+      tcp::resolver resolver(w.io);
+      error_code ec;
+      auto results = co_await resolver.async_resolve(d.host, "", tok(ec));
+      if (!ec) {
+        for (const auto& r : results) {
+          address = r.endpoint().address().to_string();
+          if (r.endpoint().address().is_v4()) break;  // v4 first: loopback-only hosts have no v6 route
+        }
+      }
+      if (w.dns.size() >= 4096) w.dns.clear();
+      // A name that does not resolve is asked again after 5 s, one that does after 30 s.
+      w.dns[d.host] = {address, now + (address.empty() ? std::chrono::seconds(5) : std::chrono::seconds(30))};
+    }
+    if (address.empty()) co_return false;
+  }
+  auto at = parseHostPort((address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
+                          std::to_string(d.port));
+  if (!at) co_return false;
+  out = LocalTarget{};
+  out.service = d.service;
+  out.address = *at;
+  out.external = true;
+  out.tls = d.tls;
+  out.sni = d.host;
+  out.poolKey = "ext:" + d.host + ":" + std::to_string(d.port) + (d.tls ? "+tls" : "") + "@" + at->toString();
+  co_return true;
 }
 
 void evaluateOutliers(Worker& w, Clock::time_point now) {
@@ -999,7 +1053,22 @@ class Relay {
         co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
       }
       if (!cluster) {
-        co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+        // Egress: a host outside the mesh, as MeshConfig and the ExternalServices allow.
+        auto eg = egressFor(snap.egress, req.host);
+        if (eg.kind == EgressDecision::Kind::blocked) {
+          co_return co_await answer(ctx, req, 502, eg.why, Failure::egressBlocked);
+        }
+        if (eg.kind == EgressDecision::Kind::notExternal) {
+          co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+        }
+        ctx.service = eg.service;
+        c_->after(impl_.opt.connectTimeout);
+        if (!co_await externalTarget(w_, eg, external_)) {
+          if (c_->closed || c_->timedOut) co_return false;
+          co_return co_await answer(ctx, req, 503, "external host '" + eg.host + "' does not resolve",
+                                    Failure::connectFailed);
+        }
+        local = &external_;
       }
       // A rule's rewrites: what goes on is the rewritten path and authority.
       if (!ctx.rewrittenPath.empty()) req.target = req.path = ctx.rewrittenPath;
@@ -1020,6 +1089,7 @@ class Relay {
     }
     ctx.cluster = cluster;
     if (cluster && req.method == "CONNECT") co_return co_await connect(req, ctx, *cluster);
+    if (local && local->external && req.method == "CONNECT") co_return co_await connectExternal(req, ctx, *local);
     // HTTP/1.0 may come without Host (routed by the original destination); what we send on is
     // HTTP/1.1, which must have one.
     if (req.host.empty()) ctx.upstreamHeaders.push_back({"Host", ctx.service});
@@ -1223,6 +1293,31 @@ class Relay {
                               ctx.attempts ? Failure::connectFailed : Failure::noEndpoint);
   }
 
+  // CONNECT host:port to an external host the egress phase allows: a byte tunnel to it (the
+  // app's own TLS inside, say).
+  awaitable<bool> connectExternal(const h1::Head& req, RequestContext& ctx, const LocalTarget& ext) {
+    Target t;
+    t.local = &ext;
+    ++ctx.attempts;
+    error_code ec;
+    auto up = co_await connectUpstream(w_, *c_, t, ec, /*tunnel=*/true);
+    if (!up) {
+      if (c_->closed) co_return false;
+      co_return co_await answer(ctx, req, 503, "could not connect to '" + ext.sni + "'", Failure::connectFailed);
+    }
+    ctx.status = 200;
+    static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (!co_await writeDown(kEstablished, ctx)) co_return false;
+    ctx.responseBytes += kEstablished.size();
+    c_->up = &up->stream;
+    auto pending = c_->buf.view();
+    co_await tunnel(c_, up->stream, pending, {}, ctx.requestBytes, ctx.responseBytes);
+    c_->buf.consume(pending.size());
+    c_->up = nullptr;
+    --impl_.upstreamOpen[1];
+    co_return false;
+  }
+
   // retry: on a new connection; elsewhere: on another endpoint (the peer no longer runs the
   // instance: nothing reached an app, so any request may go again).
   // again: the response's status is one the Route's policy retries on (the response was not
@@ -1330,6 +1425,7 @@ class Relay {
   Shared& impl_;
   std::string upHead_, downHead_, xfcc_;
   std::shared_ptr<const Snapshot> pin_;
+  LocalTarget external_;  // the request's external host (egress)
   RoutePolicy policy_;  // the Route's, for the request being relayed
   std::vector<h1::Header> spareUp_, spareDown_;
   std::string spareId_;
@@ -1680,6 +1776,19 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyOptions options, std::shared_pt
     w->serverCtx = std::make_unique<asio::ssl::context>(impl->tls->server());
     SSL_CTX_up_ref(impl->tls->client());
     w->clientCtx = std::make_unique<asio::ssl::context>(impl->tls->client());
+    // TLS origination to external hosts: the web's rules (TLS 1.2 or later, the server's
+    // certificate verified for its name against the egress CAs), not the mesh's.
+    w->egressCtx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    {
+      error_code ec;
+      w->egressCtx->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1, ec);
+      w->egressCtx->set_verify_mode(asio::ssl::verify_peer, ec);
+      if (o.egressCaFile.empty())
+        w->egressCtx->set_default_verify_paths(ec);
+      else
+        w->egressCtx->load_verify_file(o.egressCaFile, ec);
+      if (ec) return Error(errc::invalid_argument, "--egress-ca-file " + o.egressCaFile + ": " + ec.message());
+    }
     auto out = listenOn(w->io, outAt);
     if (!out) return Error(out.error().code, "--outbound: " + out.error().message());
     auto in = listenOn(w->io, inAt);

@@ -49,6 +49,9 @@ struct ProxyOptions {
   bool http2Upstream = true;
   // JSON access log lines ("" off, "stdout", "stderr" or a file path).
   std::string accessLog;
+  // TLS origination to external hosts: the CA file their certificates are verified against
+  // ("": the system's default paths).
+  std::string egressCaFile;
 };
 
 class Proxy {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "node/policy/document.h"
 #include "node/policy/policy_store.h"
 #include "node/policy/validate.h"
@@ -57,6 +59,97 @@ std::pair<const RateLimitTable*, const RateLimitTable*> Snapshot::rateLimitsFor(
   auto own = rateLimits.find(service);
   auto all = rateLimits.find("*");
   return {own == rateLimits.end() ? nullptr : own->second.get(), all == rateLimits.end() ? nullptr : all->second.get()};
+}
+
+namespace {
+
+std::string lowerCopy(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool hostMatches(std::string_view pattern, std::string_view host) {
+  if (pattern.starts_with("*.")) {
+    // "*.example.com": a name under example.com (not example.com itself), as Istio's hosts.
+    auto suffix = pattern.substr(1);
+    return host.size() > suffix.size() && host.ends_with(suffix);
+  }
+  return pattern == host;
+}
+
+bool ipLiteral(std::string_view host) {
+  boost::system::error_code ec;
+  (void)boost::asio::ip::make_address(std::string(host), ec);
+  return !ec;
+}
+
+}  // namespace
+
+const ExternalHost* EgressPolicy::find(std::string_view host, std::uint16_t port, const ExternalHost::Port** which) const {
+  for (const auto& e : externals) {
+    if (std::none_of(e.hosts.begin(), e.hosts.end(), [&](const std::string& p) { return hostMatches(p, host); }))
+      continue;
+    for (const auto& p : e.ports) {
+      if (p.number == port) {
+        if (which) *which = &p;
+        return &e;
+      }
+    }
+  }
+  return nullptr;
+}
+
+EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority) {
+  EgressDecision d;
+  std::string_view hostPart = authority;
+  std::uint16_t port = 80;
+  if (authority.starts_with("[")) {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return d;
+    hostPart = authority.substr(1, close - 1);
+    if (close + 1 < authority.size() && authority[close + 1] == ':') {
+      auto p = std::atoi(std::string(authority.substr(close + 2)).c_str());
+      if (p <= 0 || p > 65535) return d;
+      port = static_cast<std::uint16_t>(p);
+    }
+  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    hostPart = authority.substr(0, colon);
+    auto p = std::atoi(std::string(authority.substr(colon + 1)).c_str());
+    if (p <= 0 || p > 65535) return d;
+    port = static_cast<std::uint16_t>(p);
+  }
+  d.host = lowerCopy(hostPart);
+  if (d.host.ends_with(".")) d.host.pop_back();
+  d.port = port;
+  if (d.host.empty()) return d;
+  const ExternalHost::Port* which = nullptr;
+  if (const auto* ext = egress.find(d.host, port, &which)) {
+    d.kind = EgressDecision::Kind::go;
+    d.service = ext->document;
+    d.tls = which->tlsOrigination;
+    if (d.tls) d.port = ext->tlsPort;
+    if (!ext->addresses.empty()) {
+      // Several: by the host's hash, so one host sticks to one address (its connections pool).
+      d.address = ext->addresses[std::hash<std::string>{}(d.host) % ext->addresses.size()];
+    } else if (ipLiteral(d.host)) {
+      d.address = d.host;
+    }
+    return d;
+  }
+  const bool literal = ipLiteral(d.host);
+  // A single-label name (or one under .mesh) is a mesh service's: unknown, not external.
+  if (!literal && (d.host.find('.') == std::string::npos || d.host.ends_with(".mesh"))) return d;
+  if (egress.registryOnly) {
+    d.kind = EgressDecision::Kind::blocked;
+    d.why = "egress to '" + d.host + ":" + std::to_string(port) +
+            "' refused: MeshConfig/mesh has egressMode REGISTRY_ONLY and no ExternalService lists that host and port";
+    return d;
+  }
+  d.kind = EgressDecision::Kind::go;
+  d.service = "passthrough";
+  if (literal) d.address = d.host;
+  return d;
 }
 
 namespace {
@@ -383,6 +476,40 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
       snap->routeDocuments.emplace(key, table);
       // Two Routes for one host: the first by name holds it (documents are in name order).
       for (const auto& host : table->hosts) snap->routes.try_emplace(host, table);
+    }
+    // Egress: MeshConfig's mode and the ExternalServices.
+    for (const auto& [key, held] : in.policy->documents) {
+      const auto& kind = held->doc.envelope.kind;
+      if (kind == policy::kindName(policy::Kind::meshConfig)) {
+        (void)schema::readRecord<schema::MeshConfig>(held->doc.body, "policy body", errc::malformed,
+                                                     policy::kMaxBodyWords, [&](schema::MeshConfig::Reader m) -> Result<void> {
+                                                       snap->egress.registryOnly =
+                                                           m.getEgressMode() == schema::MeshConfig::EgressMode::REGISTRY_ONLY;
+                                                       return {};
+                                                     });
+      } else if (kind == policy::kindName(policy::Kind::externalService)) {
+        ExternalHost ext;
+        ext.document = key;
+        auto ok = schema::readRecord<schema::ExternalService>(
+            held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
+            [&](schema::ExternalService::Reader e) -> Result<void> {
+              for (auto h : e.getHosts()) ext.hosts.push_back(lowerCopy(h.cStr()));
+              bool tlsPortListed = false;
+              for (auto p : e.getPorts()) {
+                ext.ports.push_back({p.getNumber(), p.getTlsOrigination()});
+                if (!tlsPortListed && (p.getProtocol() == schema::ExternalPort::Protocol::HTTPS ||
+                                       p.getProtocol() == schema::ExternalPort::Protocol::TLS)) {
+                  ext.tlsPort = p.getNumber();
+                  tlsPortListed = true;
+                }
+              }
+              if (e.getResolution() == schema::ExternalService::Resolution::STATIC) {
+                for (auto a : e.getAddresses()) ext.addresses.emplace_back(a.cStr());
+              }
+              return {};
+            });
+        if (ok) snap->egress.externals.push_back(std::move(ext));
+      }
     }
     // RateLimits (one per service, validation sees to it); their buckets carried over while the
     // document's version stays.

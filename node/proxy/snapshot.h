@@ -92,7 +92,51 @@ struct LocalTarget {
   HostPort address;
   std::string poolKey;  // "local:ADDR:PORT": its pooled connections' key
   catalog::Protocol protocol = catalog::Protocol::http;
+  // An external host (egress): the connection goes there directly, TLS when asked (SNI and the
+  // verified name: `sni`); its pool key is "ext:...".
+  bool external = false;
+  bool tls = false;
+  std::string sni;
 };
+
+// An ExternalService, as the egress phase matches an outbound request's authority against it.
+struct ExternalHost {
+  std::string document;            // "ExternalService/NAME"
+  std::vector<std::string> hosts;  // lower case; "*.example.com": any name under example.com
+  struct Port {
+    std::uint16_t number = 0;
+    bool tlsOrigination = false;  // the app speaks plain HTTP to it; the proxy TLS to the host
+  };
+  std::vector<Port> ports;
+  std::vector<std::string> addresses;  // resolution STATIC: where the hosts are; empty: DNS
+  // Where TLS origination connects: the HTTPS (or TLS) port the document lists, else 443.
+  std::uint16_t tlsPort = 443;
+};
+
+struct EgressPolicy {
+  bool registryOnly = false;  // MeshConfig egressMode REGISTRY_ONLY
+  std::vector<ExternalHost> externals;
+  // The ExternalService listing host:port (and which of its ports), or null.
+  const ExternalHost* find(std::string_view host, std::uint16_t port, const ExternalHost::Port** which) const;
+};
+
+// What an outbound request to a name outside the mesh comes to (the egress phase).
+struct EgressDecision {
+  enum class Kind {
+    notExternal,  // a single-label name the catalog lacks: no route (503)
+    blocked,      // REGISTRY_ONLY and no ExternalService lists it (502)
+    go,           // to `host`:`port` (an address, or a name to resolve), TLS when `tls`
+  };
+  Kind kind = Kind::notExternal;
+  std::string host;  // lower case, no port
+  std::uint16_t port = 0;
+  std::string address;  // a STATIC address (or the host, when it is an IP literal); empty: resolve host
+  bool tls = false;     // TLS origination (SNI and verified name: host)
+  std::string service;  // the metrics' service: "ExternalService/NAME", or "passthrough"
+  std::string why;      // blocked: the answer's body
+};
+// `authority`: the request's Host (name[:port], port 80 by default).
+EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority);
 
 struct Snapshot {
   std::uint64_t version = 0;
@@ -111,6 +155,7 @@ struct Snapshot {
   // document, for the next compile to keep their buckets.
   std::unordered_map<std::string, std::shared_ptr<const RateLimitTable>> rateLimits;
   std::map<std::string, std::shared_ptr<const RateLimitTable>> rateLimitDocuments;
+  EgressPolicy egress;
   std::unordered_map<std::string, LocalTarget> local;                        // by instance id
   // "ip:port" of every instance -> its service: what a connection redirected by iptables was
   // meant for (SO_ORIGINAL_DST).

@@ -166,6 +166,13 @@ struct Worker {
   std::thread thread;
   std::optional<tcp::acceptor> outbound, inbound;
   std::unique_ptr<asio::ssl::context> serverCtx, clientCtx;
+  std::unique_ptr<asio::ssl::context> egressCtx;  // TLS origination to external hosts
+  // External hosts' addresses (egress), for a while: a name's lookups are not per request.
+  struct Resolved {
+    std::string address;  // empty: it did not resolve
+    Clock::time_point expires;
+  };
+  std::unordered_map<std::string, Resolved> dns;
   Balancer balancer;
   // A Route's retries in flight, by cluster key: its retry budget (per worker, as all state on
   // the request path; see RoutePolicy).
@@ -359,6 +366,11 @@ std::string overflowed(Worker& w, const Cluster& c, RequestContext& ctx, Overflo
 std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestContext& ctx, const h1::Head& req);
 // Worker 0's sweep: outlier detection's interval work for every cluster that has it.
 void evaluateOutliers(Worker& w, Clock::time_point now);
+
+// The egress phase: where an outbound request to an external host goes (d.kind go): the
+// address (a STATIC one, or the name resolved; cached per worker), as a target the relays
+// treat like a local instance's. False: the name does not resolve.
+awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
 
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);

@@ -330,5 +330,123 @@ spec:
   EXPECT_EQ(other->status, 200);
 }
 
+// Egress: an external server (mesh_test_upstream) on an address no node has, and an HTTPS one
+// (openssl s_server with a certificate from a CA made here) for TLS origination.
+TEST_F(ResilienceTest, EgressRegistryOnlyBlocksAndAllowsAndOriginatesTls) {
+  const std::string dir = c.tmp.path();
+  auto sh = [&](const std::string& cmd) {
+    auto r = run({"/bin/sh", "-c", "cd " + dir + " && " + cmd}, 60s, dir);
+    ASSERT_EQ(r.status.code, 0) << cmd << "\n" << r.out << r.err;
+  };
+  sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=egress-test-ca");
+  sh("openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=secure.external.test");
+  sh("printf 'subjectAltName=DNS:secure.external.test' > san.cnf && openssl x509 -req -in srv.csr -CA ca.pem "
+     "-CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile san.cnf");
+  const std::string ext = c.address(9);
+  auto tlsServer = ChildProcess::start({"/usr/bin/openssl", "s_server", "-accept", ext + ":8443", "-cert",
+                                        dir + "/srv.pem", "-key", dir + "/srv.key", "-www", "-quiet"},
+                                       dir, "s_server");
+  ASSERT_TRUE(eventually([&] { return RawConn(HostPort{ext, 8443}).ok(); }, 10s, 50ms))
+      << tlsServer.stderrText() << tlsServer.stdoutText();
+  startReviews({"--egress-ca-file", dir + "/ca.pem"});
+  c.upstream(9, 8088, "external");
+
+  // ALLOW_ANY (the default): any external host, straight through.
+  auto r = get("/x", {}, ext + ":8088");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "external");
+
+  writeFile(c.tmp.sub("ext.yaml"), "kind: ExternalService\nmetadata: {name: api}\nspec:\n  hosts: [api.external.test]\n"
+                                   "  resolution: STATIC\n  addresses: [" + ext + "]\n"
+                                   "  ports:\n    - {number: 8088, protocol: HTTP}\n");
+  publish("ext.yaml");
+  writeFile(c.tmp.sub("secure.yaml"),
+            "kind: ExternalService\nmetadata: {name: secure}\nspec:\n"
+            "  hosts: [secure.external.test, wrong.external.test]\n  resolution: STATIC\n  addresses: [" + ext + "]\n"
+            "  ports:\n    - {number: 80, protocol: HTTP, tlsOrigination: true}\n    - {number: 8443, protocol: HTTPS}\n");
+  publish("secure.yaml");
+  auto meshConfig = [&](int version, const std::string& mode) {
+    writeFile(c.tmp.sub("mesh.yaml"), "kind: MeshConfig\nmetadata: {name: mesh, version: " + std::to_string(version) +
+                                          "}\nspec:\n  egressMode: " + mode + "\n");
+    publish("mesh.yaml");
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto p = c.node(1).get("/v1/proxy");
+          if (!p.ok()) return false;
+          auto j = json::parse(p->body, nullptr, false);
+          return !j.is_discarded() && j["egress"].value("mode", "") == mode &&
+                 j["egress"]["external_services"].size() == 2;
+        },
+        10s, 50ms));
+  };
+  meshConfig(1, "REGISTRY_ONLY");
+
+  // Not listed: 502, naming the policy.
+  r = get("/x", {}, ext + ":8088");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(headerOf(*r, "x-mesh-error"), "egress_blocked");
+  EXPECT_NE(r->body.find("REGISTRY_ONLY"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find(ext + ":8088"), std::string::npos) << r->body;
+  r = get("/x", {}, "api.external.test:9999");  // listed host, port not listed
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 502);
+  // Listed: through, the Host as the app sent it.
+  r = get("/x", {}, "api.external.test:8088");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(headerOf(*r, "x-upstream"), "external");
+  EXPECT_EQ(headerOf(*r, "x-seen-host"), "api.external.test:8088");
+  // The same from an HTTP/2 client.
+  auto out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: api.external.test:8088",
+                  "http://" + c.outbound(1).toString() + "/h2"},
+                 30s, dir)
+                 .out;
+  EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-upstream: external"), std::string::npos) << out;
+  out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: " + ext + ":8088", "http://" + c.outbound(1).toString() + "/h2"},
+            30s, dir)
+            .out;
+  EXPECT_NE(out.find(":status: 502"), std::string::npos) << out;
+  // CONNECT to a listed host and port: a tunnel (here with plain HTTP inside).
+  {
+    RawConn raw(c.outbound(1));
+    ASSERT_TRUE(raw.ok());
+    raw.send("CONNECT api.external.test:8088 HTTP/1.1\r\nHost: api.external.test:8088\r\n\r\n");
+    EXPECT_NE(raw.readUntil("\r\n\r\n").find("200 Connection established"), std::string::npos);
+    raw.send("GET /tunnelled HTTP/1.1\r\nHost: api.external.test\r\nConnection: close\r\n\r\n");
+    auto resp = raw.readUntil("x-upstream: external");
+    EXPECT_NE(resp.find("x-upstream: external"), std::string::npos) << resp;
+  }
+  {
+    RawConn raw(c.outbound(1));
+    raw.send("CONNECT " + ext + ":8088 HTTP/1.1\r\nHost: " + ext + ":8088\r\n\r\n");
+    EXPECT_NE(raw.readUntil("\r\n\r\n").find("502"), std::string::npos);
+  }
+  // TLS origination: plain HTTP from the app, TLS (verified against --egress-ca-file) to the host.
+  r = get("/", {}, "secure.external.test");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->body.find("Ciphers"), std::string::npos) << r->body;  // s_server's -www page
+  // The certificate is not for this name: refused, not sent in the clear.
+  r = get("/", {}, "wrong.external.test");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_GE(c.metric(1, "mesh_proxy_errors_total", {"cause=\"egress_blocked\""}), 4);
+
+  // Back to ALLOW_ANY: the unlisted host is reachable again.
+  meshConfig(2, "ALLOW_ANY");
+  r = get("/x", {}, ext + ":8088");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  // A mesh-looking name the catalog lacks is still no route, whatever the mode.
+  r = get("/x", {}, "nosuchservice");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(headerOf(*r, "x-mesh-error"), "no_route");
+  tlsServer.kill();
+}
+
 }  // namespace
 }  // namespace mesh::testing
