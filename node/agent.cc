@@ -830,6 +830,7 @@ struct Agent::Impl {
     dc.retransmitMult = members->config().retransmitMult;
     dissemination = std::make_unique<dissem::Dissemination>(dc, loop, meshNetwork, registry);
     dissemination->addKind(kCatalogKind, "catalog", catalogRecords);
+    if (proxyService) proxyService->attach(*dissemination);
     if (auto p = startPolicy(); !p) return p;
     serf->setExtensionHandler([this](std::string_view msg) {
       if (static_cast<std::uint8_t>(msg[0]) == dissem::kDigestPacketType) dissemination->onPacket(msg);

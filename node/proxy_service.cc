@@ -7,6 +7,8 @@
 #include "node/admin/server.h"
 #include "node/catalog/catalog.h"
 #include "node/policy/policy_store.h"
+#include "node/proxy/ratelimit_mesh.h"
+#include "gossip/dissem/dissemination.h"
 
 namespace mesh::node {
 
@@ -24,6 +26,117 @@ struct ProxyService::Impl {
   std::shared_ptr<const proxy::Snapshot> last;  // what was published last (Routes carry over)
 
   explicit Impl(Deps deps) : d(std::move(deps)) {}
+
+  // --- Mesh-wide rate limits (ratelimit_mesh.h).
+  // Usage records held, ours included, by node: dissemination's records of kind kUsageKind.
+  struct HeldUsage {
+    proxy::UsageRecord record;
+    std::string body;
+    TimePoint received;
+  };
+  struct UsageRecords : dissem::Records {
+    Impl* s;
+    explicit UsageRecords(Impl* i) : s(i) {}
+    std::map<std::string, std::uint64_t> versions() override {
+      s->expireUsage();
+      std::map<std::string, std::uint64_t> out;
+      for (const auto& [node, h] : s->usage) out.emplace(node, h.record.version);
+      return out;
+    }
+    std::optional<std::pair<std::uint64_t, std::string>> body(const std::string& key) override {
+      auto it = s->usage.find(key);
+      if (it == s->usage.end()) return std::nullopt;
+      return std::pair{it->second.record.version, it->second.body};
+    }
+    bool offer(const std::string& key, std::uint64_t version, std::string_view body) override {
+      auto r = proxy::decodeUsage(body);
+      if (!r || r->node != key || r->version != version || key == s->d.nodeName) return false;
+      auto it = s->usage.find(key);
+      if (it != s->usage.end() && it->second.record.version >= version) return false;
+      s->usage[key] = HeldUsage{std::move(*r), std::string(body), s->d.loop.now()};
+      return true;
+    }
+  };
+  // A record not renewed for this long is of a node gone (they are renewed every second).
+  static constexpr std::chrono::seconds kUsageExpiry{30};
+  // Only records this fresh count toward a share.
+  static constexpr std::chrono::seconds kUsageFresh{5};
+  std::map<std::string, HeldUsage> usage;
+  UsageRecords usageRecords{this};
+  dissem::Dissemination* dissemination = nullptr;
+  std::uint64_t usageVersion = 0;
+  TimePoint lastTick;
+  std::map<std::string, std::pair<std::uint64_t, double>> seenBefore;  // rule id -> (seen, smoothed rate)
+
+  void expireUsage() {
+    const auto now = d.loop.now();
+    std::erase_if(usage, [&](const auto& kv) { return kv.first != d.nodeName && now - kv.second.received > kUsageExpiry; });
+  }
+
+  // Every second: our demand per mesh rule we enforce, spread; every share applied.
+  void usageTick() {
+    const auto now = d.loop.now();
+    const double dt = lastTick == TimePoint{} ? 1.0 : std::chrono::duration<double>(now - lastTick).count();
+    lastTick = now;
+    if (!last) return;
+    proxy::UsageRecord own;
+    own.node = d.nodeName;
+    std::vector<std::pair<proxy::RateLimiter*, std::string>> enforced;
+    std::map<std::string, std::pair<std::uint64_t, double>> seenNow;
+    for (const auto& [key, table] : last->rateLimitDocuments) {
+      // Enforced here: an instance of the service it guards runs on this node.
+      bool here = false;
+      for (const auto& [id, t] : last->local) here = here || table->service == "*" || t.service == table->service;
+      if (!here) continue;
+      for (std::size_t i = 0; i < table->rules.size(); ++i) {
+        if (!table->rules[i].mesh) continue;
+        auto id = proxy::meshRuleId(*table, table->rules[i]);
+        const auto seen = table->limiters[i]->seen();
+        double rate = 0;
+        if (auto b = seenBefore.find(id); b != seenBefore.end() && dt > 0) {
+          const double instant = static_cast<double>(seen - std::min(seen, b->second.first)) / dt;
+          rate = 0.5 * instant + 0.5 * b->second.second;  // smoothed over about two seconds
+        }
+        seenNow[id] = {seen, rate};
+        own.demand.emplace_back(id, rate);
+        enforced.emplace_back(table->limiters[i].get(), id);
+      }
+    }
+    seenBefore = std::move(seenNow);
+    const bool hadRecord = usage.count(d.nodeName) > 0;
+    if (own.demand.empty() && !hadRecord) return;  // nothing to share, nothing shared before
+    // Versions only grow, across restarts too: the wall clock's milliseconds, at least one more.
+    const auto wall = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    usageVersion = std::max(usageVersion + 1, wall);
+    own.version = usageVersion;
+    auto body = proxy::encodeUsage(own);
+    usage[d.nodeName] = HeldUsage{own, body, now};
+    if (dissemination) dissemination->announce(ProxyService::kUsageKind, d.nodeName, own.version);
+    // Shares, from the fresh records of the other nodes enforcing each rule.
+    const auto steadyNow = std::chrono::steady_clock::now();
+    for (std::size_t k = 0; k < enforced.size(); ++k) {
+      const auto& id = enforced[k].second;
+      std::vector<double> others;
+      for (const auto& [node, h] : usage) {
+        if (node == d.nodeName || now - h.received > kUsageFresh) continue;
+        for (const auto& [rid, rate] : h.record.demand) {
+          if (rid == id) others.push_back(rate);
+        }
+      }
+      auto* limiter = enforced[k].first;
+      const double share = proxy::meshShare(own.demand[k].second, others, limiter->rule().perSecond());
+      if (std::abs(share - limiter->share()) > 1e-9) limiter->setShare(share, steadyNow);
+    }
+  }
+
+  void usageLoop() {
+    d.loop.runAfter(std::chrono::seconds(1), [this] {
+      if (stopped) return;
+      usageTick();
+      usageLoop();
+    });
+  }
 
   void compile(bool force) {
     if (stopped || !proxy) return;
@@ -206,6 +319,7 @@ Result<std::unique_ptr<ProxyService>> ProxyService::start(Deps deps) {
                                        "Snapshots compiled and published to the proxy's workers.");
   impl->compile(true);
   impl->poll();
+  impl->usageLoop();
   return std::unique_ptr<ProxyService>(new ProxyService(std::move(impl)));
 }
 
@@ -217,6 +331,11 @@ void ProxyService::attach(admin::Server& admin) {
 }
 
 void ProxyService::changed() { impl_->compile(false); }
+
+void ProxyService::attach(dissem::Dissemination& dissemination) {
+  impl_->dissemination = &dissemination;
+  dissemination.addKind(kUsageKind, "ratelimit-usage", impl_->usageRecords);
+}
 
 void ProxyService::membersChanged() {
   impl_->membersDirty = true;

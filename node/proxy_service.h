@@ -28,6 +28,9 @@ class Catalog;
 namespace mesh::policy {
 class PolicyStore;
 }
+namespace mesh::dissem {
+class Dissemination;
+}
 
 namespace mesh::node {
 
@@ -56,6 +59,11 @@ class ProxyService {
   // A member joined, failed, left or changed its tags: recompile now (a dead member leaves every
   // pool at once). Members are read only then, not at every poll.
   void membersChanged();
+  // Mesh-wide rate limits: this node's demand for each RateLimit rule of scope MESH it enforces
+  // spreads as a usage record (dissemination kind kUsageKind), and the others' set its share.
+  static constexpr std::uint8_t kUsageKind = 3;
+  void attach(dissem::Dissemination& dissemination);
+
   // Closes the listeners and lets requests in flight finish; done() once every connection is
   // closed or after the timeout (the rest are cut), with the proxy stopped.
   void drain(std::chrono::milliseconds timeout, std::function<void()> done);

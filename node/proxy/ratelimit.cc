@@ -33,9 +33,11 @@ bool TokenBucket::full(SteadyTime now) const {
   return tokens_ + dt * rate_ >= capacity_;
 }
 
-void TokenBucket::setRate(double perSecond, SteadyTime now) {
+void TokenBucket::setRate(double perSecond, double capacity, SteadyTime now) {
   refill(now);  // what accrued so far, at the old rate
   rate_ = perSecond;
+  capacity_ = capacity;
+  tokens_ = std::min(tokens_, capacity_);
 }
 
 const char* keyByName(RateLimitRule::KeyBy k) {
@@ -65,8 +67,7 @@ bool RateLimiter::take(std::string_view key, SteadyTime now, std::chrono::millis
         std::erase_if(buckets_, [&](const auto&) { return n++ % 2 == 0; });
       }
     }
-    const double burst = rule_.burst ? rule_.burst : rule_.requestsPerUnit;
-    it = buckets_.emplace(std::string(key), TokenBucket(burst, rule_.perSecond() * share(), now)).first;
+    it = buckets_.emplace(std::string(key), TokenBucket(capacity(share()), rule_.perSecond() * share(), now)).first;
   }
   return it->second.take(now, wait);
 }
@@ -75,7 +76,13 @@ void RateLimiter::setShare(double s, SteadyTime now) {
   s = std::clamp(s, 1e-6, 1.0);
   share_.store(s, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
-  for (auto& [k, b] : buckets_) b.setRate(rule_.perSecond() * s, now);
+  for (auto& [k, b] : buckets_) b.setRate(rule_.perSecond() * s, capacity(s), now);
+}
+
+double RateLimiter::capacity(double share) const {
+  // A mesh-wide rule's burst is shared like its rate (at least one token, or nothing would pass).
+  const double burst = rule_.burst ? rule_.burst : rule_.requestsPerUnit;
+  return std::max(1.0, burst * share);
 }
 
 std::size_t RateLimiter::keys() const {

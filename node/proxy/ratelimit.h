@@ -40,7 +40,7 @@ class TokenBucket {
   bool take(SteadyTime now, std::chrono::milliseconds& wait);
   // Full, as of `now`: the same as a bucket never used (so it may be forgotten).
   bool full(SteadyTime now) const;
-  void setRate(double perSecond, SteadyTime now);
+  void setRate(double perSecond, double capacity, SteadyTime now);
 
  private:
   void refill(SteadyTime now);
@@ -73,14 +73,16 @@ class RateLimiter {
   explicit RateLimiter(const RateLimitRule& rule) : rule_(rule) {}
   bool take(std::string_view key, SteadyTime now, std::chrono::milliseconds& wait);
   // Scope MESH: this node's share of the rule's rate (0 < share <= 1), set by the mesh-wide
-  // exchange; the buckets fill at rate x share.
+  // exchange; the buckets fill at rate x share and hold burst x share (at least 1).
   void setShare(double share, SteadyTime now);
   double share() const { return share_.load(std::memory_order_relaxed); }
   // Requests this rule saw (matched), allowed or not: the demand the mesh-wide exchange shares.
   std::uint64_t seen() const { return seen_.load(std::memory_order_relaxed); }
   std::size_t keys() const;
+  const RateLimitRule& rule() const { return rule_; }
 
  private:
+  double capacity(double share) const;
   RateLimitRule rule_;  // a copy: the limiter outlives the table it was made for
   mutable std::mutex mu_;
   std::unordered_map<std::string, TokenBucket> buckets_;

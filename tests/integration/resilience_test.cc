@@ -448,5 +448,40 @@ TEST_F(ResilienceTest, EgressRegistryOnlyBlocksAndAllowsAndOriginatesTls) {
   tlsServer.kill();
 }
 
+// Scope MESH: the two nodes running reviews share one limit (each alone would admit it all).
+TEST_F(ResilienceTest, AMeshWideRateLimitIsSharedByTheNodesEnforcingIt) {
+  startReviews();
+  writeFile(c.tmp.sub("rl.yaml"), R"(kind: RateLimit
+metadata: {name: reviews, version: 1}
+spec:
+  service: reviews
+  rules:
+    - {name: shared, requestsPerUnit: 40, burst: 40, scope: MESH}
+)");
+  publish("rl.yaml");
+  auto share = [&](int node) {
+    auto r = c.node(node).get("/v1/proxy");
+    if (!r.ok()) return -1.0;
+    auto j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j["rate_limits"].contains("reviews")) return -1.0;
+    return j["rate_limits"]["reviews"]["rules"][0].value("share", -1.0);
+  };
+  ASSERT_TRUE(eventually([&] { return share(2) > 0 && share(3) > 0; }, 10s, 50ms));
+  // Demand on both (round robin over v1 and v2) until each has heard of the other.
+  (void)c.load(1, "reviews", {"--path", "/warm", "--connections", "4", "--duration", "3"});
+  EXPECT_TRUE(eventually([&] { return share(2) < 0.8 && share(3) < 0.8; }, 5s, 100ms))
+      << share(2) << " " << share(3);
+  auto t0 = std::chrono::steady_clock::now();
+  auto j = c.load(1, "reviews", {"--path", "/x", "--connections", "4", "--duration", "8"});
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int ok = j["status"].value("200", 0);
+  const double limit = 40 * took + 40;  // the rate over the run, and one burst
+  std::printf("mesh-wide limit: admitted %d in %.1f s against %.0f (ratio %.2f); shares %.2f %.2f\n", ok, took, limit,
+              ok / limit, share(2), share(3));
+  EXPECT_GT(j["status"].value("429", 0), 0) << j.dump();
+  EXPECT_LE(ok, 1.3 * limit) << j.dump();  // a LOCAL rule would admit about twice the limit here
+  EXPECT_GE(ok, 0.7 * 40 * took) << j.dump();
+}
+
 }  // namespace
 }  // namespace mesh::testing

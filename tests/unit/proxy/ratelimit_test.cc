@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "node/policy/document.h"
+#include "node/proxy/ratelimit_mesh.h"
 
 namespace mesh::proxy {
 namespace {
@@ -156,6 +157,47 @@ TEST(RateLimitTest, AMeshShareSlowsTheRefill) {
   for (int ms = 1; ms <= 4000; ++ms) admitted += l.take("", at(std::chrono::milliseconds(ms)), wait);
   EXPECT_NEAR(admitted, 100, 2);
   EXPECT_EQ(l.seen(), 4001u);
+}
+
+}  // namespace
+}  // namespace mesh::proxy
+
+namespace mesh::proxy {
+namespace {
+
+TEST(MeshRateLimitTest, UsageRecordsRoundTripAndBadOnesAreRefused) {
+  UsageRecord r{"node-a", 1765000000123, {{"RateLimit/reviews@3#shared", 12.5}, {"RateLimit/all@1#each", 0}}};
+  auto back = decodeUsage(encodeUsage(r));
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_EQ(*back, r);
+  for (std::string bad : {std::string(""), std::string("mesh-usage/2\nn\n1\n"), std::string("mesh-usage/1\n\n1\n"),
+                          std::string("mesh-usage/1\nn\nx\n"), std::string("mesh-usage/1\nn\n1\n12 id"),
+                          std::string("mesh-usage/1\nn\n1\n-1 id\n"), std::string("mesh-usage/1\nn\n1\nnan id\n"),
+                          std::string("mesh-usage/1\nn\n1\n5\n"), std::string("mesh-usage/1\nn\n1\n 5 id\n")}) {
+    EXPECT_FALSE(decodeUsage(bad).ok()) << bad;
+  }
+  std::string many = "mesh-usage/1\nn\n1\n";
+  for (std::size_t i = 0; i <= kMaxUsageEntries; ++i) many += "1 r" + std::to_string(i) + "\n";
+  EXPECT_FALSE(decodeUsage(many).ok());
+}
+
+TEST(MeshRateLimitTest, SharesFollowDemandAndAddUpToOne) {
+  EXPECT_EQ(meshShare(50, {}, 100), 1.0);  // alone: the whole rate
+  // Equal demand: equal shares.
+  EXPECT_NEAR(meshShare(30, {30, 30, 30}, 100), 0.25, 1e-9);
+  // Skewed: by demand, with a floor of a tenth of the fair share for an idle node.
+  std::vector<double> d{300, 100, 0, 0};
+  double sum = 0;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    std::vector<double> others;
+    for (std::size_t k = 0; k < d.size(); ++k) {
+      if (k != i) others.push_back(d[k]);
+    }
+    sum += meshShare(d[i], others, 100);
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  EXPECT_NEAR(meshShare(0, {300, 100, 0}, 100), 2.5 / 410, 1e-9);
+  EXPECT_GT(meshShare(300, {100, 0, 0}, 100), 0.7);
 }
 
 }  // namespace
