@@ -52,6 +52,9 @@ struct Options {
   std::string protocols = "h1,h2";
   std::string peerProtocol = "http2";  // meshd --peer-protocol
   std::string svg;  // the HTTP/1.1 plot; the HTTP/2 one goes beside it ("http1" -> "http2")
+  // Issue 8's policy benchmark: the meshd pair bare, then with a 20-rule Route and every traffic
+  // filter on (policy.yaml below), instead of HAProxy and nginx.
+  bool comparePolicy = false;
 };
 
 struct Figures {
@@ -250,6 +253,18 @@ class Bench {
       if (!procs.empty()) both("meshd", a_, 15001, 15001, procs);
       stopAll(procs);
     }
+    if (o_.comparePolicy) {
+      auto procs = startMeshd(true);
+      if (!procs.empty()) both("meshd+policy", a_, 15001, 15001, procs);
+      stopAll(procs);
+      if (h1) reportPolicy(all1, false);
+      if (h2) reportPolicy(all2, true);
+      if (upstream_) {
+        upstream_->signal(SIGTERM);
+        if (!upstream_->wait(10s)) upstream_->kill();
+      }
+      return 0;
+    }
     {
       auto procs = startHaproxy();
       if (!procs.empty()) both("haproxy", a_, 16001, 16002, procs);
@@ -304,7 +319,54 @@ class Bench {
     waitConnectable(up_, 8080);
   }
 
-  Procs startMeshd() {
+  // The policy of the policy benchmark: a Route of 20 rules whose last matches (the 19 before it
+  // test paths, headers, regular expressions and query parameters the benchmark's requests do
+  // not have), with header edits both ways, a fault that applies to a header they lack, a
+  // timeout and retries; a DestinationPolicy with circuit breakers and outlier detection (limits
+  // never reached); a RateLimit on the service (limits never reached) with three rules.
+  static std::string benchPolicy() {
+    std::string route = "kind: Route\nmetadata: {name: bench}\nspec:\n  hosts: [bench]\n  http:\n";
+    for (int i = 0; i < 19; ++i) {
+      const std::string n = std::to_string(i);
+      switch (i % 4) {
+        case 0:
+          route += "    - {name: r" + n + ", match: [{path: {prefix: /api/v" + n + "/}}], route: [{destination: {service: bench}}]}\n";
+          break;
+        case 1:
+          route += "    - {name: r" + n + ", match: [{headers: {x-tenant: {exact: t" + n +
+                   "}}}], route: [{destination: {service: bench}}]}\n";
+          break;
+        case 2:
+          route += "    - {name: r" + n + ", match: [{path: {regex: \"/items/[0-9]+/v" + n +
+                   "\"}, methods: [GET]}], route: [{destination: {service: bench}}]}\n";
+          break;
+        default:
+          route += "    - {name: r" + n + ", match: [{queryParams: {version: {exact: \"" + n +
+                   "\"}}}], route: [{destination: {service: bench}}]}\n";
+      }
+    }
+    route +=
+        "    - name: all\n"
+        "      headers:\n"
+        "        request: {set: {x-route: bench}, add: {x-route-added: one}, remove: [x-drop]}\n"
+        "        response: {set: {x-served-by: mesh}, remove: [x-internal]}\n"
+        "      fault: {abort: {percent: 100, httpStatus: 503}, match: {x-chaos: {present: true}}}\n"
+        "      timeout: 10s\n"
+        "      retries: {attempts: 2, retryOn: [gateway-error, connect-failure], perTryTimeout: 5s}\n"
+        "      route: [{destination: {service: bench}}]\n";
+    return route +
+           "---\nkind: DestinationPolicy\nmetadata: {name: bench}\nspec:\n  service: bench\n  trafficPolicy:\n"
+           "    loadBalancer: {algorithm: LEAST_REQUEST}\n"
+           "    connectionPool: {maxConnections: 100000, maxPendingRequests: 100000, maxRequests: 100000, maxRetries: 1000}\n"
+           "    outlierDetection: {consecutive5xxErrors: 5, consecutiveGatewayErrors: 5, interval: 10s, "
+           "baseEjectionTime: 30s, maxEjectionPercent: 50, successRateMinimumHosts: 1}\n"
+           "---\nkind: RateLimit\nmetadata: {name: bench}\nspec:\n  service: bench\n  rules:\n"
+           "    - {name: per-caller, keyBy: SOURCE_IDENTITY, requestsPerUnit: 10000000}\n"
+           "    - {name: per-user, keyBy: HEADER, header: x-user, requestsPerUnit: 100}\n"
+           "    - {name: whole, requestsPerUnit: 10000000, burst: 10000000}\n";
+  }
+
+  Procs startMeshd(bool policy = false) {
     fs::create_directories(dir_.sub("svc"));
     std::ofstream(dir_.sub("svc/bench.yaml"))
         << "service:\n  name: bench\n  address: " << up_ << "\n  port: 8080\n  checks:\n    - tcp: " << up_
@@ -314,12 +376,23 @@ class Bench {
                                       "--inbound",       addr + ":15006",   "--workers",  "1",
                                       "--peer-protocol", o_.peerProtocol,   "--log-level", "warn"};
     };
-    meshdA_.emplace(mesh::testing::MeshdOptions{
-        .name = "a", .address = a_, .dataDir = dir_.sub("da"), .logDir = dir_.path(), .extraArgs = common("a", a_)});
+    auto aArgs = common("a", a_);
+    const std::string suffix = policy ? "p" : "";
+    if (policy) {
+      auto r = mesh::testing::run({mesh::testing::meshcliPath(), "keygen", "--out", dir_.sub("op")}, 60s, dir_.path());
+      if (r.status.code != 0) throw std::runtime_error("meshcli keygen: " + r.err);
+      aArgs.insert(aArgs.end(), {"--policy-trusted-key", dir_.sub("op.pub")});
+    }
+    meshdA_.emplace(mesh::testing::MeshdOptions{.name = "a",
+                                                .address = a_,
+                                                .dataDir = dir_.sub("da" + suffix),
+                                                .logDir = dir_.path(),
+                                                .extraArgs = aArgs});
     auto bArgs = common("b", b_);
+    if (policy) bArgs.insert(bArgs.end(), {"--policy-trusted-key", dir_.sub("op.pub")});
     bArgs.insert(bArgs.end(), {"--services-dir", dir_.sub("svc"), "--join", a_ + ":7946"});
     meshdB_.emplace(mesh::testing::MeshdOptions{
-        .name = "b", .address = b_, .dataDir = dir_.sub("db"), .logDir = dir_.path(), .extraArgs = bArgs});
+        .name = "b", .address = b_, .dataDir = dir_.sub("db" + suffix), .logDir = dir_.path(), .extraArgs = bArgs});
     meshdA_->start();
     meshdB_->start();
     if (!meshdA_->waitReady() || !meshdB_->waitReady()) return {};
@@ -332,6 +405,26 @@ class Bench {
     if (!routed) {
       std::fprintf(stderr, "meshd a never routed to b\n");
       return {};
+    }
+    if (policy) {
+      std::ofstream(dir_.sub("policy.yaml")) << benchPolicy();
+      auto r = mesh::testing::run({mesh::testing::meshcliPath(), "policy", "publish", dir_.sub("policy.yaml"), "--key",
+                                   dir_.sub("op.key"), "--node", meshdA_->admin().toString(), "--wait"},
+                                  60s, dir_.path());
+      if (r.status.code != 0) throw std::runtime_error("meshcli policy publish: " + r.out + r.err);
+      // Both proxies apply it: A the Route and DestinationPolicy, B the RateLimit.
+      bool applied = mesh::testing::eventually(
+          [&] {
+            auto ra = meshdA_->get("/v1/proxy");
+            auto rb = meshdB_->get("/v1/proxy");
+            return ra.ok() && rb.ok() && ra->body.find("\"document\": \"Route/bench\"") != std::string::npos &&
+                   rb->body.find("\"document\": \"RateLimit/bench\"") != std::string::npos;
+          },
+          30s, 100ms);
+      if (!applied) {
+        std::fprintf(stderr, "the benchmark's policy never applied\n");
+        return {};
+      }
     }
     return {{"meshd A", &meshdA_->process()}, {"meshd B", &meshdB_->process()}};
   }
@@ -461,6 +554,26 @@ class Bench {
         f.kernelPer1000, static_cast<unsigned long>(f.failed));
     std::fflush(stdout);
     return f;
+  }
+
+  // The policy benchmark's summary: meshd with the policy against bare meshd, same run.
+  void reportPolicy(const std::vector<Figures>& all, bool h2) {
+    report(all, h2);
+    const Figures *direct = nullptr, *bare = nullptr, *pol = nullptr;
+    for (const auto& f : all) {
+      if (f.name == "direct") direct = &f;
+      if (f.name == "meshd") bare = &f;
+      if (f.name == "meshd+policy") pol = &f;
+    }
+    if (!direct || !bare || !pol) return;
+    std::printf("\nmeshd with a 20-rule Route and every filter against bare meshd (%s):\n", h2 ? "HTTP/2" : "HTTP/1.1");
+    std::printf("  added latency p50: %.3f ms vs %.3f ms: ratio %.2f\n", pol->p50 - direct->p50, bare->p50 - direct->p50,
+                (pol->p50 - direct->p50) / (bare->p50 - direct->p50));
+    std::printf("  added latency p99: %.3f ms vs %.3f ms: ratio %.2f\n", pol->p99 - direct->p99, bare->p99 - direct->p99,
+                (pol->p99 - direct->p99) / (bare->p99 - direct->p99));
+    std::printf("  max throughput: %.0f vs %.0f req/s: ratio %.2f\n", pol->maxRps, bare->maxRps, pol->maxRps / bare->maxRps);
+    std::printf("  CPU per 1,000 requests: %.3f vs %.3f s: ratio %.2f\n", pol->cpuPer1000, bare->cpuPer1000,
+                pol->cpuPer1000 / bare->cpuPer1000);
   }
 
   void report(const std::vector<Figures>& all, bool h2) {
@@ -629,6 +742,9 @@ int main(int argc, char** argv) {
   app.add_option("--protocols", o.protocols, "h1, h2 or h1,h2");
   app.add_option("--peer-protocol", o.peerProtocol, "meshd --peer-protocol (http1 or http2)");
   app.add_option("--svg", o.svg, "Write the HTTP/1.1 plot (SVG) here; the HTTP/2 one beside it (http1 -> http2)");
+  app.add_flag("--compare-policy", o.comparePolicy,
+               "Issue 8's policy benchmark: bare meshd against meshd with a 20-rule Route and every traffic filter "
+               "(instead of HAProxy and nginx)");
   CLI11_PARSE(app, argc, argv);
   try {
     return Bench(o).run();
