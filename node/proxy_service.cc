@@ -195,6 +195,7 @@ struct ProxyService::Impl {
         {"max_requests", l.maxRequests},             {"requests", st.requests.load()},
         {"max_retries", l.maxRetries},               {"retries", st.retries.load()},
         {"connect_timeout_ms", l.connectTimeout.count()},
+        {"idle_timeout_ms", l.idleTimeout.count()},
         {"max_requests_per_connection", l.maxRequestsPerConnection}};
     if (!c.outlier.enabled()) return;
     const auto now = std::chrono::steady_clock::now();

@@ -1098,6 +1098,7 @@ awaitable<void> H2Client::run(Target t, std::shared_ptr<const Snapshot> pin) {
   else
     up = std::make_unique<Upstream>(tcp::socket(w.io));
   up->key = key;
+  if (t.cluster) up->idleTimeout = t.cluster->limits.idleTimeout;
   // A connect is rare (one per endpoint and worker): a timer of its own is cheap enough.
   asio::steady_timer timer(w.io, t.cluster && t.cluster->limits.connectTimeout.count() > 0
                                      ? t.cluster->limits.connectTimeout
@@ -1709,7 +1710,7 @@ void sweepH2(Worker& w, Clock::time_point now, bool pools) {
   std::vector<std::shared_ptr<H2Client>> idle;
   for (auto& [key, cl] : w.h2pool) {
     if (cl->state == H2Client::State::ready && cl->exchanges.empty() &&
-        now - cl->idleSince >= w.impl.opt.poolIdleTimeout)
+        now - cl->idleSince >= cl->up->idleLimit(w.impl.opt.poolIdleTimeout))
       idle.push_back(cl);
   }
   for (auto& cl : idle) {

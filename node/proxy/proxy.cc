@@ -1,5 +1,7 @@
 #include "node/proxy/proxy.h"
 
+#include <charconv>
+
 #include "common/http/message.h"
 #include "common/json_escape.h"
 #include "node/identity/identity.h"
@@ -168,7 +170,7 @@ std::unique_ptr<Upstream> Worker::take(const std::string& key, const Cluster* cl
     auto up = std::move(it->second.back());
     it->second.pop_back();
     --impl.upstreamIdle;
-    if (now - up->idleSince < impl.opt.poolIdleTimeout && up->stream.isOpen() &&
+    if (now - up->idleSince < up->idleLimit(impl.opt.poolIdleTimeout) && up->stream.isOpen() &&
         (now - up->idleSince < std::chrono::milliseconds(200) || stillOpen(up->stream.socket()))) {
       if (cluster && up->conn.state() != cluster->state.get()) {
         // Another cluster's (the service's, for a subset's request, or the other way round).
@@ -220,7 +222,7 @@ void Worker::sweepPool(bool all) {
   auto now = Clock::now();
   for (auto& [key, v] : pool) {
     std::erase_if(v, [&](const std::unique_ptr<Upstream>& up) {
-      bool drop = all || now - up->idleSince >= impl.opt.poolIdleTimeout;
+      bool drop = all || now - up->idleSince >= up->idleLimit(impl.opt.poolIdleTimeout);
       if (drop) {
         --impl.upstreamIdle;
         --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
@@ -398,6 +400,7 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
   if (t.endpoint) {
     up = std::make_unique<Upstream>(tcp::socket(w.io), *w.clientCtx);
     up->key = t.endpoint->key;
+    if (t.cluster) up->idleTimeout = t.cluster->limits.idleTimeout;
   } else if (t.local->tls) {
     up = std::make_unique<Upstream>(tcp::socket(w.io), *w.egressCtx);
     up->key = t.local->poolKey;
@@ -461,7 +464,9 @@ void applyEdit(const HeaderEdit& e, std::vector<h1::Header>& set, h1::FieldEdits
 const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, const h1::Head& req, RequestContext& ctx,
                              std::string& unknown) {
   ctx.service = serviceOf(req.host);
-  if (const RouteTable* table = snap.route(ctx.service)) {
+  // A CONNECT is a TCP connection: the Route's tcp rules decide (routeTcp), not its http rules.
+  const RouteTable* table = req.method == "CONNECT" ? nullptr : snap.route(ctx.service);
+  if (table) {
     const RouteMatch* matched = nullptr;
     if (const RouteRule* rule = table->match(req, &matched)) {
       ctx.route = rule;
@@ -532,6 +537,24 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
     ctx.service.clear();
   }
   return cluster;
+}
+
+const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const Cluster* cluster, std::uint16_t port,
+                        RequestContext& ctx) {
+  const RouteTable* table = cluster ? snap.route(cluster->service) : nullptr;
+  if (!table || table->tcp.empty()) return cluster;
+  // The calling app's service: this node's instances at the connection's source address.
+  std::vector<std::string_view> sources;
+  for (const auto& [id, t] : snap.local) {
+    if (t.address.host == c.sourceAddress) sources.push_back(t.service);
+  }
+  const TcpRouteRule* rule = table->matchTcp(port, sources);
+  if (!rule) return cluster;
+  const RouteDestination* d = pickDestination(*rule, w.balancer.draw());
+  const Cluster* to = d ? snap.find(*d) : nullptr;
+  if (!to) return cluster;  // a reference validation let through (the Route keeps its last table otherwise)
+  ctx.service = to->service;
+  return to;
 }
 
 void RoutePolicy::setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool bodyless) {
@@ -1088,7 +1111,16 @@ class Relay {
       ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc_});
     }
     ctx.cluster = cluster;
-    if (cluster && req.method == "CONNECT") co_return co_await connect(req, ctx, *cluster);
+    if (cluster && req.method == "CONNECT") {
+      // CONNECT service:port: the port the Route's tcp rules match on.
+      std::uint16_t port = 0;
+      if (auto colon = req.host.rfind(':'); colon != std::string_view::npos) {
+        std::from_chars(req.host.data() + colon + 1, req.host.data() + req.host.size(), port);
+      }
+      cluster = routeTcp(w_, snap, *c_, cluster, port, ctx);
+      ctx.cluster = cluster;
+      co_return co_await connect(req, ctx, *cluster);
+    }
     if (local && local->external && req.method == "CONNECT") co_return co_await connectExternal(req, ctx, *local);
     // HTTP/1.0 may come without Host (routed by the original destination); what we send on is
     // HTTP/1.1, which must have one.
@@ -1462,6 +1494,7 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
       ctx.start = Clock::now();
       ctx.sourceAddress = c->sourceAddress;
       ctx.service = found->service;
+      found = routeTcp(w, snap, *c, found, orig->port(), ctx);
       ctx.cluster = found;
       auto pin = w.snap;
       std::string exclude;

@@ -29,6 +29,7 @@ struct ConnectionLimits {
   std::uint32_t maxRequests = 0;         // requests in flight to the cluster
   std::uint32_t maxRetries = 0;          // a Route's retries in flight to the cluster
   std::chrono::milliseconds connectTimeout{0};  // 0: the proxy's own
+  std::chrono::milliseconds idleTimeout{0};     // a pooled connection idle this long closes (0: the proxy's)
   std::uint32_t maxRequestsPerConnection = 0;   // an HTTP/1.1 connection is closed after this many
 };
 

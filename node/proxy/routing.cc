@@ -56,9 +56,23 @@ std::optional<std::string> queryParam(std::string_view query, std::string_view n
   return std::nullopt;
 }
 
+// The literal characters a whole-value match of ECMAScript `pattern` must begin with: none when
+// it has an alternation anywhere (a branch may begin otherwise); the run of plain characters at
+// its start, less the last when a quantifier that allows zero follows it.
+std::string literalPrefix(std::string_view pattern) {
+  if (pattern.find('|') != std::string_view::npos) return {};
+  std::size_t i = pattern.starts_with('^') ? 1 : 0;
+  std::string out;
+  static constexpr std::string_view kMeta = "\\^$.|?*+()[]{}";
+  for (; i < pattern.size() && kMeta.find(pattern[i]) == std::string_view::npos; ++i) out.push_back(pattern[i]);
+  if (i < pattern.size() && (pattern[i] == '?' || pattern[i] == '*' || pattern[i] == '{') && !out.empty()) out.pop_back();
+  return out;
+}
+
 Result<StringMatcher> matcher(StringMatcher::Kind kind, std::string value) {
-  StringMatcher out{kind, std::move(value), nullptr};
+  StringMatcher out{kind, std::move(value), nullptr, {}};
   if (kind != StringMatcher::Kind::regex) return out;
+  out.regexPrefix = literalPrefix(out.value);
   try {
     out.re = std::make_shared<const std::regex>(out.value, std::regex::ECMAScript | std::regex::optimize);
   } catch (const std::regex_error& e) {
@@ -166,7 +180,8 @@ bool StringMatcher::matches(std::string_view s) const {
     case Kind::prefix:
       return s.starts_with(value);
     case Kind::regex:
-      return s.size() <= kMaxRegexInput && re && std::regex_match(s.begin(), s.end(), *re);
+      return s.size() <= kMaxRegexInput && s.starts_with(regexPrefix) && re &&
+             std::regex_match(s.begin(), s.end(), *re);
   }
   return false;
 }
@@ -257,15 +272,41 @@ bool withinPercent(double percent, std::uint64_t draw) {
   return static_cast<double>(draw % 1000000) < percent * 10000;
 }
 
-const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw) {
-  if (rule.destinations.empty()) return nullptr;
-  if (rule.destinations.size() == 1 || rule.totalWeight == 0) return &rule.destinations.front();
-  std::uint64_t point = draw % rule.totalWeight;
-  for (const auto& d : rule.destinations) {
+namespace {
+
+const RouteDestination* byWeight(const std::vector<RouteDestination>& destinations, std::uint32_t totalWeight,
+                                 std::uint64_t draw) {
+  if (destinations.empty()) return nullptr;
+  if (destinations.size() == 1 || totalWeight == 0) return &destinations.front();
+  std::uint64_t point = draw % totalWeight;
+  for (const auto& d : destinations) {
     if (point < d.weight) return &d;
     point -= d.weight;
   }
-  return &rule.destinations.back();
+  return &destinations.back();
+}
+
+}  // namespace
+
+const RouteDestination* pickDestination(const TcpRouteRule& rule, std::uint64_t draw) {
+  return byWeight(rule.destinations, rule.totalWeight, draw);
+}
+
+const TcpRouteRule* RouteTable::matchTcp(std::uint16_t port, const std::vector<std::string_view>& sources) const {
+  for (const auto& rule : tcp) {
+    if (rule.matches.empty()) return &rule;
+    for (const auto& m : rule.matches) {
+      if (m.port != 0 && m.port != port) continue;
+      if (!m.sourceService.empty() && std::find(sources.begin(), sources.end(), m.sourceService) == sources.end())
+        continue;
+      return &rule;
+    }
+  }
+  return nullptr;
+}
+
+const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw) {
+  return byWeight(rule.destinations, rule.totalWeight, draw);
 }
 
 std::string rewritePath(const RouteRule& rule, const RouteMatch* matched, const h1::Head& req) {
@@ -415,6 +456,22 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
             out.fault = std::move(fault);
           }
           table->rules.push_back(std::move(out));
+        }
+        index = 0;
+        for (auto rule : route.getTcp()) {
+          TcpRouteRule out;
+          out.name = "#" + std::to_string(index++);
+          for (auto m : rule.getMatch()) out.matches.push_back({m.getPort(), lower(m.getSourceService().cStr())});
+          for (auto d : rule.getRoute()) {
+            RouteDestination dest;
+            dest.service = lower(d.getDestination().getService().cStr());
+            dest.subset = d.getDestination().getSubset().cStr();
+            dest.key = dest.subset.empty() ? dest.service : dest.service + "/" + dest.subset;
+            dest.weight = rule.getRoute().size() == 1 ? 100 : d.getWeight();
+            out.totalWeight += dest.weight;
+            out.destinations.push_back(std::move(dest));
+          }
+          table->tcp.push_back(std::move(out));
         }
         return {};
       });

@@ -35,6 +35,9 @@ struct StringMatcher {
   Kind kind = Kind::any;
   std::string value;
   std::shared_ptr<const std::regex> re;
+  // regex: the literal text every match begins with ("/items/" of "/items/[0-9]+"), tested
+  // before the regular expression runs (most values fail there, at the cost of a compare).
+  std::string regexPrefix;
   bool matches(std::string_view s) const;
 };
 
@@ -130,11 +133,29 @@ struct RouteRule {
   HeaderOps headers;
 };
 
+// A Route's tcp rule: where TCP connections to its hosts go (connections redirected by iptables
+// to a TCP service, and CONNECT tunnels). The first whose match holds decides; none: the
+// service's own instances.
+struct TcpRouteRule {
+  std::string name;  // "#i"
+  struct Match {
+    std::uint16_t port = 0;     // the port the connection was for (0: any)
+    std::string sourceService;  // the calling app's service (empty: any)
+  };
+  std::vector<Match> matches;  // any one; none: every connection
+  std::vector<RouteDestination> destinations;
+  std::uint32_t totalWeight = 0;
+};
+
 struct RouteTable {
   std::string document;  // "Route/NAME"
   std::uint64_t version = 0;
   std::vector<std::string> hosts;
   std::vector<RouteRule> rules;
+  std::vector<TcpRouteRule> tcp;
+  // The first tcp rule for a connection to `port` from an app of one of `sources` (the services
+  // of this node's instances at the connection's source address), or null.
+  const TcpRouteRule* matchTcp(std::uint16_t port, const std::vector<std::string_view>& sources) const;
   // The first rule that matches (and which of its matches did, null when it has none), or null.
   const RouteRule* match(const h1::Head& req, const RouteMatch** matched = nullptr) const;
 };
@@ -151,6 +172,7 @@ bool withinPercent(double percent, std::uint64_t draw);
 
 // The destination for a uniformly drawn `draw` (any 64-bit value) by the rule's weights.
 const RouteDestination* pickDestination(const RouteRule& rule, std::uint64_t draw);
+const RouteDestination* pickDestination(const TcpRouteRule& rule, std::uint64_t draw);
 
 // The path after the rule's rewrite: the matched prefix replaced when the match was by prefix,
 // else the whole path; the query string kept.

@@ -232,6 +232,7 @@ ConnectionLimits readConnectionPool(schema::ConnectionPool::Reader p) {
   l.maxRequests = p.getMaxRequests();
   l.maxRetries = p.getMaxRetries();
   l.connectTimeout = std::chrono::milliseconds(p.getConnectTimeout());
+  l.idleTimeout = std::chrono::milliseconds(p.getIdleTimeout());
   l.maxRequestsPerConnection = p.getMaxRequestsPerConnection();
   return l;
 }

@@ -141,6 +141,12 @@ struct Upstream {
   Clock::time_point idleSince;
   bool reused = false;
   Slot conn;                 // its place in the cluster's connection count (outbound)
+  // How long it may sit idle in a pool: its cluster's connectionPool idleTimeout, or (0) the
+  // proxy's poolIdleTimeout.
+  std::chrono::milliseconds idleTimeout{0};
+  std::chrono::milliseconds idleLimit(std::chrono::milliseconds proxyDefault) const {
+    return idleTimeout.count() > 0 ? idleTimeout : proxyDefault;
+  }
   std::uint32_t served = 0;  // requests it carried (maxRequestsPerConnection)
 };
 
@@ -371,6 +377,12 @@ void evaluateOutliers(Worker& w, Clock::time_point now);
 // address (a STATIC one, or the name resolved; cached per worker), as a target the relays
 // treat like a local instance's. False: the name does not resolve.
 awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
+
+// A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
+// service on `port`: the cluster of the first matching rule's destination, drawn by weight
+// (ctx.service set), or `cluster` when none matches.
+const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const Cluster* cluster, std::uint16_t port,
+                        RequestContext& ctx);
 
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);

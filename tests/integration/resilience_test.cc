@@ -483,5 +483,16 @@ spec:
   EXPECT_GE(ok, 0.7 * 40 * took) << j.dump();
 }
 
+TEST_F(ResilienceTest, IdleTimeoutClosesTheClustersPooledConnections) {
+  startReviews({"--peer-protocol", "http1"});
+  publishDestination(2, "{connectionPool: {idleTimeout: 1s}}");
+  clusterWhen([](const json& j) { return j["circuit_breakers"].value("idle_timeout_ms", 0) == 1000; });
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(get("/x")->status, 200);
+  EXPECT_GE(c.metric(1, "mesh_proxy_upstream_connections_idle"), 1);
+  // Gone within the sweep after a second idle (pools are swept every 5 s); the proxy's own idle
+  // timeout would keep them 30 s.
+  EXPECT_TRUE(eventually([&] { return c.metric(1, "mesh_proxy_upstream_connections_idle") == 0; }, 8s, 100ms));
+}
+
 }  // namespace
 }  // namespace mesh::testing

@@ -457,5 +457,52 @@ TEST_F(TrafficPolicyTest, ARouteNamingAnUndefinedSubsetIsRefusedOrKeepsThePrevio
   }
 }
 
+// A Route's tcp rules, through CONNECT tunnels (a TCP connection to a service by name): the port
+// decides the rule, the weights the subset; http rules never apply to a tunnel.
+TEST_F(TrafficPolicyTest, TcpRulesRouteConnectionsByPortAndWeight) {
+  startReviews();
+  writeFile(c.tmp.sub("tcp.yaml"), R"(kind: Route
+metadata: {name: reviews, version: 1}
+spec:
+  hosts: [reviews]
+  http:
+    - route: [{destination: {service: reviews, subset: v1}}]
+  tcp:
+    - match: [{port: 7000}]
+      route: [{destination: {service: reviews, subset: v1}}]
+    - match: [{port: 9080, sourceService: nosuch}]
+      route: [{destination: {service: reviews, subset: v1}}]
+    - match: [{port: 9080}]
+      route:
+        - {destination: {service: reviews, subset: v1}, weight: 30}
+        - {destination: {service: reviews, subset: v2}, weight: 70}
+)");
+  publish("tcp.yaml");
+  ASSERT_TRUE(routeApplied("reviews", 1));
+  // Which instance a tunnel to reviews:PORT reaches (its upstream answers a request sent inside).
+  auto through = [&](int port) {
+    RawConn raw(c.outbound(1));
+    if (!raw.ok()) return std::string("no connection");
+    raw.send("CONNECT reviews:" + std::to_string(port) + " HTTP/1.1\r\nHost: reviews:" + std::to_string(port) +
+             "\r\n\r\n");
+    auto head = raw.readUntil("\r\n\r\n");
+    if (head.find("200") == std::string::npos) return "refused: " + head;
+    raw.send("GET /t HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n");
+    auto resp = raw.readUntil("x-seen-path");
+    auto at = resp.find("x-upstream: ");
+    return at == std::string::npos ? "no answer: " + resp : resp.substr(at + 12, resp.find("\r\n", at) - at - 12);
+  };
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(through(7000), "reviews-v1");
+  int v2 = 0;
+  const int n = 400;
+  for (int i = 0; i < n; ++i) {
+    auto to = through(9080);
+    ASSERT_TRUE(to == "reviews-v1" || to == "reviews-v2") << to;
+    v2 += to == "reviews-v2";
+  }
+  // 70% within five standard deviations (sqrt(400 x 0.7 x 0.3) = 9.2).
+  EXPECT_NEAR(v2, 280, 46);
+}
+
 }  // namespace
 }  // namespace mesh::testing

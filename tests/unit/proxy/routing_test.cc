@@ -297,3 +297,62 @@ spec:
 
 }  // namespace
 }  // namespace mesh::proxy
+
+namespace mesh::proxy {
+namespace {
+
+TEST(TcpRouteTest, TheFirstRuleWhosePortAndSourceMatchDecides) {
+  auto t = compileRoute("r", 1, body(R"(kind: Route
+metadata: {name: r}
+spec:
+  hosts: [db]
+  tcp:
+    - match: [{port: 5432, sourceService: billing}]
+      route: [{destination: {service: db, subset: primary}}]
+    - match: [{port: 5432}, {port: 5433}]
+      route:
+        - {destination: {service: db, subset: replica}, weight: 75}
+        - {destination: {service: db, subset: primary}, weight: 25}
+    - route: [{destination: {service: db}}]
+)"));
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  const auto& table = **t;
+  ASSERT_EQ(table.tcp.size(), 3u);
+  EXPECT_EQ(table.matchTcp(5432, {"billing"}), &table.tcp[0]);
+  EXPECT_EQ(table.matchTcp(5432, {"web"}), &table.tcp[1]);
+  EXPECT_EQ(table.matchTcp(5433, {}), &table.tcp[1]);
+  EXPECT_EQ(table.matchTcp(6000, {"billing"}), &table.tcp[2]);
+  EXPECT_EQ(table.tcp[1].totalWeight, 100u);
+  EXPECT_EQ(pickDestination(table.tcp[1], 10)->key, "db/replica");
+  EXPECT_EQ(pickDestination(table.tcp[1], 80)->key, "db/primary");
+  EXPECT_EQ(pickDestination(table.tcp[2], 80)->key, "db");
+}
+
+}  // namespace
+}  // namespace mesh::proxy
+
+namespace mesh::proxy {
+namespace {
+
+// The literal-prefix test before a regular expression runs never changes what matches.
+TEST(RouteRegexTest, ThePrefixShortcutAgreesWithTheRegularExpression) {
+  const std::vector<std::string> patterns{"/items/[0-9]+", "/ab?c", "/a{0,2}b", "/(x|y)z", "^/api/.*", "/v1|/v2",
+                                          "/x*", "/plain", "/a+b", "/.*"};
+  const std::vector<std::string> paths{"/items/12", "/items/", "/ac", "/abc", "/b", "/aab", "/xz", "/yz", "/api/q",
+                                       "/v2", "/", "/plain", "/aab", "/ab", "/zzz", "/xxx"};
+  for (const auto& p : patterns) {
+    auto t = compileRoute("r", 1, body("kind: Route\nmetadata: {name: r}\nspec:\n  hosts: [s]\n  http:\n    - match: "
+                                       "[{path: {regex: \"" + p + "\"}}]\n      route: [{destination: {service: s}}]\n"));
+    ASSERT_TRUE(t.ok()) << p;
+    std::regex re(p, std::regex::ECMAScript);
+    for (const auto& path : paths) {
+      Req r;
+      r.path = path;
+      auto h = r.head();
+      EXPECT_EQ((*t)->match(h) != nullptr, std::regex_match(path, re)) << p << " " << path;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mesh::proxy
