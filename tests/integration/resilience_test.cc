@@ -494,5 +494,26 @@ TEST_F(ResilienceTest, IdleTimeoutClosesTheClustersPooledConnections) {
   EXPECT_TRUE(eventually([&] { return c.metric(1, "mesh_proxy_upstream_connections_idle") == 0; }, 8s, 100ms));
 }
 
+TEST_F(ResilienceTest, SuccessRateDetectionEjectsTheEndpointFailingMoreThanTheOthers) {
+  startReviews();
+  // Two endpoints; one fails half its requests (a 500 now and then never makes a run of five).
+  publishDestination(2,
+                     "{outlierDetection: {consecutive5xxErrors: 50, interval: 3s, baseEjectionTime: 30s, "
+                     "maxEjectionPercent: 50, successRateMinimumHosts: 2, successRateStdevFactor: 0.5}}");
+  clusterWhen([](const json& j) { return j.contains("outlier_detection"); });
+  auto r = http::request(HostPort{c.address(3), 9080}, "GET", "/__failevery/2");
+  ASSERT_TRUE(r.ok());
+  // Enough requests within one interval for both to be judged (100 each at least).
+  auto j = c.load(1, "reviews", {"--path", "/x", "--connections", "4", "--requests", "600"});
+  EXPECT_GT(j["status"].value("500", 0), 100) << j.dump();
+  auto cl = clusterWhen([](const json& j) { return j["outlier_detection"]["ejected"].contains("p3/reviews-v2"); });
+  ASSERT_TRUE(cl["outlier_detection"]["ejected"].contains("p3/reviews-v2")) << cl.dump();
+  EXPECT_FALSE(cl["outlier_detection"]["ejected"].contains("p2/reviews-v1"));
+  EXPECT_EQ(c.metric(1, "mesh_proxy_outlier_ejections_total", {"reason=\"success_rate\""}), 1);
+  // From then on v1 serves everything.
+  j = c.load(1, "reviews", {"--path", "/y", "--connections", "2", "--requests", "200"});
+  EXPECT_EQ(j["status"].value("200", 0), 200) << j.dump();
+}
+
 }  // namespace
 }  // namespace mesh::testing

@@ -50,6 +50,8 @@ std::map<std::string, int> seenCount;  // requests by target (one thread: no loc
 // Set by GET /__fail/N (0: off): every other request is answered with status N, as an instance
 // gone bad would (its health check, on the port, still passes).
 int failStatus = 0;
+// Set by GET /__failevery/N (0: off): every Nth other request is answered with 500.
+int failEvery = 0, failCount = 0;
 
 auto tok(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -201,8 +203,13 @@ awaitable<void> serve(tcp::socket s) {
     if (path.starts_with("/status/")) status = std::atoi(path.c_str() + 8);
     if (path.starts_with("/__fail/")) {
       failStatus = std::atoi(path.c_str() + 8);
+    } else if (path.starts_with("/__failevery/")) {
+      failEvery = std::atoi(path.c_str() + 13);
+      failCount = 0;
     } else if (failStatus) {
       status = failStatus;
+    } else if (failEvery > 0 && ++failCount % failEvery == 0) {
+      status = 500;
     }
     // Requests for each target so far (retries show here); /flaky/N fails its first N with 503.
     const int seenBefore = seenCount[path]++;
