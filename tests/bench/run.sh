@@ -21,3 +21,8 @@ echo "== bench_policy_sim (10,000 nodes, virtual time)"
 "$b/bench_policy_sim" --nodes 10000 --documents 100 --loss 0.1
 echo "== bench_proxy (meshd pair vs HAProxy and nginx pairs, TLS between, 1 kB responses)"
 "$b/bench_proxy" --seconds 10 --max-requests 150000 --svg "$build/proxy-bench-http1.svg"
+echo "== bench_proxy --compare-policy (bare meshd vs a 20-rule Route and every traffic filter)"
+"$b/bench_proxy" --compare-policy --seconds 10 --max-requests 150000
+echo "== bench_policy_micro (each traffic filter's cost per request, in-process)"; "$b/bench_policy_micro"
+echo "== bench_ratelimit_mesh (a mesh-wide rate limit over 5 and 20 real meshd)"
+"$b/bench_ratelimit_mesh" --nodes 5,20 --seconds 20
