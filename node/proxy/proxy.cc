@@ -693,7 +693,7 @@ awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& 
   out.address = *at;
   out.external = true;
   out.tls = d.tls;
-  out.sni = d.host;
+  out.sni = d.sni;
   out.poolKey = "ext:" + d.host + ":" + std::to_string(d.port) + (d.tls ? "+tls" : "") + "@" + at->toString();
   co_return true;
 }

@@ -121,6 +121,7 @@ EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority)
   }
   d.host = lowerCopy(hostPart);
   if (d.host.ends_with(".")) d.host.pop_back();
+  d.sni = d.host;
   d.port = port;
   if (d.host.empty()) return d;
   const ExternalHost::Port* which = nullptr;
@@ -129,6 +130,13 @@ EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority)
     d.service = ext->document;
     d.tls = which->tlsOrigination;
     if (d.tls) d.port = ext->tlsPort;
+    if (auto t = egress.hostTls.find(d.host); t != egress.hostTls.end()) {
+      // A DestinationPolicy's tls for the host: SIMPLE originates on the port asked for;
+      // DISABLE never.
+      d.tls = t->second.simple;
+      d.port = port;
+      if (!t->second.sni.empty()) d.sni = t->second.sni;
+    }
     if (!ext->addresses.empty()) {
       // Several: by the host's hash, so one host sticks to one address (its connections pool).
       d.address = ext->addresses[std::hash<std::string>{}(d.host) % ext->addresses.size()];
@@ -149,6 +157,10 @@ EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority)
   d.kind = EgressDecision::Kind::go;
   d.service = "passthrough";
   if (literal) d.address = d.host;
+  if (auto t = egress.hostTls.find(d.host); t != egress.hostTls.end() && t->second.simple) {
+    d.tls = true;
+    if (!t->second.sni.empty()) d.sni = t->second.sni;
+  }
   return d;
 }
 
@@ -488,6 +500,17 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
                                                            m.getEgressMode() == schema::MeshConfig::EgressMode::REGISTRY_ONLY;
                                                        return {};
                                                      });
+      } else if (kind == policy::kindName(policy::Kind::destinationPolicy)) {
+        (void)schema::readRecord<schema::DestinationPolicy>(
+            held->doc.body, "policy body", errc::malformed, policy::kMaxBodyWords,
+            [&](schema::DestinationPolicy::Reader dp) -> Result<void> {
+              if (!dp.hasTrafficPolicy() || !dp.getTrafficPolicy().hasTls()) return {};
+              auto tls = dp.getTrafficPolicy().getTls();
+              if (tls.getMode() == schema::ClientTls::Mode::MUTUAL) return {};  // the mesh's own
+              snap->egress.hostTls[lowerCopy(dp.getService().cStr())] = {
+                  tls.getMode() == schema::ClientTls::Mode::SIMPLE, lowerCopy(tls.getSni().cStr())};
+              return {};
+            });
       } else if (kind == policy::kindName(policy::Kind::externalService)) {
         ExternalHost ext;
         ext.document = key;

@@ -116,6 +116,13 @@ struct ExternalHost {
 struct EgressPolicy {
   bool registryOnly = false;  // MeshConfig egressMode REGISTRY_ONLY
   std::vector<ExternalHost> externals;
+  // DestinationPolicies for external hosts (by host): tls SIMPLE originates TLS to the port the
+  // app asked for (SNI and verified name: `sni`, default the host); DISABLE never originates.
+  struct HostTls {
+    bool simple = false;
+    std::string sni;
+  };
+  std::unordered_map<std::string, HostTls> hostTls;
   // The ExternalService listing host:port (and which of its ports), or null.
   const ExternalHost* find(std::string_view host, std::uint16_t port, const ExternalHost::Port** which) const;
 };
@@ -131,7 +138,8 @@ struct EgressDecision {
   std::string host;  // lower case, no port
   std::uint16_t port = 0;
   std::string address;  // a STATIC address (or the host, when it is an IP literal); empty: resolve host
-  bool tls = false;     // TLS origination (SNI and verified name: host)
+  bool tls = false;     // TLS origination
+  std::string sni;      // its SNI and verified name (the host, unless a DestinationPolicy says)
   std::string service;  // the metrics' service: "ExternalService/NAME", or "passthrough"
   std::string why;      // blocked: the answer's body
 };

@@ -74,5 +74,23 @@ TEST(EgressTest, AllowAnyPassesExternalNamesThroughButNotMeshNames) {
   }
 }
 
+TEST(EgressTest, ADestinationPolicysTlsSimpleOriginatesOnThePortAskedFor) {
+  auto p = policy(false);
+  p.hostTls["api.example.com"] = {true, "origin.example.com"};
+  p.hostTls["plain.example.org"] = {true, ""};
+  auto d = egressFor(p, "api.example.com:8080");
+  EXPECT_TRUE(d.tls);
+  EXPECT_EQ(d.port, 8080);
+  EXPECT_EQ(d.sni, "origin.example.com");
+  d = egressFor(p, "plain.example.org:443");  // passthrough (ALLOW_ANY), TLS too
+  EXPECT_EQ(d.service, "passthrough");
+  EXPECT_TRUE(d.tls);
+  EXPECT_EQ(d.sni, "plain.example.org");
+  p.hostTls["api.example.com"] = {false, ""};  // DISABLE: never, whatever the port says
+  d = egressFor(p, "api.example.com");
+  EXPECT_FALSE(d.tls);
+  EXPECT_EQ(d.port, 80);
+}
+
 }  // namespace
 }  // namespace mesh::proxy
