@@ -103,8 +103,9 @@ struct ProxyService::Impl {
       }
     }
     seenBefore = std::move(seenNow);
-    const bool hadRecord = usage.count(d.nodeName) > 0;
-    if (own.demand.empty() && !hadRecord) return;  // nothing to share, nothing shared before
+    auto mine = usage.find(d.nodeName);
+    // Nothing to share, and nothing shared before (or its end already told): quiet.
+    if (own.demand.empty() && (mine == usage.end() || mine->second.record.demand.empty())) return;
     // Versions only grow, across restarts too: the wall clock's milliseconds, at least one more.
     const auto wall = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());

@@ -298,7 +298,19 @@ struct Checker {
       auto rule = r.getRules()[i];
       std::string p = at("spec.rules", i);
       std::string n = rule.getName().cStr();
+      // Rule names travel in the mesh-wide limit's usage records and in x-mesh-ratelimit.
+      name(p + ".name", rule.getName(), "rule name", false);
       if (!n.empty() && !names.insert(n).second) bad(p + ".name", "'" + n + "' names two rules");
+      if (rule.getScope() == RateLimitRule::Scope::MESH) {
+        // One limit shared by nodes in proportion to their demand: demand per key (a caller, a
+        // header's value) is not shared, so a keyed bucket cannot be.
+        auto k = rule.getKeyBy();
+        if (k == RateLimitRule::KeyBy::SOURCE_IDENTITY || k == RateLimitRule::KeyBy::HEADER ||
+            (k == RateLimitRule::KeyBy::SERVICE && std::string(r.getService().cStr()) == "*")) {
+          bad(p + ".scope", "MESH applies to keyBy ROUTE, or SERVICE of one named service (not per caller, header or "
+                            "service of \"*\")");
+        }
+      }
       for (unsigned j = 0; j < rule.getMatch().size(); ++j) httpMatch(at(p + ".match", j), rule.getMatch()[j]);
       if (rule.getRequestsPerUnit() == 0) bad(p + ".requestsPerUnit", "missing: how many requests per unit");
       bool byHeader = rule.getKeyBy() == RateLimitRule::KeyBy::HEADER;

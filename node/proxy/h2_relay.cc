@@ -13,6 +13,8 @@
 #include "node/proxy/http2.h"
 #include "node/proxy/worker.h"
 
+#include <charconv>
+
 // GCC 12 reports Asio's coroutine frame allocator (recycling, sized delete) as mismatched in
 // the bridge coroutine: a known false positive (GCC bug 109224), not a mismatch.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -299,6 +301,20 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
   RoutePolicy policy;  // the Route's timeout and retries for this request
+  // The request body kept for the Route's retries (up to kMaxReplayBody; past that the
+  // request is no longer retried).
+  bool replaying = false;
+  std::string replay;
+  // Sets up the Route's policy: a request whose body may still fit is retried, its body kept.
+  void setupPolicy() {
+    auto len = req.find("content-length");
+    std::uint64_t declared = 0;
+    const bool known = len && std::from_chars(len->data(), len->data() + len->size(), declared).ec == std::errc();
+    const bool fits = body.size() <= kMaxReplayBody && (!known || declared <= kMaxReplayBody);
+    policy.setup(ctx, cluster, req.method, fits);
+    replaying = policy.retry && !(reqEnd && body.empty());
+    if (replaying) replay = body;
+  }
   std::optional<asio::steady_timer> backoffTimer;
   bool mirror = false;  // a mirrored copy (its response goes nowhere)
   bool finished = false;  // the downstream stream closed: logged
@@ -361,6 +377,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The outbound route phase decided: answer, or go on to the upstream.
   void routed(const std::string& unknown) {
     if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
+    if (!cluster && ctx.route) {
+      // A Route decided, but its destination is not known (yet): never the host outside.
+      return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+    }
     if (!cluster) {
       // Egress: a host outside the mesh, as MeshConfig and the ExternalServices allow.
       auto eg = egressFor(pin->egress, req.authority);
@@ -426,7 +446,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
     }
     replayable = idempotent(req.method) && reqEnd;
-    policy.setup(ctx, cluster, req.method, reqEnd && body.empty());
+    setupPolicy();
     if (admit()) attempt();
   }
 
@@ -502,6 +522,11 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool mayRetry() { return !finished && !responded && policy.mayRetry(w); }
   // Another try after the policy's backoff (the upstream stream is already gone).
   void retryAfterBackoff() {
+    if (replaying) {
+      // The next try sends the body from its start (what is still to come follows it).
+      body = replay;
+      bodySent = false;
+    }
     auto wait = policy.next(w);
     if (ctx.endpoint) exclude = ctx.endpoint->key;
     ctx.failure = Failure::none;
@@ -621,6 +646,16 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return;
     }
     pendingUp += d.size();
+    if (replaying) {
+      replay.append(d);
+      if (replay.size() > kMaxReplayBody) {
+        // Too large to keep: no more retries for it.
+        replaying = false;
+        replay.clear();
+        replay.shrink_to_fit();
+        policy.retry = nullptr;
+      }
+    }
     if (up && upId) {
       up->session->send(upId, d, false);
       bodySent = true;
@@ -736,7 +771,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       down->flush();
       return;
     }
-    if (ctx.direction == Direction::outbound && head.status == 503 && !bodySent) {
+    if (ctx.direction == Direction::outbound && ctx.endpoint && head.status == 503 && !bodySent) {
       if (auto v = head.find("x-mesh-error"); v && *v == failureName(Failure::noRoute)) {
         // The peer no longer runs the instance: nothing reached an app, so it may go elsewhere.
         up->session->reset(upId, h2::kCancel);
@@ -1211,7 +1246,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
       co_return;
     }
     impl.connectOk[1]->inc();
-    ++impl.upstreamOpen[1];
+    ++impl.upstreamOpen[up->stream.tls() ? 0 : 1];  // as every release counts it down
   }
   if (ex->finished) {
     w.giveBack(std::move(up));
@@ -1224,7 +1259,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
   } clear{ex.get()};
   bool keep = true;
   auto drop = [&] {
-    if (up) --impl.upstreamOpen[1];
+    if (up) --impl.upstreamOpen[up->stream.tls() ? 0 : 1];
     up.reset();
   };
   // Request head.
@@ -1569,7 +1604,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
   editRequest(ex->req.fields, ctx.upstreamEdits);
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
-  ex->policy.setup(ctx, cluster, req.method, ex->reqEnd);
+  ex->setupPolicy();
   // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.
   c->setDeadline(Clock::time_point::max());
   w.bridged.insert(ex.get());

@@ -180,6 +180,7 @@ std::unique_ptr<Upstream> Worker::take(const std::string& key, const Cluster* cl
           return nullptr;
         }
         up->conn = Slot(cluster->state, &cluster->state->connections);
+        up->idleTimeout = cluster->limits.idleTimeout;
       }
       up->reused = true;
       return up;
@@ -428,7 +429,7 @@ awaitable<std::unique_ptr<Upstream>> connectUpstream(Worker& w, Conn& c, const T
     co_return nullptr;
   }
   impl.connectOk[dir]->inc();
-  ++impl.upstreamOpen[dir];
+  ++impl.upstreamOpen[up->stream.tls() ? 0 : 1];  // as every release counts it down
   co_return up;
 }
 
@@ -539,9 +540,9 @@ const Cluster* routeOutbound(Worker& w, const Snapshot& snap, const Conn& c, con
   return cluster;
 }
 
-const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const Cluster* cluster, std::uint16_t port,
-                        RequestContext& ctx) {
-  const RouteTable* table = cluster ? snap.route(cluster->service) : nullptr;
+const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const std::string& host, const Cluster* cluster,
+                        std::uint16_t port, RequestContext& ctx) {
+  const RouteTable* table = snap.route(host);
   if (!table || table->tcp.empty()) return cluster;
   // The calling app's service: this node's instances at the connection's source address.
   std::vector<std::string_view> sources;
@@ -554,15 +555,16 @@ const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const Cl
   const Cluster* to = d ? snap.find(*d) : nullptr;
   if (!to) return cluster;  // a reference validation let through (the Route keeps its last table otherwise)
   ctx.service = to->service;
+  ctx.reply = {};  // the tcp rule decides, not an http rule's answer
   return to;
 }
 
-void RoutePolicy::setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool bodyless) {
+void RoutePolicy::setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool replayable) {
   *this = {};
   if (!ctx.route || !c) return;
   cluster = c;
   if (ctx.route->timeout.count() > 0) deadline = ctx.start + ctx.route->timeout;
-  if (ctx.route->retry && bodyless && (idempotent(method) || ctx.route->retry->nonIdempotent))
+  if (ctx.route->retry && replayable && (idempotent(method) || ctx.route->retry->nonIdempotent))
     retry = &*ctx.route->retry;
 }
 
@@ -1075,9 +1077,27 @@ class Relay {
       if (!cluster && ctx.reply.status) {
         co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
       }
+      if (req.method == "CONNECT") {
+        // CONNECT host:port: the Route's tcp rules for that host decide (by the port), whether
+        // or not the host is a catalog service.
+        std::uint16_t port = 0;
+        if (auto colon = req.host.rfind(':'); colon != std::string_view::npos) {
+          std::from_chars(req.host.data() + colon + 1, req.host.data() + req.host.size(), port);
+        }
+        cluster = routeTcp(w_, snap, *c_, serviceOf(req.host), cluster, port, ctx);
+      }
+      if (!cluster && ctx.route) {
+        // A Route decided, but its destination is not known (yet): never the host outside.
+        co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
+      }
       if (!cluster) {
         // Egress: a host outside the mesh, as MeshConfig and the ExternalServices allow.
         auto eg = egressFor(snap.egress, req.host);
+        if (req.method == "CONNECT") {
+          // A tunnel carries the app's own bytes (its TLS, say) to the port it asked for.
+          eg.tls = false;
+          eg.port = eg.askedPort;
+        }
         if (eg.kind == EgressDecision::Kind::blocked) {
           co_return co_await answer(ctx, req, 502, eg.why, Failure::egressBlocked);
         }
@@ -1111,16 +1131,7 @@ class Relay {
       ctx.upstreamHeaders.push_back({"x-forwarded-client-cert", xfcc_});
     }
     ctx.cluster = cluster;
-    if (cluster && req.method == "CONNECT") {
-      // CONNECT service:port: the port the Route's tcp rules match on.
-      std::uint16_t port = 0;
-      if (auto colon = req.host.rfind(':'); colon != std::string_view::npos) {
-        std::from_chars(req.host.data() + colon + 1, req.host.data() + req.host.size(), port);
-      }
-      cluster = routeTcp(w_, snap, *c_, cluster, port, ctx);
-      ctx.cluster = cluster;
-      co_return co_await connect(req, ctx, *cluster);
-    }
+    if (cluster && req.method == "CONNECT") co_return co_await connect(req, ctx, *cluster);
     if (local && local->external && req.method == "CONNECT") co_return co_await connectExternal(req, ctx, *local);
     // HTTP/1.0 may come without Host (routed by the original destination); what we send on is
     // HTTP/1.1, which must have one.
@@ -1141,14 +1152,35 @@ class Relay {
         co_return co_await relayH1ViaH2(c_, req, ctx, cluster, local);
       }
     }
-    const bool replayable = idempotent(req.method) && req.framing == h1::Framing::none;
+    // A body a Route's retries may send again is read whole first (Content-Length up to
+    // kMaxReplayBody; others are relayed as they come and not retried).
+    const bool keepBody = ctx.route && ctx.route->retry && req.framing == h1::Framing::length &&
+                          req.contentLength > 0 && req.contentLength <= kMaxReplayBody;
+    const bool replayable = idempotent(req.method) && (req.framing == h1::Framing::none || keepBody);
     // Circuit breakers: the request's place among the cluster's requests in flight.
     Slot inFlight;
     if (std::string why; cluster && !admitRequest(w_, *cluster, ctx, inFlight, why)) {
       co_return co_await answer(ctx, req, 503, why, Failure::overflow);
     }
     // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
-    policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none);
+    policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none || keepBody);
+    replay_.clear();
+    replaying_ = keepBody && policy_.retry;
+    if (replaying_) {
+      while (replay_.size() < req.contentLength) {
+        if (!c_->buf.empty()) {
+          const auto n = std::min<std::size_t>(c_->buf.size(), req.contentLength - replay_.size());
+          replay_.append(c_->buf.view().substr(0, n));
+          c_->buf.consume(n);
+          continue;
+        }
+        c_->after(impl_.opt.bodyTimeout);
+        if (!co_await readDown()) {
+          ctx.failure = c_->timedOut ? Failure::requestTimeout : Failure::downstreamClosed;
+          co_return false;
+        }
+      }
+    }
     struct EndTry {
       RoutePolicy& p;
       Worker& w;
@@ -1346,7 +1378,7 @@ class Relay {
     co_await tunnel(c_, up->stream, pending, {}, ctx.requestBytes, ctx.responseBytes);
     c_->buf.consume(pending.size());
     c_->up = nullptr;
-    --impl_.upstreamOpen[1];
+    --impl_.upstreamOpen[up->stream.tls() ? 0 : 1];
     co_return false;
   }
 
@@ -1368,15 +1400,26 @@ class Relay {
     h1::writeRequest(req, req.path, ctx.upstreamHeaders, true, upHead_, ctx.upstreamEdits.empty() ? nullptr : &ctx.upstreamEdits);
     ctx.upstreamStart = Clock::now();
     error_code ec;
-    BodyState reqBody(req);
-    const bool bodyless = reqBody.done;
-    if (!co_await writeHeadAndBody(up.stream, upHead_, c_->buf, reqBody, true, ctx, ctx.requestBytes)) {
-      // Nothing of a bodyless request reached the upstream: it may go again.
-      if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
-      co_return Attempt::failed;
+    if (replaying_) {
+      // The body read whole beforehand (for a Route's retries): head and body in one write.
+      upHead_.append(replay_);
+      co_await up.stream.write(asio::buffer(upHead_), ec);
+      if (ec) {
+        ctx.failure = Failure::upstreamReset;
+        co_return Attempt::retry;  // it is kept: it may go again
+      }
+      ctx.requestBytes += replay_.size();
+    } else {
+      BodyState reqBody(req);
+      const bool bodyless = reqBody.done;
+      if (!co_await writeHeadAndBody(up.stream, upHead_, c_->buf, reqBody, true, ctx, ctx.requestBytes)) {
+        // Nothing of a bodyless request reached the upstream: it may go again.
+        if (bodyless && ctx.failure == Failure::upstreamReset) co_return Attempt::retry;
+        co_return Attempt::failed;
+      }
+      if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
+        co_return Attempt::failed;
     }
-    if (!co_await relayBody(c_->down, c_->buf, up.stream, reqBody, true, ctx, ctx.requestBytes))
-      co_return Attempt::failed;
     // Response head (1xx interim responses are passed on as they come). A timeout here ends the
     // attempt, not the downstream connection: the client gets a 504.
     c_->setDeadline(policy_.tryDeadline(Clock::now(), impl_.opt.upstreamTimeout));
@@ -1419,7 +1462,8 @@ class Relay {
       }
     }
     c_->upstreamOnly = false;
-    if (c_->direction == Direction::outbound && resp.status == 503 && req.framing == h1::Framing::none) {
+    if (c_->direction == Direction::outbound && ctx.endpoint && resp.status == 503 &&
+        req.framing == h1::Framing::none) {
       if (auto v = resp.find("x-mesh-error"); v && *v == failureName(Failure::noRoute)) co_return Attempt::elsewhere;
     }
     if (policy_.retry && policy_.retry->onStatus(resp.status) && policy_.mayRetry(w_)) co_return Attempt::again;
@@ -1458,6 +1502,8 @@ class Relay {
   std::string upHead_, downHead_, xfcc_;
   std::shared_ptr<const Snapshot> pin_;
   LocalTarget external_;  // the request's external host (egress)
+  std::string replay_;    // the request body kept for a Route's retries
+  bool replaying_ = false;
   RoutePolicy policy_;  // the Route's, for the request being relayed
   std::vector<h1::Header> spareUp_, spareDown_;
   std::string spareId_;
@@ -1494,7 +1540,7 @@ awaitable<void> serveOutbound(std::shared_ptr<Conn> c) {
       ctx.start = Clock::now();
       ctx.sourceAddress = c->sourceAddress;
       ctx.service = found->service;
-      found = routeTcp(w, snap, *c, found, orig->port(), ctx);
+      found = routeTcp(w, snap, *c, found->service, found, orig->port(), ctx);
       ctx.cluster = found;
       auto pin = w.snap;
       std::string exclude;

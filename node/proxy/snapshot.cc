@@ -78,6 +78,17 @@ bool hostMatches(std::string_view pattern, std::string_view host) {
   return pattern == host;
 }
 
+// A port as an authority writes it: 1 to 65535 in decimal digits only (no sign, no suffix).
+bool parsePort(std::string_view s, std::uint16_t& out) {
+  if (s.empty() || s.size() > 5 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  unsigned v = 0;
+  for (char c : s) v = v * 10 + static_cast<unsigned>(c - '0');
+  if (v == 0 || v > 65535) return false;
+  out = static_cast<std::uint16_t>(v);
+  return true;
+}
+
 bool ipLiteral(std::string_view host) {
   boost::system::error_code ec;
   (void)boost::asio::ip::make_address(std::string(host), ec);
@@ -109,20 +120,16 @@ EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority)
     if (close == std::string_view::npos) return d;
     hostPart = authority.substr(1, close - 1);
     if (close + 1 < authority.size() && authority[close + 1] == ':') {
-      auto p = std::atoi(std::string(authority.substr(close + 2)).c_str());
-      if (p <= 0 || p > 65535) return d;
-      port = static_cast<std::uint16_t>(p);
+        if (!parsePort(authority.substr(close + 2), port)) return d;
     }
   } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
     hostPart = authority.substr(0, colon);
-    auto p = std::atoi(std::string(authority.substr(colon + 1)).c_str());
-    if (p <= 0 || p > 65535) return d;
-    port = static_cast<std::uint16_t>(p);
+    if (!parsePort(authority.substr(colon + 1), port)) return d;
   }
   d.host = lowerCopy(hostPart);
   if (d.host.ends_with(".")) d.host.pop_back();
   d.sni = d.host;
-  d.port = port;
+  d.port = d.askedPort = port;
   if (d.host.empty()) return d;
   const ExternalHost::Port* which = nullptr;
   if (const auto* ext = egress.find(d.host, port, &which)) {

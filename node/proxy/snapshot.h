@@ -136,7 +136,8 @@ struct EgressDecision {
   };
   Kind kind = Kind::notExternal;
   std::string host;  // lower case, no port
-  std::uint16_t port = 0;
+  std::uint16_t port = 0;      // where it connects (a TLS origination's port may differ)
+  std::uint16_t askedPort = 0;  // the port the request named
   std::string address;  // a STATIC address (or the host, when it is an IP literal); empty: resolve host
   bool tls = false;     // TLS origination
   std::string sni;      // its SNI and verified name (the host, unless a DestinationPolicy says)

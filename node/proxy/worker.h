@@ -381,11 +381,16 @@ awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& 
 // A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
 // service on `port`: the cluster of the first matching rule's destination, drawn by weight
 // (ctx.service set), or `cluster` when none matches.
-const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const Cluster* cluster, std::uint16_t port,
-                        RequestContext& ctx);
+// `host`: the service (or Route host) the connection was for.
+const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const std::string& host, const Cluster* cluster,
+                        std::uint16_t port, RequestContext& ctx);
 
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);
+
+// A request body a Route's retries may send again is kept while it goes (as Envoy buffers one
+// for its retries), up to this size; a larger one is not retried.
+inline constexpr std::size_t kMaxReplayBody = 64 * 1024;
 
 // A Route's timeout and retry policy as one request applies it, in either relay.
 struct RoutePolicy {
@@ -396,9 +401,10 @@ struct RoutePolicy {
   bool inFlight = false;  // a retry's try is under way: counted in Worker::retrying
   Slot retrySlot;         // and in the cluster's retries (its maxRetries circuit breaker)
 
-  // For a request ctx.route sent to `c`: retries only for a request without a body, and an
-  // idempotent one unless the policy says otherwise.
-  void setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool bodyless);
+  // For a request ctx.route sent to `c`: retries only for a request whose body (if any) can be
+  // sent again (`replayable`: none, or one kept up to kMaxReplayBody), and an idempotent one
+  // unless the policy says otherwise.
+  void setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool replayable);
   // When a try sent at `start` must have its response head: the proxy's `limit`, the per-try
   // timeout and the Route's deadline, whichever comes first.
   Clock::time_point tryDeadline(Clock::time_point start, std::chrono::milliseconds limit) const;

@@ -454,6 +454,17 @@ TEST_F(ResilienceTest, EgressRegistryOnlyBlocksAndAllowsAndOriginatesTls) {
   r = get("/x", {}, ext + ":8088");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 200);
+  // A Route for the external host whose destination is no service yet: no route, never the
+  // host outside.
+  writeFile(c.tmp.sub("mock.yaml"), "kind: Route\nmetadata: {name: mock}\nspec:\n  hosts: [api.external.test]\n"
+                                    "  http:\n    - route: [{destination: {service: mockapi}}]\n");
+  publish("mock.yaml");
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto p = get("/x", {}, "api.external.test:8088");
+        return p.ok() && p->status == 503 && headerOf(*p, "x-mesh-error") == "no_route";
+      },
+      10s, 50ms));
   // A mesh-looking name the catalog lacks is still no route, whatever the mode.
   r = get("/x", {}, "nosuchservice");
   ASSERT_TRUE(r.ok());

@@ -327,6 +327,29 @@ spec:
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->status, 503);
   EXPECT_EQ(retried(), 5);
+  // A body is kept (up to 64 KiB) and goes again whole: PUT is idempotent; the upstream echoes it.
+  std::string payload(20000, 'p');
+  payload += "end";
+  auto put = c.request(1, "reviews", "PUT", "/flaky/2/put", payload);
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ(put->status, 200);
+  EXPECT_EQ(headerOf(*put, "x-upstream-seen"), "3");
+  EXPECT_EQ(put->body, payload);
+  EXPECT_EQ(retried(), 7);
+  // From an HTTP/2 client, its body in DATA frames with no length declared.
+  writeFile(c.tmp.sub("payload"), payload);
+  auto out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: reviews", "-H", ":method: PUT", "-d", c.tmp.sub("payload"),
+                  "http://" + c.outbound(1).toString() + "/flaky/1/h2put"},
+                 30s, c.tmp.path())
+                 .out;
+  EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
+  EXPECT_NE(out.find("x-upstream-seen: 2"), std::string::npos) << out;
+  EXPECT_EQ(retried(), 8);
+  // Larger than is kept: relayed as it comes, and not retried.
+  put = c.request(1, "reviews", "PUT", "/flaky/1/big", std::string(100000, 'b'));
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ(put->status, 503);
+  EXPECT_EQ(retried(), 8);
 
   // Per-try timeout: three tries of 150 ms each, then 504, well before the upstream's 1 s.
   auto t0 = std::chrono::steady_clock::now();
@@ -336,7 +359,7 @@ spec:
   EXPECT_EQ(g->status, 504);
   EXPECT_GE(took, 450ms);
   EXPECT_LT(took, 900ms);
-  EXPECT_EQ(retried(), 7);
+  EXPECT_EQ(retried(), 10);
   // The whole-request timeout (no retries): 504 once it passes.
   writeFile(c.tmp.sub("timeout.yaml"), R"(kind: Route
 metadata: {name: reviews, version: 2}
@@ -464,7 +487,7 @@ TEST_F(TrafficPolicyTest, TcpRulesRouteConnectionsByPortAndWeight) {
   writeFile(c.tmp.sub("tcp.yaml"), R"(kind: Route
 metadata: {name: reviews, version: 1}
 spec:
-  hosts: [reviews]
+  hosts: [reviews, reviews-db]
   http:
     - route: [{destination: {service: reviews, subset: v1}}]
   tcp:
@@ -480,11 +503,11 @@ spec:
   publish("tcp.yaml");
   ASSERT_TRUE(routeApplied("reviews", 1));
   // Which instance a tunnel to reviews:PORT reaches (its upstream answers a request sent inside).
-  auto through = [&](int port) {
+  auto through = [&](int port, const std::string& host = "reviews") {
     RawConn raw(c.outbound(1));
     if (!raw.ok()) return std::string("no connection");
-    raw.send("CONNECT reviews:" + std::to_string(port) + " HTTP/1.1\r\nHost: reviews:" + std::to_string(port) +
-             "\r\n\r\n");
+    raw.send("CONNECT " + host + ":" + std::to_string(port) + " HTTP/1.1\r\nHost: " + host + ":" +
+             std::to_string(port) + "\r\n\r\n");
     auto head = raw.readUntil("\r\n\r\n");
     if (head.find("200") == std::string::npos) return "refused: " + head;
     raw.send("GET /t HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n");
@@ -493,6 +516,8 @@ spec:
     return at == std::string::npos ? "no answer: " + resp : resp.substr(at + 12, resp.find("\r\n", at) - at - 12);
   };
   for (int i = 0; i < 20; ++i) EXPECT_EQ(through(7000), "reviews-v1");
+  // A host that is only the Route's (no catalog service): its tcp rules apply the same.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(through(7000, "reviews-db"), "reviews-v1");
   int v2 = 0;
   const int n = 400;
   for (int i = 0; i < n; ++i) {
