@@ -301,6 +301,15 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool upDone = false;     // the response is complete (or the proxy answered itself)
   bool trailersSeen = false;
   RoutePolicy policy;  // the Route's timeout and retries for this request
+  // A Route's mirror for a request with a body: copied once the body is whole (mirrorBody, up
+  // to kMaxReplayBody: a larger one is not copied).
+  const Cluster* mirrorTo = nullptr;
+  std::string mirrorBody;
+  void mirrorWhenWhole(const Cluster* to) {
+    if (reqEnd) return mirrorRequest(conn, pin, *to, view, ctx, body.empty() ? nullptr : &body);
+    mirrorTo = to;
+    mirrorBody = body;
+  }
   // The request body kept for the Route's retries (up to kMaxReplayBody; past that the
   // request is no longer retried).
   bool replaying = false;
@@ -419,7 +428,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         if (f.name == "x-request-id") view.requestId = f.value;
       }
     }
-    if (ctx.mirror) mirrorRequest(conn, pin, *ctx.mirror, view, ctx);
+    if (ctx.mirror) mirrorWhenWhole(ctx.mirror);
     afterRoute();
   }
 
@@ -646,6 +655,15 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return;
     }
     pendingUp += d.size();
+    if (mirrorTo) {
+      mirrorBody.append(d);
+      if (mirrorBody.size() > kMaxReplayBody) {
+        mirrorTo = nullptr;  // too large to keep: not copied
+        mirrorBody.clear();
+        mirrorBody.shrink_to_fit();
+        impl().mirrored[1]->inc();
+      }
+    }
     if (replaying) {
       replay.append(d);
       if (replay.size() > kMaxReplayBody) {
@@ -669,6 +687,11 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void downTrailers(std::vector<h2::Field>&& t) { reqTrailers = std::move(t); }
   void downEnd() {
     reqEnd = true;
+    if (mirrorTo && !finished) {
+      mirrorRequest(conn, pin, *mirrorTo, view, ctx, &mirrorBody);
+      mirrorTo = nullptr;
+      mirrorBody.clear();
+    }
     if (!responded) deadline = Clock::now() + impl().opt.upstreamTimeout;
     if (up && upId && !upDone) {
       if (!reqTrailers.empty())
@@ -992,9 +1015,9 @@ struct NullDown final : Down {
 };
 
 void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
-                   const h1::Head& req, const RequestContext& ctx) {
+                   const h1::Head& req, const RequestContext& ctx, const std::string* body) {
   auto& w = c->worker;
-  if (req.framing != h1::Framing::none || w.mirrors >= kMaxMirrors) {
+  if ((req.framing != h1::Framing::none && !body) || w.mirrors >= kMaxMirrors) {
     w.impl.mirrored[1]->inc();
     return;
   }
@@ -1029,6 +1052,7 @@ void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapsho
   ex->view.host = ex->req.authority;
   for (const auto& f : ex->req.fields) ex->view.headers.push_back({f.name, f.value});
   ex->reqEnd = true;
+  if (body) ex->body = *body;
   w.impl.mirrored[0]->inc();
   ex->attempt();
 }
@@ -1605,6 +1629,9 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
   ex->reqEnd = req.framing == h1::Framing::none;
   ex->replayable = idempotent(req.method) && ex->reqEnd;
   ex->setupPolicy();
+  // The HTTP/1.1 relay left a mirror of a request with a body to the exchange (its body comes
+  // through it).
+  if (ctx.mirror && !ex->reqEnd) ex->mirrorWhenWhole(ctx.mirror);
   // The exchange's own deadline (the sweep) bounds the wait for the upstream from here on.
   c->setDeadline(Clock::time_point::max());
   w.bridged.insert(ex.get());

@@ -1116,7 +1116,8 @@ class Relay {
       // A rule's rewrites: what goes on is the rewritten path and authority.
       if (!ctx.rewrittenPath.empty()) req.target = req.path = ctx.rewrittenPath;
       if (!ctx.rewrittenAuthority.empty()) req.host = ctx.rewrittenAuthority;
-      if (ctx.mirror) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx);
+      // A mirror of a bodyless request goes now; one with a body once the body is whole.
+      if (ctx.mirror && req.framing == h1::Framing::none) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx);
     } else {
       auto it = snap.local.find(c_->sni);
       if (it == snap.local.end()) {
@@ -1154,8 +1155,9 @@ class Relay {
     }
     // A body a Route's retries may send again is read whole first (Content-Length up to
     // kMaxReplayBody; others are relayed as they come and not retried).
-    const bool keepBody = ctx.route && ctx.route->retry && req.framing == h1::Framing::length &&
+    const bool keepBody = ctx.route && (ctx.route->retry || ctx.mirror) && req.framing == h1::Framing::length &&
                           req.contentLength > 0 && req.contentLength <= kMaxReplayBody;
+    if (ctx.mirror && req.framing != h1::Framing::none && !keepBody) impl_.mirrored[1]->inc();  // not kept: not copied
     const bool replayable = idempotent(req.method) && (req.framing == h1::Framing::none || keepBody);
     // Circuit breakers: the request's place among the cluster's requests in flight.
     Slot inFlight;
@@ -1165,7 +1167,7 @@ class Relay {
     // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
     policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none || keepBody);
     replay_.clear();
-    replaying_ = keepBody && policy_.retry;
+    replaying_ = keepBody;
     if (replaying_) {
       while (replay_.size() < req.contentLength) {
         if (!c_->buf.empty()) {
@@ -1180,6 +1182,7 @@ class Relay {
           co_return false;
         }
       }
+      if (ctx.mirror) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx, &replay_);
     }
     struct EndTry {
       RoutePolicy& p;

@@ -427,11 +427,13 @@ awaitable<void> serveH2(std::shared_ptr<Conn> c);
 awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
                              const LocalTarget* local);
 // A copy of a routed request (as it goes on: rewritten, with the phases' fields) to `mirror`
-// over HTTP/2, its response discarded. Bodyless requests only; at most kMaxMirrors in flight per
-// worker: past that, or with a body, the copy is dropped (counted), never the request.
+// over HTTP/2, its response discarded. A request with a body is copied once the body is whole
+// (kept up to kMaxReplayBody; a larger one is not copied); at most kMaxMirrors in flight per
+// worker: past that the copy is dropped (counted), never the request.
 inline constexpr std::size_t kMaxMirrors = 1024;
+// `body`: the request's whole body (kept up to kMaxReplayBody), for a request that has one.
 void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
-                   const h1::Head& req, const RequestContext& ctx);
+                   const h1::Head& req, const RequestContext& ctx, const std::string* body = nullptr);
 void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
 void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
 void drainH2(Worker& w);                                      // GOAWAY everywhere

@@ -238,11 +238,27 @@ spec:
       },
       5s));
   EXPECT_NEAR(half, 500, 80);
-  // A request with a body is not copied (counted as dropped); the caller is served.
+  // A request with a body is copied once its body is whole (kept up to 64 KiB), from HTTP/1.1
+  // and HTTP/2 clients; the caller gets the primary's answer.
   auto p = c.request(1, "reviews", "POST", "/m/post", "payload");
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->body, "payload");
+  EXPECT_EQ(headerOf(*p, "x-upstream"), "reviews-v1");
+  std::this_thread::sleep_for(300ms);  // the copy's way (a probe counts too: one probe only)
+  EXPECT_EQ(seenByV2("/m/post"), 1);
+  writeFile(c.tmp.sub("h2body"), std::string(30000, 'h'));
+  auto out = nghttp("/m/h2post", {"-d", c.tmp.sub("h2body")});
+  EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(seenByV2("/m/h2post"), 1);
+  // Larger than is kept: not copied (counted as dropped); the caller is served all the same.
+  p = c.request(1, "reviews", "POST", "/m/big", std::string(100000, 'b'));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->status, 200);
+  EXPECT_EQ(p->body.size(), 100000u);
   EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_mirrored_requests_total", {"result=\"dropped\""}, 1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(seenByV2("/m/big"), 0);
   // The shadow gone (its upstream killed): the callers see nothing of it.
   c.upstreams.at(1).kill();
   for (int i = 0; i < 20; ++i) {
@@ -302,6 +318,10 @@ spec:
       timeout: 2s
       retries: {attempts: 2, perTryTimeout: 150ms, retryOn: [gateway-error], backoffBase: 1ms}
       route: [{destination: {service: reviews}}]
+    - name: mirrored
+      match: [{path: {prefix: /mirror/}}]
+      mirror: {service: reviews}
+      route: [{destination: {service: reviews}}]
     - name: default
       retries: {attempts: 3, retryOn: [5xx], backoffBase: 5ms}
       route: [{destination: {service: reviews}}]
@@ -345,6 +365,15 @@ spec:
   EXPECT_NE(out.find(":status: 200"), std::string::npos) << out;
   EXPECT_NE(out.find("x-upstream-seen: 2"), std::string::npos) << out;
   EXPECT_EQ(retried(), 8);
+  // A mirrored request with a body: the copy (with the body) reaches the upstream too.
+  auto m = c.request(1, "reviews", "POST", "/mirror/p", "mirrored body");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->body, "mirrored body");
+  EXPECT_TRUE(c.metricAtLeast(1, "mesh_proxy_mirrored_requests_total", {"result=\"sent\""}, 1));
+  std::this_thread::sleep_for(300ms);  // the copy's way (a probe counts too: one probe only)
+  auto seen = http::get(HostPort{c.address(2), 9080, false, true}, "/mirror/p");
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(headerOf(*seen, "x-upstream-seen"), "3");  // the request, its copy, this probe
   // Larger than is kept: relayed as it comes, and not retried.
   put = c.request(1, "reviews", "PUT", "/flaky/1/big", std::string(100000, 'b'));
   ASSERT_TRUE(put.ok());
