@@ -16,6 +16,7 @@
 
 #include "node/proxy/http1.h"
 #include "node/proxy/routing.h"
+#include "node/proxy/snapshot.h"
 
 namespace {
 
@@ -87,6 +88,31 @@ void route(const mesh::proxy::h1::Head& head, std::uint64_t draw) {
   if (!pickDestination(*rule, draw)) std::abort();
 }
 
+// The egress phase on the request's Host (issue 8): whatever the authority, a decision that
+// names a host without a port or a port of 1 to 65535, and blocks only under REGISTRY_ONLY.
+void egress(const mesh::proxy::h1::Head& head) {
+  static const EgressPolicy open = [] {
+    EgressPolicy p;
+    ExternalHost e;
+    e.document = "ExternalService/x";
+    e.hosts = {"api.example.com", "*.example.org"};
+    e.ports = {{80, true}, {8080, false}};
+    p.externals.push_back(e);
+    p.hostTls["api.example.com"] = {true, "sni.example.com"};
+    return p;
+  }();
+  static const EgressPolicy closed = [] {
+    auto p = open;
+    p.registryOnly = true;
+    return p;
+  }();
+  for (const auto* p : {&open, &closed}) {
+    auto d = egressFor(*p, head.host);
+    if (d.kind == EgressDecision::Kind::go && (d.port == 0 || d.askedPort == 0 || d.host.empty())) std::abort();
+    if (d.kind == EgressDecision::Kind::blocked && !p->registryOnly) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -103,6 +129,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.state == Parse::incomplete) break;
     if (head.headBytes == 0 || head.headBytes > rest.size()) std::abort();
     route(head, size * 2654435761u + static_cast<std::uint64_t>(i));
+    egress(head);
     std::string out;
     FieldEdits edits{{"x-remove", "cookie"}, {{"x-added", "1"}}};
     writeRequest(head, head.path, {{"x-request-id", "fuzz"}}, head.keepAlive, out, i % 2 ? &edits : nullptr);
