@@ -306,7 +306,11 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   const Cluster* mirrorTo = nullptr;
   std::string mirrorBody;
   void mirrorWhenWhole(const Cluster* to) {
-    if (reqEnd) return mirrorRequest(conn, pin, *to, view, ctx, body.empty() ? nullptr : &body);
+    if (reqEnd && body.size() > kMaxReplayBody) {
+      impl().mirrored[1]->inc();  // too large to keep: not copied
+      return;
+    }
+    if (reqEnd) return mirrorRequest(conn, pin, *to, view, ctx, body.empty() ? std::nullopt : std::optional(body));
     mirrorTo = to;
     mirrorBody = body;
   }
@@ -454,7 +458,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (req.method == "CONNECT") {
       return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
     }
-    replayable = idempotent(req.method) && reqEnd;
+    replayable = idempotent(req.method) && reqEnd && body.empty();
     setupPolicy();
     if (admit()) attempt();
   }
@@ -557,6 +561,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     impl().retries[0]->inc();
     ctx.failure = Failure::none;
     (void)cause;
+    if (replaying) {
+      body = replay;  // the body again, from its start
+      bodySent = false;
+    }
     up.reset();
     upId = flowId = 0;
     attempt();
@@ -648,6 +656,15 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // --- Downstream events.
   void downData(std::string_view d) {
+    if (mirrorTo) {
+      // The copy gets the whole body, whatever became of the request itself.
+      mirrorBody.append(d);
+      if (mirrorBody.size() > kMaxReplayBody) {
+        mirrorTo = nullptr;  // too large to keep: not copied
+        mirrorBody = {};
+        impl().mirrored[1]->inc();
+      }
+    }
     if (upDone) {
       // Answered already: the rest of the body goes nowhere.
       down->consumed(d.size());
@@ -655,15 +672,6 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return;
     }
     pendingUp += d.size();
-    if (mirrorTo) {
-      mirrorBody.append(d);
-      if (mirrorBody.size() > kMaxReplayBody) {
-        mirrorTo = nullptr;  // too large to keep: not copied
-        mirrorBody.clear();
-        mirrorBody.shrink_to_fit();
-        impl().mirrored[1]->inc();
-      }
-    }
     if (replaying) {
       replay.append(d);
       if (replay.size() > kMaxReplayBody) {
@@ -688,9 +696,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void downEnd() {
     reqEnd = true;
     if (mirrorTo && !finished) {
-      mirrorRequest(conn, pin, *mirrorTo, view, ctx, &mirrorBody);
+      mirrorRequest(conn, pin, *mirrorTo, view, ctx, std::move(mirrorBody));
       mirrorTo = nullptr;
-      mirrorBody.clear();
+      mirrorBody = {};
     }
     if (!responded) deadline = Clock::now() + impl().opt.upstreamTimeout;
     if (up && upId && !upDone) {
@@ -820,6 +828,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.status = head.status;
     responseFilters(head.fields, head.status);
     responded = true;
+    if (replaying) {
+      replaying = false;  // answered: no try will need it again
+      replay = {};
+    }
     deadline = Clock::now() + impl().opt.bodyTimeout;
     down->respond(downHead(std::move(head)), end);
     down->flush();
@@ -961,7 +973,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     release();
     upId = 0;
     if (!responded && attemptTimedOut && ctx.endpoint) observe(w, cluster, ctx.endpoint, 0);
-    if (!responded && policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::timeout) && mayRetry())
+    if (!responded && attemptTimedOut && policy.retry && policy.retry->onCause(RouteRule::Retry::Cause::timeout) &&
+        mayRetry())
       return retryAfterBackoff();
     if (!responded) return reply(504, "upstream timed out (upstream_timeout)", Failure::upstreamTimeout);
     ctx.failure = Failure::upstreamTimeout;
@@ -1015,7 +1028,7 @@ struct NullDown final : Down {
 };
 
 void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
-                   const h1::Head& req, const RequestContext& ctx, const std::string* body) {
+                   const h1::Head& req, const RequestContext& ctx, std::optional<std::string> body) {
   auto& w = c->worker;
   if ((req.framing != h1::Framing::none && !body) || w.mirrors >= kMaxMirrors) {
     w.impl.mirrored[1]->inc();
@@ -1052,7 +1065,7 @@ void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapsho
   ex->view.host = ex->req.authority;
   for (const auto& f : ex->req.fields) ex->view.headers.push_back({f.name, f.value});
   ex->reqEnd = true;
-  if (body) ex->body = *body;
+  if (body) ex->body = std::move(*body);
   w.impl.mirrored[0]->inc();
   ex->attempt();
 }
@@ -1606,14 +1619,14 @@ struct H1Down final : Down {
 
 }  // namespace
 
-awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
-                             const LocalTarget* local) {
+awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, std::shared_ptr<const Snapshot> pin, h1::Head& req,
+                             RequestContext& ctx, const Cluster* cluster, const LocalTarget* local) {
   auto& w = c->worker;
   auto& impl = w.impl;
   auto down = std::make_shared<H1Down>(w, req.method == "HEAD", req.minorVersion, req.keepAlive && !w.draining);
   auto ex = std::make_shared<Exchange>(c, down, &ctx);
   ex->view = req;
-  ex->pin = w.snap;
+  ex->pin = std::move(pin);  // the snapshot `cluster` and the route's pointers are into
   ex->cluster = cluster;
   ex->local = local;
   ex->req.method = std::string(req.method);

@@ -1044,6 +1044,7 @@ class Relay {
     bool keep = co_await phases(req, ctx);
     logPhase(w_, ctx);
     pin_.reset();
+    if (replay_.capacity() > 16 * 1024) std::string().swap(replay_);  // not held by an idle connection
     spareUp_ = std::move(ctx.upstreamHeaders);
     spareUp_.clear();
     spareDown_ = std::move(ctx.downstreamHeaders);
@@ -1150,22 +1151,24 @@ class Relay {
     if (!req.upgrade) {
       auto h2Only = [](catalog::Protocol p) { return p == catalog::Protocol::http2 || p == catalog::Protocol::grpc; };
       if ((local && h2Only(local->protocol)) || (cluster && (h2Only(cluster->protocol) || impl_.opt.http2Upstream))) {
-        co_return co_await relayH1ViaH2(c_, req, ctx, cluster, local);
+        co_return co_await relayH1ViaH2(c_, pin_, req, ctx, cluster, local);
       }
     }
     // A body a Route's retries may send again is read whole first (Content-Length up to
     // kMaxReplayBody; others are relayed as they come and not retried).
-    const bool keepBody = ctx.route && (ctx.route->retry || ctx.mirror) && req.framing == h1::Framing::length &&
-                          req.contentLength > 0 && req.contentLength <= kMaxReplayBody;
-    if (ctx.mirror && req.framing != h1::Framing::none && !keepBody) impl_.mirrored[1]->inc();  // not kept: not copied
-    const bool replayable = idempotent(req.method) && (req.framing == h1::Framing::none || keepBody);
+    const bool bodyFits = req.framing == h1::Framing::length && req.contentLength > 0 &&
+                          req.contentLength <= kMaxReplayBody;
     // Circuit breakers: the request's place among the cluster's requests in flight.
     Slot inFlight;
     if (std::string why; cluster && !admitRequest(w_, *cluster, ctx, inFlight, why)) {
       co_return co_await answer(ctx, req, 503, why, Failure::overflow);
     }
     // The Route's timeout and retry policy (bodyless requests only: bodies are relayed, not kept).
-    policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none || keepBody);
+    policy_.setup(ctx, cluster, req.method, req.framing == h1::Framing::none || bodyFits);
+    // Kept only when a retry or a mirror will want it (else it streams as it comes).
+    const bool keepBody = bodyFits && (policy_.retry || ctx.mirror);
+    if (ctx.mirror && req.framing != h1::Framing::none && !keepBody) impl_.mirrored[1]->inc();  // not kept: not copied
+    const bool replayable = idempotent(req.method) && (req.framing == h1::Framing::none || keepBody);
     replay_.clear();
     replaying_ = keepBody;
     if (replaying_) {
@@ -1182,7 +1185,7 @@ class Relay {
           co_return false;
         }
       }
-      if (ctx.mirror) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx, &replay_);
+      if (ctx.mirror) mirrorRequest(c_, pin_, *ctx.mirror, req, ctx, replay_);
     }
     struct EndTry {
       RoutePolicy& p;

@@ -424,7 +424,9 @@ awaitable<void> serveH2(std::shared_ptr<Conn> c);
 // An HTTP/1.1 request (head read, phases up to route done) relayed over HTTP/2: to a cluster's
 // endpoint (h2 between proxies) or to a local HTTP/2 or gRPC app (h2c). Returns whether the
 // client connection goes on.
-awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestContext& ctx, const Cluster* cluster,
+// `pin`: the snapshot the request was routed on (cluster and ctx's pointers are into it).
+awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, std::shared_ptr<const Snapshot> pin, h1::Head& req,
+                             RequestContext& ctx, const Cluster* cluster,
                              const LocalTarget* local);
 // A copy of a routed request (as it goes on: rewritten, with the phases' fields) to `mirror`
 // over HTTP/2, its response discarded. A request with a body is copied once the body is whole
@@ -433,7 +435,7 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, h1::Head& req, RequestCont
 inline constexpr std::size_t kMaxMirrors = 1024;
 // `body`: the request's whole body (kept up to kMaxReplayBody), for a request that has one.
 void mirrorRequest(const std::shared_ptr<Conn>& c, std::shared_ptr<const Snapshot> pin, const Cluster& mirror,
-                   const h1::Head& req, const RequestContext& ctx, const std::string* body = nullptr);
+                   const h1::Head& req, const RequestContext& ctx, std::optional<std::string> body = std::nullopt);
 void sweepH2(Worker& w, Clock::time_point now, bool pools);  // timeouts; idle pooled connections
 void pruneH2(Worker& w, const Snapshot& snap);                // endpoints gone: their connections go
 void drainH2(Worker& w);                                      // GOAWAY everywhere
