@@ -58,7 +58,8 @@ bool isHopByHop(std::string_view name) {
 
 struct Fields {
   bool contentLength = false, transferEncoding = false, chunked = false, close = false, keepAlive = false,
-       upgradeToken = false, upgradeField = false, badLength = false, badCoding = false, twoCodings = false;
+       upgradeToken = false, upgradeField = false, otherUpgrade = false, badLength = false, badCoding = false,
+       twoCodings = false;
   int hosts = 0;
   std::uint64_t length = 0;
 };
@@ -91,6 +92,12 @@ Fields scan(Head& head) {
       });
     } else if (iequals(h.name, "upgrade")) {
       f.upgradeField = true;
+      // Upgrade: h2c (what curl --http2 sends for http:// URLs) asks to switch the connection to
+      // HTTP/2; a server may ignore it (RFC 9113 section 3.1 leaves it out altogether), and the
+      // proxy does: the request is served as HTTP/1.1 (clients wanting HTTP/2 use prior knowledge).
+      forEachElement(h.value, [&](std::string_view e) {
+        if (!iequals(e, "h2c")) f.otherUpgrade = true;
+      });
     } else if (iequals(h.name, "host")) {
       ++f.hosts;
       head.host = h.value;
@@ -169,7 +176,7 @@ ParseResult parseRequest(std::string_view buf, const Limits& limits, Head& head)
   }
   if (head.host.empty() && head.minorVersion == 1) return fail(400, "empty Host");
   head.keepAlive = head.minorVersion == 1 ? !f.close : f.keepAlive && !f.close;
-  head.upgrade = f.upgradeToken && f.upgradeField;
+  head.upgrade = f.upgradeToken && f.upgradeField && f.otherUpgrade;
   head.contentLength = f.length;
   if (f.chunked)
     head.framing = Framing::chunked;

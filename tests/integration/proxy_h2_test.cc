@@ -124,6 +124,12 @@ TEST_F(ProxyH2Test, Http1ClientsShareOneMultiplexedConnectionPerPeer) {
                30s, c.tmp.path());
   EXPECT_NE(t.out.find("hello, world"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("0\r\ngrpc-status: 0\r\n\r\n"), std::string::npos) << t.out;
+  // curl --http2 asks to upgrade to h2c: the proxy answers in HTTP/1.1 (a server may ignore the
+  // upgrade), and the upstream never sees it.
+  auto u = run({"/usr/bin/curl", "-sS", "-i", "--http2", "-H", "Host: reviews", "http://" + c.outbound(1).toString() + "/up"},
+               30s, c.tmp.path());
+  EXPECT_NE(u.out.find("HTTP/1.1 200"), std::string::npos) << u.out << u.err;
+  EXPECT_EQ(u.out.find("101"), std::string::npos) << u.out;
 }
 
 // Counts what a client session hears.

@@ -174,6 +174,17 @@ TEST(Http1Test, TheNextHopGetsNoHopByHopFields) {
   out.clear();
   writeRequest(h, h.path, {}, true, out);
   EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+  // Upgrade: h2c (curl --http2) is ignored, as a server may: served as HTTP/1.1, and the next hop
+  // sees neither the upgrade nor its HTTP2-Settings.
+  ASSERT_EQ(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+                h)
+                .state,
+            Parse::complete);
+  EXPECT_FALSE(h.upgrade);
+  out.clear();
+  writeRequest(h, h.path, {}, true, out);
+  EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   // Framing fields pass unchanged (the body is relayed as it came).
   ASSERT_EQ(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", h).state, Parse::complete);
   out.clear();
