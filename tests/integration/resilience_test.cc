@@ -62,7 +62,13 @@ class ResilienceTest : public TrafficPolicyTest {
   }
 };
 
-TEST_F(ResilienceTest, MaxRequestsRefusesTheExcessAtOnceAndClosesAgain) {
+// The same with HTTP/2 (the default) and HTTP/1.1 between the proxies: each relay enforces them.
+class PeerResilienceTest : public ResilienceTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void startReviews() { ResilienceTest::startReviews({"--peer-protocol", GetParam()}); }
+};
+
+TEST_P(PeerResilienceTest, MaxRequestsRefusesTheExcessAtOnceAndClosesAgain) {
   startReviews();
   publishDestination(2, "{connectionPool: {maxRequests: 2}}");
   clusterWhen([](const json& j) { return j["circuit_breakers"].value("max_requests", 0) == 2; });
@@ -155,7 +161,7 @@ TEST_F(ResilienceTest, MaxConnectionsQueuesRequestsAsPendingWithinItsLimits) {
   EXPECT_GE(c.metric(1, "mesh_proxy_overflow_total", {"limit=\"max_pending_requests\""}), 2);
 }
 
-TEST_F(ResilienceTest, MaxRetriesBoundsRetriesInFlightOverTheCluster) {
+TEST_P(PeerResilienceTest, MaxRetriesBoundsRetriesInFlightOverTheCluster) {
   startReviews();
   publishDestination(2, "{connectionPool: {maxRetries: 1}}");
   writeFile(c.tmp.sub("retry.yaml"), R"(kind: Route
@@ -180,7 +186,7 @@ spec:
   EXPECT_GE(retried, 1);
 }
 
-TEST_F(ResilienceTest, OutlierDetectionEjectsABadEndpointAndItReturns) {
+TEST_P(PeerResilienceTest, OutlierDetectionEjectsABadEndpointAndItReturns) {
   startReviews();
   publishDestination(2,
                      "{outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 2s, "
@@ -254,7 +260,7 @@ TEST_F(ResilienceTest, MaxEjectionPercentKeepsTheLastEndpointsServing) {
   failUpstream(3, 0);
 }
 
-TEST_F(ResilienceTest, RateLimitsAnswer429AtTheConfiguredRates) {
+TEST_P(PeerResilienceTest, RateLimitsAnswer429AtTheConfiguredRates) {
   startReviews();
   // Everything to v1 (node 2), whose proxy enforces the limits for its instance.
   writeFile(c.tmp.sub("v1.yaml"), R"(kind: Route
@@ -539,6 +545,8 @@ TEST_F(ResilienceTest, SuccessRateDetectionEjectsTheEndpointFailingMoreThanTheOt
   j = c.load(1, "reviews", {"--path", "/y", "--connections", "2", "--requests", "200"});
   EXPECT_EQ(j["status"].value("200", 0), 200) << j.dump();
 }
+
+INSTANTIATE_TEST_SUITE_P(PeerProtocols, PeerResilienceTest, ::testing::Values("http2", "http1"));
 
 }  // namespace
 }  // namespace mesh::testing
