@@ -696,7 +696,8 @@ awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& 
   out.external = true;
   out.tls = d.tls;
   out.sni = d.sni;
-  out.poolKey = "ext:" + d.host + ":" + std::to_string(d.port) + (d.tls ? "+tls" : "") + "@" + at->toString();
+  // Connections pool by everything they were made with: a TLS one verified another name.
+  out.poolKey = "ext:" + d.host + ":" + std::to_string(d.port) + (d.tls ? "+tls:" + d.sni : "") + "@" + at->toString();
   co_return true;
 }
 
