@@ -9,6 +9,9 @@
 // flow control is end to end (a stream's received bytes are acknowledged when the next hop
 // took them), so a slow reader holds back its writer, not the proxy's memory.
 
+#include <openssl/sha.h>
+
+#include "common/base64.h"
 #include "common/http/message.h"
 #include "node/proxy/http2.h"
 #include "node/proxy/worker.h"
@@ -455,8 +458,19 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   void afterRoute() {
+    if (req.method == "CONNECT" && req.protocol == "websocket" && cluster && ctx.direction == Direction::outbound) {
+      // A WebSocket over HTTP/2 (RFC 8441): an HTTP/1.1 upgrade to the endpoint's proxy, then
+      // the stream's DATA both ways.
+      if (!admit()) return;
+      started = h1 = true;
+      ++ctx.attempts;
+      deadline = Clock::time_point::max();  // a tunnel: its ends decide when it is over
+      asio::co_spawn(w.io, websocket(shared_from_this()), asio::detached);
+      return;
+    }
     if (req.method == "CONNECT") {
-      return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
+      return reply(501, "CONNECT over HTTP/2 is not supported (but for WebSockets); use HTTP/1.1 CONNECT",
+                   Failure::badRequest);
     }
     replayable = idempotent(req.method) && reqEnd && body.empty();
     setupPolicy();
@@ -711,6 +725,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     if (wake) wake->cancel();
   }
   void downSent(std::size_t n) {
+    if (wakeDown) wakeDown->cancel();
     ctx.responseBytes += n;
     // Only what came from upstream is acknowledged there (not the proxy's own replies).
     const auto k = std::min(pendingDown, n);
@@ -735,6 +750,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       up->flush();
     }
     if (!upDone && h1Up) h1Up->close();
+    if (wakeDown) wakeDown->cancel();
     (void)error;
     if (wake) wake->cancel();
     if (pendingUp) {
@@ -992,6 +1008,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   static awaitable<void> bridge(std::shared_ptr<Exchange> ex);
+  static awaitable<void> websocket(std::shared_ptr<Exchange> ex);
+  static awaitable<void> websocketDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up);
+  std::optional<asio::steady_timer> wakeDown;  // the WebSocket's upstream-to-client pump waits here
   // The egress phase's decision, for the bridge to resolve first; then its target.
   std::optional<EgressDecision> egress;
   LocalTarget external;
@@ -1225,6 +1244,188 @@ awaitable<void> H2Client::run(Target t, std::shared_ptr<const Snapshot> pin) {
   auto open = std::move(exchanges);
   exchanges.clear();
   for (auto& [id, ex] : open) ex->upClose(h2::kInternalError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A WebSocket over HTTP/2 (extended CONNECT, RFC 8441) from an app: an HTTP/1.1 upgrade
+// (RFC 6455's handshake, its key made and its answer checked here) to an endpoint's proxy, over
+// the mesh's mTLS as every upgrade goes; then the stream's DATA and the connection's bytes are
+// relayed both ways, each acknowledged (flow control) as the other side takes it.
+
+awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
+  auto& w = ex->w;
+  auto& impl = w.impl;
+  auto& ctx = ex->ctx;
+  Target t;
+  t.cluster = ex->cluster;
+  t.endpoint = w.balancer.pick(*ex->cluster, hashInput(*ex->cluster, ex->view, ctx.sourceAddress));
+  if (!t.endpoint) co_return ex->reply(503, "no healthy endpoint of service '" + ctx.service + "'", Failure::noEndpoint);
+  ctx.endpoint = t.endpoint;
+  auto up = std::make_shared<Upstream>(tcp::socket(w.io), *w.clientCtx);
+  up->key = t.endpoint->key;
+  ex->h1Up = &up->stream;  // a client reset closes it
+  error_code ec;
+  {
+    asio::steady_timer timer(w.io, impl.opt.connectTimeout);
+    bool timedOut = false;
+    timer.async_wait([&](error_code e) {
+      if (e) return;
+      timedOut = true;
+      up->stream.close();
+    });
+    co_await dial(w, *up, t, kAlpnHttp, sizeof kAlpnHttp, ec);
+    timer.cancel();
+    if (!ec && timedOut) ec = asio::error::timed_out;
+  }
+  if (ec || ex->finished) {
+    impl.connectFail[0]->inc();
+    ex->h1Up = nullptr;
+    if (!ex->finished) ex->reply(503, "could not connect to an endpoint of '" + ctx.service + "'", Failure::connectFailed);
+    co_return;
+  }
+  impl.connectOk[0]->inc();
+  ++impl.upstreamOpen[0];
+  struct Count {
+    Shared& impl;
+    ~Count() { --impl.upstreamOpen[0]; }
+  } count{impl};
+  // The handshake: the app's fields (its subprotocols and extensions among them) less those of
+  // HTTP/2 and of the key, which is made here.
+  std::string rnd(16, '\0');
+  for (int i = 0; i < 2; ++i) {
+    auto v = w.balancer.draw();
+    std::memcpy(rnd.data() + 8 * i, &v, 8);
+  }
+  const std::string key = base64Encode(rnd);
+  std::string out = "GET " + (ex->req.path.empty() ? std::string("/") : ex->req.path) + " HTTP/1.1\r\nhost: " +
+                    ex->req.authority + "\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: " + key +
+                    "\r\n";
+  for (const auto& f : ex->req.fields) {
+    if (f.name == "sec-websocket-key" || f.name == "host" || h2::connectionSpecific(f.name, f.value)) continue;
+    if (namedIn(f.name, ctx.upstreamHeaders)) continue;
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  if (!ex->req.find("sec-websocket-version")) out.append("sec-websocket-version: 13\r\n");
+  for (const auto& f : ctx.upstreamHeaders) out.append(f.name).append(": ").append(f.value).append("\r\n");
+  out.append("\r\n");
+  ctx.upstreamStart = Clock::now();
+  co_await up->stream.write(asio::buffer(out), ec);
+  h1::Head resp;
+  for (;;) {
+    if (ec) break;
+    auto pr = h1::parseResponse(up->buf.view(), impl.opt.limits, "GET", resp);
+    if (pr.state == h1::Parse::error) {
+      ec = asio::error::invalid_argument;
+      break;
+    }
+    if (pr.state == h1::Parse::complete) break;
+    auto n = co_await up->stream.read(up->buf.prepare(), ec);
+    up->buf.commit(n);
+    if (n == 0 && ec) break;
+  }
+  if (ex->finished) co_return;
+  if (ec) {
+    ex->h1Up = nullptr;
+    co_return ex->reply(502, "the WebSocket upgrade got no answer (upstream_reset)", Failure::upstreamReset);
+  }
+  ctx.upstreamHead = Clock::now();
+  // RFC 6455 section 4.1: the server proves it read our key.
+  std::string accept;
+  {
+    const std::string g = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(g.data()), g.size(), md);
+    accept = base64Encode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
+  }
+  auto got = resp.find("sec-websocket-accept");
+  if (resp.status != 101 || !got || *got != accept) {
+    // Refused (or not a WebSocket server): its status goes to the app, the stream ends.
+    ex->h1Up = nullptr;
+    const int status = resp.status == 101 ? 502 : resp.status;
+    co_return ex->reply(status, "the upstream did not accept the WebSocket (status " + std::to_string(resp.status) + ")",
+                        resp.status == 101 ? Failure::badResponse : Failure::none);
+  }
+  h2::Head dh;
+  dh.status = 200;
+  for (const auto& f : resp.headers) {
+    auto n = asciiLower(f.name);
+    if (n == "sec-websocket-protocol" || n == "sec-websocket-extensions") dh.fields.push_back({n, std::string(f.value)});
+  }
+  finishResponse(ctx, dh);
+  ctx.status = 200;
+  ex->responded = true;
+  ex->down->respond(dh, false);
+  ex->down->flush();
+  up->buf.consume(resp.headBytes);
+  if (t.endpoint) w.balancer.started(*t.endpoint);
+  // Upstream to client, beside this coroutine's client to upstream.
+  asio::co_spawn(w.io, websocketDown(ex, up), asio::detached);
+  for (;;) {
+    if (ex->finished || ex->upDone) break;
+    if (!ex->body.empty()) {
+      std::string chunk = std::move(ex->body);
+      ex->body.clear();
+      co_await up->stream.write(asio::buffer(chunk), ec);
+      if (ec) break;
+      ctx.requestBytes += chunk.size();
+      const auto k = std::min(ex->pendingUp, chunk.size());
+      ex->pendingUp -= k;
+      ex->down->consumed(chunk.size());
+      ex->down->flush();
+      continue;
+    }
+    if (ex->reqEnd) {
+      up->stream.shutdownSend();  // the app closed its side: so do we
+      break;
+    }
+    co_await ex->waitWake();
+  }
+  if (ec) up->stream.close();
+  if (t.endpoint) w.balancer.finished(*t.endpoint);
+}
+
+awaitable<void> Exchange::websocketDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up) {
+  auto& impl = ex->w.impl;
+  error_code ec;
+  std::vector<char> b(16 * 1024);
+  for (;;) {
+    if (!up->buf.empty()) {
+      auto v = up->buf.view();
+      ex->down->send(v, false);
+      ex->ctx.responseBytes += v.size();
+      up->buf.consume(v.size());
+      ex->down->flush();
+    }
+    if (ex->finished) break;
+    // Held back while the client has not taken what it was given.
+    while (!ex->finished && ex->down->queued() > 256 * 1024) {
+      if (!ex->wakeDown) ex->wakeDown.emplace(ex->w.io);
+      ex->wakeDown->expires_at(Clock::time_point::max());
+      error_code we;
+      co_await ex->wakeDown->async_wait(tok(we));
+    }
+    if (ex->finished) break;
+    auto n = co_await up->stream.read(asio::buffer(b), ec);
+    if (n > 0) {
+      ex->down->send(std::string_view(b.data(), n), false);
+      ex->ctx.responseBytes += n;
+      ex->down->flush();
+    }
+    if (ec) break;
+  }
+  if (!ex->finished) {
+    // The upstream closed (or failed): the stream ends; a reset when it failed.
+    if (ec && ec != asio::error::eof && ec != asio::ssl::error::stream_truncated)
+      ex->down->reset(h2::kCancel);
+    else
+      ex->down->send({}, true);
+    ex->down->flush();
+  }
+  ex->upDone = true;
+  ex->h1Up = nullptr;
+  up->stream.close();
+  (void)impl;
+  if (ex->wake) ex->wake->cancel();  // the other pump ends too
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1752,7 +1953,10 @@ awaitable<bool> relayH1ViaH2(std::shared_ptr<Conn> c, std::shared_ptr<const Snap
 awaitable<void> serveH2(std::shared_ptr<Conn> c) {
   auto& w = c->worker;
   auto s = std::make_shared<H2Server>(c);
-  auto made = h2::Session::make(h2::Session::Role::server, *s, sessionSettings(w.impl.opt));
+  auto settings = sessionSettings(w.impl.opt);
+  // Apps may open WebSockets over HTTP/2 (extended CONNECT, RFC 8441) on the outbound listener.
+  settings.enableConnectProtocol = c->direction == Direction::outbound;
+  auto made = h2::Session::make(h2::Session::Role::server, *s, settings);
   if (!made) co_return;
   s->session = std::move(*made);
   if (w.draining) {

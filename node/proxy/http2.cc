@@ -116,6 +116,8 @@ struct Session::Impl {
         h.authority.assign(v);
       else if (n == ":path")
         h.path.assign(v);
+      else if (n == ":protocol")
+        h.protocol.assign(v);
       else if (n == ":status") {
         int s = 0;
         for (char c : v) s = s * 10 + (c - '0');  // nghttp2 checked: three digits
@@ -263,6 +265,7 @@ Result<std::unique_ptr<Session>> Session::make(Role role, Handler& handler, cons
   };
   // ENABLE_PUSH is a client's setting (a server sending it is a protocol error).
   if (role == Role::client) iv.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  if (role == Role::server && settings.enableConnectProtocol) iv.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
   rc = nghttp2_submit_settings(impl->session, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
   if (rc == 0 && settings.connectionWindow > 65535) {
     rc = nghttp2_session_set_local_window_size(impl->session, NGHTTP2_FLAG_NONE, 0,
@@ -314,6 +317,7 @@ Result<std::int32_t> Session::request(const Head& head, bool endStream, const Ex
   nva.push_back(nv(":scheme", head.scheme.empty() ? std::string_view("http") : std::string_view(head.scheme)));
   if (!head.authority.empty()) nva.push_back(nv(":authority", head.authority));
   nva.push_back(nv(":path", head.path.empty() ? std::string_view("/") : std::string_view(head.path)));
+  if (!head.protocol.empty()) nva.push_back(nv(":protocol", head.protocol));
   for (const auto& f : head.fields) {
     if (connectionSpecific(f.name, f.value)) continue;
     bool replaced = false;

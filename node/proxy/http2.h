@@ -33,6 +33,7 @@ struct Field {
 // A request or a response head: pseudo fields apart, then the regular fields in order.
 struct Head {
   std::string method, scheme, authority, path;  // requests
+  std::string protocol;                         // extended CONNECT's :protocol (RFC 8441), e.g. websocket
   int status = 0;                               // responses
   std::vector<Field> fields;
   bool tooLarge = false;  // received: over the field limits (the fields are incomplete)
@@ -73,6 +74,8 @@ struct Settings {
   std::uint32_t connectionWindow = 4 << 20;  // for the whole connection
   std::size_t maxHeadBytes = 32 * 1024;      // names and values of one head (else tooLarge)
   std::size_t maxFields = 100;
+  // Server: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): clients may open WebSockets over HTTP/2.
+  bool enableConnectProtocol = false;
 };
 
 class Session {

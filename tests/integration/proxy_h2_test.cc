@@ -12,6 +12,8 @@
 #include <fstream>
 #include <regex>
 
+#include <cstring>
+
 #include "node/proxy/http2.h"
 #include "tests/integration/proxy_cluster.h"
 
@@ -211,6 +213,82 @@ TEST_F(ProxyH2Test, EarlyAnswersToUnfinishedUploadsDoNotUseUpTheStreamsBetweenPr
   ASSERT_TRUE(r.ok()) << r.error().message();
   EXPECT_EQ(r->status, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+// What a WebSocket client over HTTP/2 hears: the response head and the stream's bytes.
+struct WsListener : proxy::h2::Handler {
+  int status = 0;
+  std::string protocolField, data;
+  bool ended = false;
+  std::uint32_t closed = ~0u;
+  proxy::h2::Session* s = nullptr;
+  void onHead(std::int32_t, proxy::h2::Head&& h, bool end) override {
+    status = h.status;
+    if (auto* p = h.find("sec-websocket-protocol")) protocolField = *p;
+    ended = ended || end;
+  }
+  void onData(std::int32_t id, std::string_view d) override {
+    data.append(d);
+    s->consumed(id, d.size());
+  }
+  void onTrailers(std::int32_t, std::vector<proxy::h2::Field>&&) override {}
+  void onEnd(std::int32_t) override { ended = true; }
+  void onClose(std::int32_t, std::uint32_t e) override { closed = e; }
+};
+
+// A masked WebSocket text frame (RFC 6455 section 5.2), as a client sends one.
+std::string wsFrame(const std::string& text) {
+  std::string f;
+  f.push_back(static_cast<char>(0x81));
+  f.push_back(static_cast<char>(0x80 | text.size()));
+  const char mask[4] = {1, 2, 3, 4};
+  f.append(mask, 4);
+  for (std::size_t i = 0; i < text.size(); ++i) f.push_back(static_cast<char>(text[i] ^ mask[i % 4]));
+  return f;
+}
+
+// WebSocket over HTTP/2 (extended CONNECT, RFC 8441) from an app: through both proxies to an
+// HTTP/1.1 WebSocket server (the test upstream echoes frames), and the stream ends when the app
+// ends it.
+TEST_F(ProxyH2Test, AWebSocketOverHttp2CrossesBothProxies) {
+  c.twoNodesServing("reviews", 9080);
+  WsListener l;
+  H2Socket sock(c.outbound(1), l);
+  ASSERT_TRUE(sock.ok());
+  l.s = &sock.session();
+  sock.pump(200ms);  // the proxy's SETTINGS (ENABLE_CONNECT_PROTOCOL) before the request
+  proxy::h2::Head req;
+  req.method = "CONNECT";
+  req.protocol = "websocket";
+  req.authority = "reviews";
+  req.path = "/chat";
+  req.fields = {{"sec-websocket-version", "13"}, {"sec-websocket-protocol", "chat"}};
+  auto id = sock.session().request(req, false);
+  ASSERT_TRUE(id) << id.error().message();
+  for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
+  ASSERT_EQ(l.status, 200);
+  for (const char* text : {"hello", "over http/2"}) {
+    l.data.clear();
+    sock.session().send(*id, wsFrame(text), false);
+    for (int i = 0; i < 100 && l.data.size() < 2 + std::strlen(text); ++i) sock.pump(20ms);
+    // The upstream's echo: an unmasked text frame with the same payload.
+    ASSERT_EQ(l.data.size(), 2 + std::strlen(text)) << l.data;
+    EXPECT_EQ(static_cast<unsigned char>(l.data[0]), 0x81);
+    EXPECT_EQ(l.data.substr(2), text);
+  }
+  // The app ends its side; the tunnel closes and so does the stream.
+  sock.session().send(*id, {}, true);
+  for (int i = 0; i < 100 && l.closed == ~0u; ++i) sock.pump(20ms);
+  EXPECT_TRUE(l.ended);
+  EXPECT_NE(l.closed, ~0u);
+  // To a name the mesh lacks: answered by the proxy, as any request.
+  proxy::h2::Head other = req;
+  other.authority = "nosuch";
+  auto id2 = sock.session().request(other, false);
+  ASSERT_TRUE(id2);
+  l.status = 0;
+  for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
+  EXPECT_EQ(l.status, 503);  // no such service
 }
 
 TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
