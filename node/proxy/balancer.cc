@@ -52,9 +52,11 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
   if (!exclude.empty() && set->endpoints.size() == 1 && set->endpoints[0]->key == exclude && set != &cluster.all) {
     set = &cluster.all;
   }
-  if (set != &cluster.all && cluster.outlier.enabled()) {
+  // Outlier detection's ejections, as of one clock reading per pick (none without it).
+  const bool outlier = cluster.outlier.enabled();
+  const auto now = outlier ? std::chrono::steady_clock::now() : SteadyTime{};
+  if (set != &cluster.all && outlier) {
     // This zone's endpoints all ejected: the others take its traffic, as when all are unhealthy.
-    const auto now = std::chrono::steady_clock::now();
     if (std::all_of(set->endpoints.begin(), set->endpoints.end(),
                     [&](const Endpoint* e) { return e->health && e->health->ejected(now); })) {
       set = &cluster.all;
@@ -91,8 +93,6 @@ const Endpoint* Balancer::pick(const Cluster& cluster, std::string_view hashInpu
     return 0;
   };
   auto i = choose();
-  const bool outlier = cluster.outlier.enabled();
-  const auto now = outlier ? std::chrono::steady_clock::now() : SteadyTime{};
   auto ejected = [&](std::uint32_t k) {
     const auto* h = set->endpoints[k]->health.get();
     return outlier && h && h->ejected(now);

@@ -307,7 +307,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // A Route's mirror for a request with a body: copied once the body is whole (mirrorBody, up
   // to kMaxReplayBody: a larger one is not copied).
   const Cluster* mirrorTo = nullptr;
-  std::string mirrorBody;
+  KeptBody mirrorBody;
   void mirrorWhenWhole(const Cluster* to) {
     if (reqEnd && body.size() > kMaxReplayBody) {
       impl().mirrored[1]->inc();  // too large to keep: not copied
@@ -315,12 +315,11 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     }
     if (reqEnd) return mirrorRequest(conn, pin, *to, view, ctx, body.empty() ? std::nullopt : std::optional(body));
     mirrorTo = to;
-    mirrorBody = body;
+    mirrorBody.start(body);
   }
   // The request body kept for the Route's retries (up to kMaxReplayBody; past that the
   // request is no longer retried).
-  bool replaying = false;
-  std::string replay;
+  KeptBody replay;
   // Sets up the Route's policy: a request whose body may still fit is retried, its body kept.
   void setupPolicy() {
     auto len = req.find("content-length");
@@ -328,8 +327,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     const bool known = len && std::from_chars(len->data(), len->data() + len->size(), declared).ec == std::errc();
     const bool fits = body.size() <= kMaxReplayBody && (!known || declared <= kMaxReplayBody);
     policy.setup(ctx, cluster, req.method, fits);
-    replaying = policy.retry && !(reqEnd && body.empty());
-    if (replaying) replay = body;
+    if (policy.retry && !(reqEnd && body.empty())) replay.start(body);
   }
   std::optional<asio::steady_timer> backoffTimer;
   bool mirror = false;  // a mirrored copy (its response goes nowhere)
@@ -548,12 +546,14 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // Whether the Route's policy allows another try now.
   bool mayRetry() { return !finished && !responded && policy.mayRetry(w); }
   // Another try after the policy's backoff (the upstream stream is already gone).
+  // A new try sends the kept body from its start (what is still to come follows it).
+  void rewindBody() {
+    if (!replay.keeping) return;
+    body = replay.bytes;
+    bodySent = false;
+  }
   void retryAfterBackoff() {
-    if (replaying) {
-      // The next try sends the body from its start (what is still to come follows it).
-      body = replay;
-      bodySent = false;
-    }
+    rewindBody();
     auto wait = policy.next(w);
     if (ctx.endpoint) exclude = ctx.endpoint->key;
     ctx.failure = Failure::none;
@@ -575,10 +575,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     impl().retries[0]->inc();
     ctx.failure = Failure::none;
     (void)cause;
-    if (replaying) {
-      body = replay;  // the body again, from its start
-      bodySent = false;
-    }
+    rewindBody();
     up.reset();
     upId = flowId = 0;
     attempt();
@@ -670,14 +667,11 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // --- Downstream events.
   void downData(std::string_view d) {
-    if (mirrorTo) {
-      // The copy gets the whole body, whatever became of the request itself.
-      mirrorBody.append(d);
-      if (mirrorBody.size() > kMaxReplayBody) {
-        mirrorTo = nullptr;  // too large to keep: not copied
-        mirrorBody = {};
-        impl().mirrored[1]->inc();
-      }
+    // The copy gets the whole body, whatever became of the request itself; too large to keep:
+    // not copied.
+    if (mirrorTo && !mirrorBody.append(d)) {
+      mirrorTo = nullptr;
+      impl().mirrored[1]->inc();
     }
     if (upDone) {
       // Answered already: the rest of the body goes nowhere.
@@ -686,16 +680,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       return;
     }
     pendingUp += d.size();
-    if (replaying) {
-      replay.append(d);
-      if (replay.size() > kMaxReplayBody) {
-        // Too large to keep: no more retries for it.
-        replaying = false;
-        replay.clear();
-        replay.shrink_to_fit();
-        policy.retry = nullptr;
-      }
-    }
+    if (replay.keeping && !replay.append(d)) policy.retry = nullptr;  // too large to keep: no more retries
     if (up && upId) {
       up->session->send(upId, d, false);
       bodySent = true;
@@ -710,9 +695,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   void downEnd() {
     reqEnd = true;
     if (mirrorTo && !finished) {
-      mirrorRequest(conn, pin, *mirrorTo, view, ctx, std::move(mirrorBody));
+      mirrorRequest(conn, pin, *mirrorTo, view, ctx, std::move(mirrorBody.bytes));
       mirrorTo = nullptr;
-      mirrorBody = {};
+      mirrorBody.drop();
     }
     if (!responded) deadline = Clock::now() + impl().opt.upstreamTimeout;
     if (up && upId && !upDone) {
@@ -844,10 +829,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     ctx.status = head.status;
     responseFilters(head.fields, head.status);
     responded = true;
-    if (replaying) {
-      replaying = false;  // answered: no try will need it again
-      replay = {};
-    }
+    replay.drop();  // answered: no try will need it again
     deadline = Clock::now() + impl().opt.bodyTimeout;
     down->respond(downHead(std::move(head)), end);
     down->flush();

@@ -57,7 +57,7 @@ const char* keyByName(RateLimitRule::KeyBy k) {
 bool RateLimiter::take(std::string_view key, SteadyTime now, std::chrono::milliseconds& wait) {
   seen_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
-  auto it = buckets_.find(std::string(key));
+  auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= kMaxKeys) {
       std::erase_if(buckets_, [&](const auto& kv) { return kv.second.full(now); });

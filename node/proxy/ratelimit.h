@@ -85,7 +85,12 @@ class RateLimiter {
   double capacity(double share) const;
   RateLimitRule rule_;  // a copy: the limiter outlives the table it was made for
   mutable std::mutex mu_;
-  std::unordered_map<std::string, TokenBucket> buckets_;
+  // Looked up by the request's string_view (no key string built per request).
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const { return std::hash<std::string_view>{}(k); }
+  };
+  std::unordered_map<std::string, TokenBucket, KeyHash, std::equal_to<>> buckets_;
   std::atomic<double> share_{1.0};
   std::atomic<std::uint64_t> seen_{0};
 };

@@ -339,6 +339,33 @@ std::string redirectLocation(const RouteRule::Redirect& r, const h1::Head& req) 
   return out;
 }
 
+namespace {
+
+RouteDestination destination(schema::Destination::Reader d) {
+  RouteDestination out;
+  out.service = lower(d.getService().cStr());
+  out.subset = d.getSubset().cStr();
+  out.key = out.subset.empty() ? out.service : out.service + "/" + out.subset;
+  return out;
+}
+
+// A rule's weighted destinations (http and tcp rules alike); returns their total weight.
+std::uint32_t weightedDestinations(capnp::List<schema::WeightedDestination>::Reader list,
+                                   std::vector<RouteDestination>& out) {
+  std::uint32_t total = 0;
+  for (auto d : list) {
+    RouteDestination dest = destination(d.getDestination());
+    // One destination alone may omit its weight (it takes everything).
+    dest.weight = list.size() == 1 ? 100 : d.getWeight();
+    if (d.hasHeaders()) dest.headers = headerOps(d.getHeaders());
+    total += dest.weight;
+    out.push_back(std::move(dest));
+  }
+  return total;
+}
+
+}  // namespace
+
 Result<RouteMatch> compileHttpMatch(schema::HttpMatch::Reader m) {
   RouteMatch match;
   if (m.hasPath()) {
@@ -379,17 +406,7 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
             if (!match) return match.error();
             out.matches.push_back(std::move(*match));
           }
-          for (auto d : rule.getRoute()) {
-            RouteDestination dest;
-            dest.service = lower(d.getDestination().getService().cStr());
-            dest.subset = d.getDestination().getSubset().cStr();
-            dest.key = dest.subset.empty() ? dest.service : dest.service + "/" + dest.subset;
-            // One destination alone may omit its weight (it takes everything).
-            dest.weight = rule.getRoute().size() == 1 ? 100 : d.getWeight();
-            if (d.hasHeaders()) dest.headers = headerOps(d.getHeaders());
-            out.totalWeight += dest.weight;
-            out.destinations.push_back(std::move(dest));
-          }
+          out.totalWeight = weightedDestinations(rule.getRoute(), out.destinations);
           if (rule.hasRedirect()) {
             auto rd = rule.getRedirect();
             RouteRule::Redirect red;
@@ -410,11 +427,7 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
           if (rule.hasHeaders()) out.headers = headerOps(rule.getHeaders());
           out.timeout = std::chrono::milliseconds(rule.getTimeout());
           if (rule.hasMirror() && rule.getMirror().getService().size() > 0) {
-            RouteDestination m;
-            m.service = lower(rule.getMirror().getService().cStr());
-            m.subset = rule.getMirror().getSubset().cStr();
-            m.key = m.subset.empty() ? m.service : m.service + "/" + m.subset;
-            out.mirror = std::move(m);
+            out.mirror = destination(rule.getMirror());
             out.mirrorPercent = rule.getMirrorPercent() > 0 ? rule.getMirrorPercent() : 100;
           }
           if (rule.hasRetries() && rule.getRetries().getAttempts() > 0) {
@@ -462,15 +475,7 @@ Result<std::shared_ptr<const RouteTable>> compileRoute(std::string_view name, st
           TcpRouteRule out;
           out.name = "#" + std::to_string(index++);
           for (auto m : rule.getMatch()) out.matches.push_back({m.getPort(), lower(m.getSourceService().cStr())});
-          for (auto d : rule.getRoute()) {
-            RouteDestination dest;
-            dest.service = lower(d.getDestination().getService().cStr());
-            dest.subset = d.getDestination().getSubset().cStr();
-            dest.key = dest.subset.empty() ? dest.service : dest.service + "/" + dest.subset;
-            dest.weight = rule.getRoute().size() == 1 ? 100 : d.getWeight();
-            out.totalWeight += dest.weight;
-            out.destinations.push_back(std::move(dest));
-          }
+          out.totalWeight = weightedDestinations(rule.getRoute(), out.destinations);
           table->tcp.push_back(std::move(out));
         }
         return {};

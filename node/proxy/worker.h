@@ -392,6 +392,29 @@ void logPhase(Worker& w, RequestContext& ctx);
 // for its retries), up to this size; a larger one is not retried.
 inline constexpr std::size_t kMaxReplayBody = 64 * 1024;
 
+// A request body kept while it passes (for a Route's retries, or its mirror), up to
+// kMaxReplayBody: past that nothing is kept any more.
+struct KeptBody {
+  bool keeping = false;
+  std::string bytes;
+  void start(std::string_view already) {
+    keeping = true;
+    bytes.assign(already);
+  }
+  // False once the body is over the limit (and from then on).
+  bool append(std::string_view d) {
+    if (!keeping) return false;
+    bytes.append(d);
+    if (bytes.size() <= kMaxReplayBody) return true;
+    drop();
+    return false;
+  }
+  void drop() {
+    keeping = false;
+    bytes = {};
+  }
+};
+
 // A Route's timeout and retry policy as one request applies it, in either relay.
 struct RoutePolicy {
   const RouteRule::Retry* retry = nullptr;  // null: no retries for this request
