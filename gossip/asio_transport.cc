@@ -105,10 +105,12 @@ class AsioStream final : public Stream {
 }  // namespace
 
 struct AsioTransport::Impl : std::enable_shared_from_this<AsioTransport::Impl> {
-  explicit Impl(asio::io_context& i) : io(i), udpSocket(i), acceptor(i), log(log::get("gossip")) {}
+  explicit Impl(asio::io_context& i) : io(i), udpSocket(i), acceptor(i), retryTimer(i), log(log::get("gossip")) {}
   asio::io_context& io;
   udp::socket udpSocket;
   tcp::acceptor acceptor;
+  asio::steady_timer retryTimer;  // an accept that failed is retried after a pause
+  log::Throttle acceptWarn;
   NodeAddress local;
   PacketHandler onPacket;
   StreamHandler onStream;
@@ -132,9 +134,21 @@ struct AsioTransport::Impl : std::enable_shared_from_this<AsioTransport::Impl> {
   void accept() {
     acceptor.async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
       if (self->down || ec == asio::error::operation_aborted) return;
-      if (!ec && self->onStream) self->onStream(std::make_unique<AsioStream>(std::move(s)));
-      if (ec) self->log->warn("gossip accept failed error={}", ec.message());
-      self->accept();
+      if (!ec) {
+        if (self->onStream) self->onStream(std::make_unique<AsioStream>(std::move(s)));
+        self->accept();
+        return;
+      }
+      // Out of descriptors and the like: the pending connection stays queued and the next accept
+      // fails at once, so retrying now would spin (and log) as fast as the loop turns.
+      std::uint64_t skipped = 0;
+      if (self->acceptWarn.allow(std::chrono::steady_clock::now(), skipped))
+        self->log->warn("gossip accept failed error={} repeats_not_logged={}", ec.message(), skipped);
+      self->retryTimer.expires_after(std::chrono::milliseconds(50));
+      self->retryTimer.async_wait([self](const boost::system::error_code& tec) {
+        if (self->down || tec == asio::error::operation_aborted) return;
+        self->accept();
+      });
     });
   }
 };
@@ -238,6 +252,7 @@ void AsioTransport::shutdown() {
   boost::system::error_code ec;
   impl_->udpSocket.close(ec);
   impl_->acceptor.close(ec);
+  impl_->retryTimer.cancel();
 }
 
 }  // namespace mesh::gossip

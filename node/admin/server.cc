@@ -65,6 +65,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerOptions options;
   tcp::acceptor acceptor;
   std::shared_ptr<spdlog::logger> log;
+  log::Throttle acceptWarn;  // EMFILE repeats every 100 ms while it lasts
   metrics::Gauge& connections;
   metrics::Counter& rejected;
   metrics::Histogram& duration;
@@ -201,7 +202,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (stopped || ec == asio::error::operation_aborted) co_return;
       if (ec) {
         // EMFILE and friends: log, back off briefly, keep serving the connections we have.
-        log->warn("admin accept failed error={}", ec.message());
+        std::uint64_t skipped = 0;
+        if (acceptWarn.allow(std::chrono::steady_clock::now(), skipped))
+          log->warn("admin accept failed error={} repeats_not_logged={}", ec.message(), skipped);
         asio::steady_timer t(io, std::chrono::milliseconds(100));
         co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;

@@ -1433,7 +1433,17 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
   if (ex->egress) {
     // An external host (egress): resolved first.
     const auto& d = *ex->egress;
-    if (!co_await externalTarget(w, d, ex->external)) {
+    const auto resolved = co_await externalTarget(w, d, ex->external);
+    if (resolved == ExternalResolve::loop) {
+      if (!ex->finished) {
+        ex->reply(508,
+                  "'" + d.host + ":" + std::to_string(d.port) +
+                      "' is this proxy's own listener: name a service or an external host",
+                  Failure::loop);
+      }
+      co_return;
+    }
+    if (resolved != ExternalResolve::ok) {
       if (!ex->finished) ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
       co_return;
     }

@@ -41,6 +41,7 @@ enum class Failure {
   overflow,          // 503: a circuit breaker of the cluster (ctx.overflow says which)
   rateLimited,       // 429: a RateLimit's bucket was empty (ctx.limited says which)
   egressBlocked,     // 502: an external host MeshConfig's REGISTRY_ONLY does not allow
+  loop,              // 508: the request's authority is this proxy's own listener
   requestTimeout,    // 408: the request head or body did not arrive in time (keep it last)
 };
 const char* failureName(Failure f);

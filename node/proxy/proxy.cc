@@ -1,6 +1,10 @@
 #include "node/proxy/proxy.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <charconv>
+#include <cstring>
 
 #include "common/http/message.h"
 #include "common/json_escape.h"
@@ -47,6 +51,8 @@ const char* failureName(Failure f) {
       return "rate_limited";
     case Failure::egressBlocked:
       return "egress_blocked";
+    case Failure::loop:
+      return "loop";
     case Failure::requestTimeout:
       return "request_timeout";
   }
@@ -664,7 +670,37 @@ std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestC
   return std::nullopt;
 }
 
-awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out) {
+bool ownListener(const Shared& impl, const asio::ip::address& a, std::uint16_t port) {
+  for (const HostPort* l : {&impl.outboundBound, &impl.inboundBound}) {
+    if (l->port != port) continue;
+    if (!l->isUnspecified()) {
+      error_code ec;
+      auto bound = asio::ip::make_address(l->host, ec);
+      if (!ec && bound == a) return true;
+      continue;
+    }
+    if (a.is_loopback() || a.is_unspecified()) return true;
+    // Rare (an external address whose port is a listener's): ask the interfaces each time.
+    ifaddrs* all = nullptr;
+    if (::getifaddrs(&all) != 0) continue;
+    bool mine = false;
+    for (auto* i = all; i && !mine; i = i->ifa_next) {
+      if (!i->ifa_addr) continue;
+      if (i->ifa_addr->sa_family == AF_INET && a.is_v4()) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+        mine = ntohl(in->sin_addr.s_addr) == a.to_v4().to_uint();
+      } else if (i->ifa_addr->sa_family == AF_INET6 && a.is_v6()) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+        mine = std::memcmp(in6->sin6_addr.s6_addr, a.to_v6().to_bytes().data(), 16) == 0;
+      }
+    }
+    ::freeifaddrs(all);
+    if (mine) return true;
+  }
+  return false;
+}
+
+awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out) {
   std::string address = d.address;
   if (address.empty()) {
     const auto now = Clock::now();
@@ -685,11 +721,16 @@ awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& 
       // A name that does not resolve is asked again after 5 s, one that does after 30 s.
       w.dns[d.host] = {address, now + (address.empty() ? std::chrono::seconds(5) : std::chrono::seconds(30))};
     }
-    if (address.empty()) co_return false;
+    if (address.empty()) co_return ExternalResolve::unresolved;
   }
   auto at = parseHostPort((address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
                           std::to_string(d.port));
-  if (!at) co_return false;
+  if (!at) co_return ExternalResolve::unresolved;
+  {
+    error_code ec;
+    auto ip = asio::ip::make_address(at->host, ec);
+    if (!ec && ownListener(w.impl, ip, at->port)) co_return ExternalResolve::loop;
+  }
   out = LocalTarget{};
   out.service = d.service;
   out.address = *at;
@@ -698,7 +739,7 @@ awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& 
   out.sni = d.sni;
   // Connections pool by everything they were made with: a TLS one verified another name.
   out.poolKey = "ext:" + d.host + ":" + std::to_string(d.port) + (d.tls ? "+tls:" + d.sni : "") + "@" + at->toString();
-  co_return true;
+  co_return ExternalResolve::ok;
 }
 
 void evaluateOutliers(Worker& w, Clock::time_point now) {
@@ -1108,8 +1149,15 @@ class Relay {
         }
         ctx.service = eg.service;
         c_->after(impl_.opt.connectTimeout);
-        if (!co_await externalTarget(w_, eg, external_)) {
+        const auto resolved = co_await externalTarget(w_, eg, external_);
+        if (resolved != ExternalResolve::ok) {
           if (c_->closed || c_->timedOut) co_return false;
+          if (resolved == ExternalResolve::loop) {
+            co_return co_await answer(ctx, req, 508,
+                                      "'" + eg.host + ":" + std::to_string(eg.port) +
+                                          "' is this proxy's own listener: name a service or an external host",
+                                      Failure::loop);
+          }
           co_return co_await answer(ctx, req, 503, "external host '" + eg.host + "' does not resolve",
                                     Failure::connectFailed);
         }
@@ -1669,7 +1717,9 @@ awaitable<void> acceptLoop(Worker& w, tcp::acceptor& acc, Direction d) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
       // Out of descriptors and the like: back off briefly rather than spin.
-      w.impl.log->warn("{} accept failed: {}", directionName(d), ec.message());
+      std::uint64_t skipped = 0;
+      if (w.acceptWarn[static_cast<int>(d)].allow(Clock::now(), skipped))
+        w.impl.log->warn("{} accept failed: {} (repeats not logged: {})", directionName(d), ec.message(), skipped);
       asio::steady_timer t(w.io, std::chrono::milliseconds(50));
       co_await t.async_wait(tok(ec));
       continue;

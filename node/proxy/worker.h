@@ -179,6 +179,7 @@ struct Worker {
     Clock::time_point expires;
   };
   std::unordered_map<std::string, Resolved> dns;
+  log::Throttle acceptWarn[2];  // per listener (Direction): EMFILE repeats every 50 ms while it lasts
   Balancer balancer;
   // A Route's retries in flight, by cluster key: its retry budget (per worker, as all state on
   // the request path; see RoutePolicy).
@@ -375,8 +376,13 @@ void evaluateOutliers(Worker& w, Clock::time_point now);
 
 // The egress phase: where an outbound request to an external host goes (d.kind go): the
 // address (a STATIC one, or the name resolved; cached per worker), as a target the relays
-// treat like a local instance's. False: the name does not resolve.
-awaitable<bool> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
+// treat like a local instance's. `loop`: the address is one of this proxy's own listeners.
+enum class ExternalResolve { ok, unresolved, loop };
+awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
+// Whether a:port is one of this proxy's own listeners (an unspecified bind address covers the
+// host's every address). A request sent there comes straight back and goes out again, each copy
+// holding two descriptors, until the process has none left: it is refused instead.
+bool ownListener(const Shared& impl, const asio::ip::address& a, std::uint16_t port);
 
 // A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
 // service on `port`: the cluster of the first matching rule's destination, drawn by weight

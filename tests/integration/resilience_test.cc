@@ -514,6 +514,40 @@ spec:
   EXPECT_GE(ok, 0.7 * 40 * took) << j.dump();
 }
 
+// With ALLOW_ANY, a request whose authority is the proxy's own listener would go out to itself,
+// again and again, each copy holding descriptors until the process had none left (found by the
+// benchmark when h2load sent the listener's address as the authority): it is refused at once.
+TEST_F(ResilienceTest, ARequestForTheProxysOwnListenerIsRefusedNotLooped) {
+  startReviews();
+  for (const auto& own : {c.outbound(1), c.inbound(1), HostPort{"127.0.0.1", 15001, false, true}}) {
+    // 127.0.0.1:15001 is not node 1's listener (it binds its own address): only its own are refused.
+    const bool mine = own.host == c.address(1);
+    auto r = get("/x", {}, own.toString());
+    ASSERT_TRUE(r.ok()) << own.toString();
+    if (!mine) {
+      EXPECT_NE(r->status, 508) << own.toString();
+      continue;
+    }
+    EXPECT_EQ(r->status, 508) << own.toString() << " " << r->body;
+    EXPECT_EQ(headerOf(*r, "x-mesh-error"), "loop");
+    EXPECT_NE(r->body.find("own listener"), std::string::npos) << r->body;
+  }
+  // The same over HTTP/2.
+  auto out = run({"/usr/bin/nghttp", "-v", "-H", ":authority: " + c.outbound(1).toString(),
+                  "http://" + c.outbound(1).toString() + "/x"},
+                 30s, c.tmp.path())
+                 .out;
+  EXPECT_NE(out.find(":status: 508"), std::string::npos) << out;
+  EXPECT_EQ(c.metric(1, "mesh_proxy_errors_total", {"cause=\"loop\""}), 3);
+  // The node serves on, its descriptors intact.
+  EXPECT_EQ(get("/x")->status, 200);
+  std::size_t fds = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(c.node(1).process().pid()) + "/fd"))
+    ++fds;
+  EXPECT_LT(fds, 200u);
+}
+
 TEST_F(ResilienceTest, IdleTimeoutClosesTheClustersPooledConnections) {
   startReviews({"--peer-protocol", "http1"});
   publishDestination(2, "{connectionPool: {idleTimeout: 1s}}");

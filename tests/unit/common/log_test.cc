@@ -62,6 +62,21 @@ TEST(Log, LoggersMadeAfterSetupKeepTheChosenFormat) {
   EXPECT_EQ(j["msg"], "joined node=a peers=3");
 }
 
+TEST(LogThrottle, WritesTheFirstThenOncePerIntervalCountingTheRest) {
+  using namespace std::chrono_literals;
+  log::Throttle t(10s);
+  const log::Throttle::Clock::time_point t0{};
+  std::uint64_t skipped = 99;
+  EXPECT_TRUE(t.allow(t0 + 1s, skipped));
+  EXPECT_EQ(skipped, 0u);
+  for (int i = 0; i < 200; ++i) EXPECT_FALSE(t.allow(t0 + 1s + i * 45ms, skipped));
+  EXPECT_TRUE(t.allow(t0 + 11s, skipped));
+  EXPECT_EQ(skipped, 200u);
+  EXPECT_FALSE(t.allow(t0 + 12s, skipped));
+  EXPECT_TRUE(t.allow(t0 + 30s, skipped));
+  EXPECT_EQ(skipped, 1u);
+}
+
 TEST(JsonEscape, EscapesControlsAndKeepsValidUtf8) {
   std::string out;
   appendJsonEscaped(out, "a\"b\\c\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
