@@ -31,7 +31,7 @@ GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 BUILD_PKGS := build-essential cmake libboost-dev libboost-system-dev libssl-dev librocksdb-dev \
   capnproto libcapnp-dev libh2o-evloop-dev libspdlog-dev libmsgpack-cxx-dev libgtest-dev \
   libgmock-dev libnghttp2-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev pkg-config \
-  zlib1g-dev ninja-build ccache curl git
+  zlib1g-dev libmimalloc-dev ninja-build ccache curl git
 TEST_PKGS := golang-go golang-github-hashicorp-memberlist-dev golang-github-hashicorp-serf-dev \
   nghttp2-client wrk haproxy nginx-light iproute2 iptables procps psmisc clang-14 \
   libclang-rt-14-dev python3 python3-grpcio

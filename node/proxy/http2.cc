@@ -65,9 +65,31 @@ struct Session::Impl {
   Settings settings;
   nghttp2_session* session = nullptr;
   std::unordered_map<std::int32_t, StreamState> streams;
+  // Closed streams' map nodes, kept for the next streams: with hundreds of streams opening and
+  // closing a second, each would otherwise cost an allocation and a free.
+  std::vector<std::unordered_map<std::int32_t, StreamState>::node_type> spareNodes;
+  std::vector<nghttp2_nv> nva;  // a head's fields as nghttp2 takes them (it copies them)
   std::vector<std::pair<std::int32_t, std::size_t>> sent;  // onSent calls, made after mem_send
   bool fatal = false;
   std::string statusText;  // scratch for a response's :status
+
+  StreamState& open(std::int32_t id) {
+    if (auto it = streams.find(id); it != streams.end()) return it->second;
+    if (spareNodes.empty()) return streams[id];
+    auto node = std::move(spareNodes.back());
+    spareNodes.pop_back();
+    node.key() = id;
+    node.mapped() = StreamState{};
+    return streams.insert(std::move(node)).position->second;
+  }
+
+  void close(std::unordered_map<std::int32_t, StreamState>::iterator it) {
+    auto node = streams.extract(it);
+    if (spareNodes.size() < 64) {
+      node.mapped() = StreamState{};  // its buffers go now, not when it is reused
+      spareNodes.push_back(std::move(node));
+    }
+  }
 
   StreamState* find(std::int32_t id) {
     auto it = streams.find(id);
@@ -81,10 +103,13 @@ struct Session::Impl {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     // A server learns of streams here; a client opened its own (request()) and ignores others.
     if (self.role == Role::client && !self.find(frame->hd.stream_id)) return 0;
-    auto& st = self.streams[frame->hd.stream_id];
+    auto& st = self.open(frame->hd.stream_id);
     // A server's second HEADERS on a stream, or a client's after a final head: trailers.
     st.inTrailers = self.role == Role::server ? frame->headers.cat == NGHTTP2_HCAT_HEADERS : st.finalHead;
-    if (!st.inTrailers) st.head = Head{};
+    if (!st.inTrailers) {
+      st.head = Head{};
+      st.head.fields.reserve(12);  // one allocation for a usual head, not one per doubling
+    }
     return 0;
   }
 
@@ -178,7 +203,7 @@ struct Session::Impl {
     auto& self = of(user);
     auto it = self.streams.find(id);
     if (it == self.streams.end()) return 0;
-    self.streams.erase(it);
+    self.close(it);
     // What the stream sent in this drain is reported before its close (never after it).
     for (auto& [sid, n] : self.sent) {
       if (sid == id && n) {
@@ -311,8 +336,8 @@ bool Session::alive() const {
 }
 
 Result<std::int32_t> Session::request(const Head& head, bool endStream, const Extra& extra) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(head.fields.size() + extra.size() + 4);
+  auto& nva = impl_->nva;
+  nva.clear();
   nva.push_back(nv(":method", head.method));
   nva.push_back(nv(":scheme", head.scheme.empty() ? std::string_view("http") : std::string_view(head.scheme)));
   if (!head.authority.empty()) nva.push_back(nv(":authority", head.authority));
@@ -328,7 +353,7 @@ Result<std::int32_t> Session::request(const Head& head, bool endStream, const Ex
   nghttp2_data_provider p = impl_->provider();
   auto id = nghttp2_submit_request(impl_->session, nullptr, nva.data(), nva.size(), endStream ? nullptr : &p, nullptr);
   if (id < 0) return Error(errc::unavailable, std::string("HTTP/2: ") + nghttp2_strerror(id));
-  auto& st = impl_->streams[id];
+  auto& st = impl_->open(id);
   st.hasProvider = !endStream;
   return id;
 }
@@ -338,8 +363,8 @@ Result<void> Session::respond(std::int32_t stream, const Head& head, bool endStr
   if (!st) return Error(errc::not_found, "HTTP/2 stream closed");
   char status[4];
   std::snprintf(status, sizeof status, "%03d", std::clamp(head.status, 100, 999));
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(head.fields.size() + 1);
+  auto& nva = impl_->nva;
+  nva.clear();
   nva.push_back(nv(":status", std::string_view(status, 3)));
   for (const auto& f : head.fields) {
     if (!connectionSpecific(f.name, f.value)) nva.push_back(nv(f.name, f.value));
