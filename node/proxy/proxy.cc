@@ -1,10 +1,6 @@
 #include "node/proxy/proxy.h"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
-
 #include <charconv>
-#include <cstring>
 
 #include "common/http/message.h"
 #include "common/json_escape.h"
@@ -670,36 +666,6 @@ std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestC
   return std::nullopt;
 }
 
-bool ownListener(const Shared& impl, const asio::ip::address& a, std::uint16_t port) {
-  for (const HostPort* l : {&impl.outboundBound, &impl.inboundBound}) {
-    if (l->port != port) continue;
-    if (!l->isUnspecified()) {
-      error_code ec;
-      auto bound = asio::ip::make_address(l->host, ec);
-      if (!ec && bound == a) return true;
-      continue;
-    }
-    if (a.is_loopback() || a.is_unspecified()) return true;
-    // Rare (an external address whose port is a listener's): ask the interfaces each time.
-    ifaddrs* all = nullptr;
-    if (::getifaddrs(&all) != 0) continue;
-    bool mine = false;
-    for (auto* i = all; i && !mine; i = i->ifa_next) {
-      if (!i->ifa_addr) continue;
-      if (i->ifa_addr->sa_family == AF_INET && a.is_v4()) {
-        const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-        mine = ntohl(in->sin_addr.s_addr) == a.to_v4().to_uint();
-      } else if (i->ifa_addr->sa_family == AF_INET6 && a.is_v6()) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
-        mine = std::memcmp(in6->sin6_addr.s6_addr, a.to_v6().to_bytes().data(), 16) == 0;
-      }
-    }
-    ::freeifaddrs(all);
-    if (mine) return true;
-  }
-  return false;
-}
-
 awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out) {
   std::string address = d.address;
   if (address.empty()) {
@@ -726,11 +692,7 @@ awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, Lo
   auto at = parseHostPort((address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
                           std::to_string(d.port));
   if (!at) co_return ExternalResolve::unresolved;
-  {
-    error_code ec;
-    auto ip = asio::ip::make_address(at->host, ec);
-    if (!ec && ownListener(w.impl, ip, at->port)) co_return ExternalResolve::loop;
-  }
+  if (ownListener({w.impl.outboundBound, w.impl.inboundBound}, *at)) co_return ExternalResolve::loop;
   out = LocalTarget{};
   out.service = d.service;
   out.address = *at;

@@ -1,6 +1,10 @@
 #include "node/proxy/snapshot.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include <boost/asio/ip/address.hpp>
@@ -558,6 +562,39 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
     }
   }
   return snap;
+}
+
+bool ownListener(const std::vector<HostPort>& listeners, const HostPort& target) {
+  boost::system::error_code ec;
+  const auto a = boost::asio::ip::make_address(target.host, ec);
+  if (ec) return false;
+  const auto port = target.port;
+  for (const auto& l : listeners) {
+    if (l.port != port) continue;
+    if (!l.isUnspecified()) {
+      auto bound = boost::asio::ip::make_address(l.host, ec);
+      if (!ec && bound == a) return true;
+      continue;
+    }
+    if (a.is_loopback() || a.is_unspecified()) return true;
+    // Rare (an external address whose port is a listener's): ask the interfaces each time.
+    ifaddrs* all = nullptr;
+    if (::getifaddrs(&all) != 0) continue;
+    bool mine = false;
+    for (auto* i = all; i && !mine; i = i->ifa_next) {
+      if (!i->ifa_addr) continue;
+      if (i->ifa_addr->sa_family == AF_INET && a.is_v4()) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+        mine = ntohl(in->sin_addr.s_addr) == a.to_v4().to_uint();
+      } else if (i->ifa_addr->sa_family == AF_INET6 && a.is_v6()) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+        mine = std::memcmp(in6->sin6_addr.s6_addr, a.to_v6().to_bytes().data(), 16) == 0;
+      }
+    }
+    ::freeifaddrs(all);
+    if (mine) return true;
+  }
+  return false;
 }
 
 }  // namespace mesh::proxy

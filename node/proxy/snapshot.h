@@ -147,6 +147,12 @@ struct EgressDecision {
 // `authority`: the request's Host (name[:port], port 80 by default).
 EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority);
 
+// Whether `target` (an IP literal and port) is one of `listeners`, the proxy's own (an
+// unspecified bind address stands for every address of the host). An external request sent there
+// comes straight back and goes out again, each copy holding two descriptors, until the process
+// has none left: the egress phase refuses it instead.
+bool ownListener(const std::vector<HostPort>& listeners, const HostPort& target);
+
 struct Snapshot {
   std::uint64_t version = 0;
   std::uint64_t policyVersion = 0;

@@ -379,10 +379,7 @@ void evaluateOutliers(Worker& w, Clock::time_point now);
 // treat like a local instance's. `loop`: the address is one of this proxy's own listeners.
 enum class ExternalResolve { ok, unresolved, loop };
 awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
-// Whether a:port is one of this proxy's own listeners (an unspecified bind address covers the
-// host's every address). A request sent there comes straight back and goes out again, each copy
-// holding two descriptors, until the process has none left: it is refused instead.
-bool ownListener(const Shared& impl, const asio::ip::address& a, std::uint16_t port);
+
 
 // A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
 // service on `port`: the cluster of the first matching rule's destination, drawn by weight

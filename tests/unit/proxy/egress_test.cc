@@ -1,6 +1,10 @@
 // The egress phase's decision (node/proxy/snapshot.h egressFor): MeshConfig's mode and the
 // ExternalServices against a request's authority.
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <gtest/gtest.h>
 
 #include "node/proxy/snapshot.h"
@@ -90,6 +94,38 @@ TEST(EgressTest, ADestinationPolicysTlsSimpleOriginatesOnThePortAskedFor) {
   d = egressFor(p, "api.example.com");
   EXPECT_FALSE(d.tls);
   EXPECT_EQ(d.port, 80);
+}
+
+TEST(EgressTest, ItsOwnListenersAreKnownForWhatTheyAre) {
+  auto hp = [](const std::string& s) { return *parseHostPort(s); };
+  const std::vector<HostPort> specific = {hp("127.0.1.1:15001"), hp("127.0.1.1:15006")};
+  EXPECT_TRUE(ownListener(specific, hp("127.0.1.1:15001")));
+  EXPECT_TRUE(ownListener(specific, hp("127.0.1.1:15006")));
+  EXPECT_FALSE(ownListener(specific, hp("127.0.1.2:15001")));  // another node's on this host
+  EXPECT_FALSE(ownListener(specific, hp("127.0.1.1:8080")));
+  // The defaults: outbound on loopback, inbound on every address of the host.
+  const std::vector<HostPort> defaults = {hp("127.0.0.1:15001"), hp("0.0.0.0:15006")};
+  EXPECT_TRUE(ownListener(defaults, hp("127.0.0.1:15001")));
+  EXPECT_FALSE(ownListener(defaults, hp("127.0.0.2:15001")));
+  EXPECT_TRUE(ownListener(defaults, hp("127.0.0.5:15006")));  // loopback is all ours
+  EXPECT_TRUE(ownListener(defaults, hp("0.0.0.0:15006")));
+  EXPECT_TRUE(ownListener(defaults, hp("[::1]:15006")));
+  EXPECT_FALSE(ownListener(defaults, hp("192.0.2.1:15006")));  // TEST-NET-1: nobody's address
+  EXPECT_FALSE(ownListener(defaults, HostPort{"api.example.com", 15006}));  // not an address
+  // An address of one of this host's interfaces, whatever they are here.
+  ifaddrs* all = nullptr;
+  ASSERT_EQ(::getifaddrs(&all), 0);
+  int checked = 0;
+  for (auto* i = all; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text);
+    EXPECT_TRUE(ownListener(defaults, hp(std::string(text) + ":15006"))) << text;
+    EXPECT_FALSE(ownListener(defaults, hp(std::string(text) + ":15007"))) << text;
+    ++checked;
+  }
+  ::freeifaddrs(all);
+  EXPECT_GT(checked, 0);
 }
 
 }  // namespace
