@@ -391,6 +391,15 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The outbound route phase decided: answer, or go on to the upstream.
   void routed(const std::string& unknown) {
     if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
+    if (tunnelRequest()) {
+      // CONNECT host:port: the Route's tcp rules for that host decide (by the port), whether or
+      // not the host is a catalog service (as for HTTP/1.1's CONNECT).
+      std::uint16_t port = 0;
+      if (auto colon = req.authority.rfind(':'); colon != std::string::npos) {
+        std::from_chars(req.authority.data() + colon + 1, req.authority.data() + req.authority.size(), port);
+      }
+      cluster = routeTcp(w, *pin, *conn, serviceOf(req.authority), cluster, port, ctx);
+    }
     if (!cluster && ctx.route) {
       // A Route decided, but its destination is not known (yet): never the host outside.
       return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
@@ -401,10 +410,21 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (eg.kind == EgressDecision::Kind::blocked) return reply(502, eg.why, Failure::egressBlocked);
       if (eg.kind == EgressDecision::Kind::notExternal)
         return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
-      if (req.method == "CONNECT") {
-        return reply(501, "CONNECT over HTTP/2 is not supported; use HTTP/1.1 CONNECT", Failure::badRequest);
+      if (req.method == "CONNECT" && !tunnelRequest()) {
+        return reply(501, "only WebSockets may use extended CONNECT to an external host", Failure::badRequest);
       }
       ctx.service = eg.service;
+      if (tunnelRequest()) {
+        // A tunnel carries the app's bytes (its own TLS, say) to the port it asked for: never
+        // originated TLS.
+        eg.tls = false;
+        eg.port = eg.askedPort;
+        egress = std::move(eg);
+        started = true;
+        ++ctx.attempts;
+        asio::co_spawn(w.io, connectTunnel(shared_from_this()), asio::detached);
+        return;
+      }
       started = true;
       h1 = true;  // external hosts are spoken to in HTTP/1.1 (the bridge)
       ++ctx.attempts;
@@ -466,13 +486,31 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       asio::co_spawn(w.io, websocket(shared_from_this()), asio::detached);
       return;
     }
+    if (tunnelRequest() && cluster) {
+      // CONNECT service:port (RFC 9113 section 8.5): a byte tunnel to one of its instances, over
+      // mTLS to its node (ALPN mesh-tcp/1), which splices it to the instance. As HTTP/1.1's
+      // tunnels, not counted by the circuit breakers.
+      started = true;
+      deadline = Clock::time_point::max();  // a tunnel: its ends decide when it is over
+      asio::co_spawn(w.io, connectTunnel(shared_from_this()), asio::detached);
+      return;
+    }
     if (req.method == "CONNECT") {
-      return reply(501, "CONNECT over HTTP/2 is not supported (but for WebSockets); use HTTP/1.1 CONNECT",
+      // Inbound: peers send tunnels as mesh-tcp/1 connections, never as HTTP/2 CONNECT; an
+      // extended CONNECT other than a WebSocket has nothing to speak to.
+      return reply(501,
+                   req.protocol.empty() ? "CONNECT is for the outbound listener"
+                                        : "extended CONNECT protocol '" + req.protocol + "' is not supported",
                    Failure::badRequest);
     }
     replayable = idempotent(req.method) && reqEnd && body.empty();
     setupPolicy();
     if (admit()) attempt();
+  }
+
+  // A plain CONNECT (no :protocol) from an app: a byte tunnel.
+  bool tunnelRequest() const {
+    return req.method == "CONNECT" && req.protocol.empty() && ctx.direction == Direction::outbound;
   }
 
   // Circuit breakers: the request's place among the cluster's requests in flight. False: answered.
@@ -991,7 +1029,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   static awaitable<void> bridge(std::shared_ptr<Exchange> ex);
   static awaitable<void> websocket(std::shared_ptr<Exchange> ex);
-  static awaitable<void> websocketDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up);
+  static awaitable<void> connectTunnel(std::shared_ptr<Exchange> ex);
+  static awaitable<void> relayTunnel(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up,
+                                     const Endpoint* endpoint);
+  static awaitable<void> tunnelDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up);
   std::optional<asio::steady_timer> wakeDown;  // the WebSocket's upstream-to-client pump waits here
   // The egress phase's decision, for the bridge to resolve first; then its target.
   std::optional<EgressDecision> egress;
@@ -1339,9 +1380,116 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
   ex->down->respond(dh, false);
   ex->down->flush();
   up->buf.consume(resp.headBytes);
-  if (t.endpoint) w.balancer.started(*t.endpoint);
+  co_await relayTunnel(ex, up, t.endpoint);
+}
+
+// CONNECT host:port over HTTP/2 from an app (RFC 9113 section 8.5), as HTTP/1.1's CONNECT: a
+// byte tunnel to an instance of the service (over mTLS to its node, ALPN mesh-tcp/1, spliced
+// there to the instance; another endpoint tried when one does not answer) or to an external
+// host the egress phase allows; answered 200 once connected, then the stream's DATA both ways.
+awaitable<void> Exchange::connectTunnel(std::shared_ptr<Exchange> ex) {
+  auto& w = ex->w;
+  auto& impl = w.impl;
+  auto& ctx = ex->ctx;
+  if (ex->egress) {
+    const auto& d = *ex->egress;
+    const auto resolved = co_await externalTarget(w, d, ex->external);
+    if (ex->finished) co_return;
+    if (resolved == ExternalResolve::loop) {
+      co_return ex->reply(508,
+                          "'" + d.host + ":" + std::to_string(d.port) +
+                              "' is this proxy's own listener: name a service or an external host",
+                          Failure::loop);
+    }
+    if (resolved != ExternalResolve::ok)
+      co_return ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+    ex->local = &ex->external;
+  }
+  std::string exclude;
+  const int attempts = ex->cluster ? impl.opt.connectAttempts : 1;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    Target t;
+    if (ex->cluster) {
+      t.cluster = ex->cluster;
+      t.endpoint = w.balancer.pick(*ex->cluster, hashInput(*ex->cluster, ex->view, ctx.sourceAddress), exclude);
+      if (!t.endpoint) break;
+      ctx.endpoint = t.endpoint;
+      ++ctx.attempts;
+    } else {
+      t.local = ex->local;
+    }
+    const int dir = t.endpoint ? 0 : 1;
+    auto up = t.endpoint ? std::make_shared<Upstream>(tcp::socket(w.io), *w.clientCtx)
+                         : std::make_shared<Upstream>(tcp::socket(w.io));
+    up->key = t.endpoint ? t.endpoint->key : t.local->poolKey;
+    ex->h1Up = &up->stream;  // a client reset closes it
+    error_code ec;
+    {
+      const auto timeout = t.cluster && t.cluster->limits.connectTimeout.count() > 0 ? t.cluster->limits.connectTimeout
+                                                                                    : impl.opt.connectTimeout;
+      asio::steady_timer timer(w.io, timeout);
+      bool timedOut = false;
+      timer.async_wait([&](error_code e) {
+        if (e) return;
+        timedOut = true;
+        up->stream.close();
+      });
+      if (t.endpoint)
+        co_await dial(w, *up, t, kAlpnTunnel, sizeof kAlpnTunnel, ec);
+      else
+        co_await dial(w, *up, t, nullptr, 0, ec);
+      timer.cancel();
+      if (!ec && timedOut) ec = asio::error::timed_out;
+    }
+    if (ex->finished) {
+      ex->h1Up = nullptr;
+      co_return;
+    }
+    if (ec) {
+      ex->h1Up = nullptr;
+      impl.connectFail[dir]->inc();
+      if (t.endpoint) exclude = t.endpoint->key;
+      continue;
+    }
+    impl.connectOk[dir]->inc();
+    ++impl.upstreamOpen[dir];
+    struct Count {
+      Shared& impl;
+      int dir;
+      ~Count() { --impl.upstreamOpen[dir]; }
+    } count{impl, dir};
+    ctx.upstreamStart = ctx.upstreamHead = Clock::now();
+    h2::Head dh;
+    dh.status = 200;
+    finishResponse(ctx, dh);
+    ctx.status = 200;
+    ex->responded = true;
+    ex->down->respond(dh, false);
+    ex->down->flush();
+    co_await relayTunnel(ex, up, t.endpoint);
+    co_return;
+  }
+  if (ex->finished) co_return;
+  if (!ex->cluster) {
+    co_return ex->reply(503, "could not connect to '" + ex->req.authority + "'", Failure::connectFailed);
+  }
+  ex->reply(503,
+            ctx.attempts ? "could not connect to an endpoint of '" + ctx.service + "'"
+                         : "no healthy endpoint of service '" + ctx.service + "'",
+            ctx.attempts ? Failure::connectFailed : Failure::noEndpoint);
+}
+
+// A tunnel's bytes both ways once the stream was answered 200: the stream's DATA to the
+// connection (this coroutine) and the connection's bytes to the stream (tunnelDown), each
+// acknowledged (flow control) as the other side takes it.
+awaitable<void> Exchange::relayTunnel(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up,
+                                      const Endpoint* endpoint) {
+  auto& w = ex->w;
+  auto& ctx = ex->ctx;
+  error_code ec;
+  if (endpoint) w.balancer.started(*endpoint);
   // Upstream to client, beside this coroutine's client to upstream.
-  asio::co_spawn(w.io, websocketDown(ex, up), asio::detached);
+  asio::co_spawn(w.io, tunnelDown(ex, up), asio::detached);
   for (;;) {
     if (ex->finished || ex->upDone) break;
     if (!ex->body.empty()) {
@@ -1363,10 +1511,10 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
     co_await ex->waitWake();
   }
   if (ec) up->stream.close();
-  if (t.endpoint) w.balancer.finished(*t.endpoint);
+  if (endpoint) w.balancer.finished(*endpoint);
 }
 
-awaitable<void> Exchange::websocketDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up) {
+awaitable<void> Exchange::tunnelDown(std::shared_ptr<Exchange> ex, std::shared_ptr<Upstream> up) {
   auto& impl = ex->w.impl;
   error_code ec;
   std::vector<char> b(16 * 1024);

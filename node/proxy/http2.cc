@@ -78,8 +78,7 @@ struct Session::Impl {
     if (spareNodes.empty()) return streams[id];
     auto node = std::move(spareNodes.back());
     spareNodes.pop_back();
-    node.key() = id;
-    node.mapped() = StreamState{};
+    node.key() = id;  // its state was reset when it closed
     return streams.insert(std::move(node)).position->second;
   }
 
@@ -339,9 +338,12 @@ Result<std::int32_t> Session::request(const Head& head, bool endStream, const Ex
   auto& nva = impl_->nva;
   nva.clear();
   nva.push_back(nv(":method", head.method));
-  nva.push_back(nv(":scheme", head.scheme.empty() ? std::string_view("http") : std::string_view(head.scheme)));
+  // A plain CONNECT has only :method and :authority (RFC 9113 section 8.5).
+  const bool tunnel = head.method == "CONNECT" && head.protocol.empty();
+  if (!tunnel)
+    nva.push_back(nv(":scheme", head.scheme.empty() ? std::string_view("http") : std::string_view(head.scheme)));
   if (!head.authority.empty()) nva.push_back(nv(":authority", head.authority));
-  nva.push_back(nv(":path", head.path.empty() ? std::string_view("/") : std::string_view(head.path)));
+  if (!tunnel) nva.push_back(nv(":path", head.path.empty() ? std::string_view("/") : std::string_view(head.path)));
   if (!head.protocol.empty()) nva.push_back(nv(":protocol", head.protocol));
   for (const auto& f : head.fields) {
     if (connectionSpecific(f.name, f.value)) continue;

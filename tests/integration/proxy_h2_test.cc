@@ -291,6 +291,58 @@ TEST_F(ProxyH2Test, AWebSocketOverHttp2CrossesBothProxies) {
   EXPECT_EQ(l.status, 503);  // no such service
 }
 
+// CONNECT over HTTP/2 (RFC 9113 section 8.5), as HTTP/1.1's: a byte tunnel to an instance of
+// the service through both proxies (mTLS, ALPN mesh-tcp/1 between them), and one to a host
+// outside the mesh (ALLOW_ANY); what goes through is the app's business.
+TEST_F(ProxyH2Test, ConnectOverHttp2TunnelsToAServiceAndToAnExternalHost) {
+  c.twoNodesServing("reviews", 9080);
+  c.upstream(1, 9099, "outside");  // not in the catalog: an external host to the proxy
+  WsListener l;
+  H2Socket sock(c.outbound(1), l);
+  ASSERT_TRUE(sock.ok());
+  l.s = &sock.session();
+  auto tunnelTo = [&](const std::string& authority, const std::string& expectName) {
+    SCOPED_TRACE(authority);
+    l = WsListener{};
+    l.s = &sock.session();
+    proxy::h2::Head req;
+    req.method = "CONNECT";
+    req.authority = authority;
+    auto id = sock.session().request(req, false);
+    ASSERT_TRUE(id) << id.error().message();
+    for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
+    ASSERT_EQ(l.status, 200) << l.data;
+    for (const char* path : {"/inside", "/again"}) {
+      l.data.clear();
+      sock.session().send(*id, std::string("GET ") + path + " HTTP/1.1\r\nHost: anything\r\n\r\n", false);
+      for (int i = 0; i < 100 && l.data.find(expectName + "\n") == std::string::npos; ++i) sock.pump(20ms);
+      EXPECT_EQ(l.data.rfind("HTTP/1.1 200", 0), 0u) << l.data;
+      EXPECT_NE(l.data.find(expectName + "\n"), std::string::npos) << l.data;
+      // Untouched: the proxies added no request id inside the tunnel.
+      EXPECT_EQ(l.data.find("x-seen-x-request-id"), std::string::npos) << l.data;
+    }
+    // The app ends its side: the tunnel closes and so does the stream.
+    sock.session().send(*id, {}, true);
+    for (int i = 0; i < 100 && l.closed == ~0u; ++i) sock.pump(20ms);
+    EXPECT_TRUE(l.ended);
+  };
+  tunnelTo("reviews:9080", "reviews-b");
+  tunnelTo(c.address(1) + ":9099", "outside");
+  // Nothing listening there, no such service, or the proxy itself: answered, not tunnelled.
+  for (const auto& [authority, status] : std::vector<std::pair<std::string, int>>{
+           {c.address(1) + ":9", 503}, {"nosuch.mesh:80", 503}, {c.outbound(1).toString(), 508}}) {
+    l = WsListener{};
+    l.s = &sock.session();
+    proxy::h2::Head req;
+    req.method = "CONNECT";
+    req.authority = authority;
+    auto id = sock.session().request(req, false);
+    ASSERT_TRUE(id);
+    for (int i = 0; i < 200 && l.status == 0; ++i) sock.pump(20ms);
+    EXPECT_EQ(l.status, status) << authority;
+  }
+}
+
 TEST_F(ProxyH2Test, AClientResettingStreamsInALoopIsSentAway) {
   c.twoNodesServing("reviews", 9080);
   // CVE-2023-44487 ("rapid reset"): open a stream, cancel it at once, again and again.
