@@ -71,6 +71,26 @@ void finishResponse(const RequestContext& ctx, h2::Head& dh) {
   for (const auto& a : ctx.downstreamEdits.add) dh.fields.push_back({asciiLower(a.name), std::string(a.value)});
 }
 
+// Dials `t` within `timeout` (the connection closed when it passes). The timer's handler can run
+// after the dial is over, even after cancel(): it holds what it touches, never the caller's frame.
+awaitable<void> dialWithin(Worker& w, std::shared_ptr<Upstream> up, const Target& t, const unsigned char* alpn,
+                           std::size_t alpnLen, Clock::duration timeout, error_code& ec) {
+  struct State {
+    bool done = false, timedOut = false;
+  };
+  auto st = std::make_shared<State>();
+  asio::steady_timer timer(w.io, timeout);
+  timer.async_wait([st, up](error_code e) {
+    if (e || st->done) return;
+    st->timedOut = true;
+    up->stream.close();
+  });
+  co_await dial(w, *up, t, alpn, alpnLen, ec);
+  st->done = true;
+  timer.cancel();
+  if (!ec && st->timedOut) ec = asio::error::timed_out;
+}
+
 }  // namespace
 
 // Either end of an HTTP/2 connection: the session, and reading and writing on its stream.
@@ -296,6 +316,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   std::size_t pendingDown = 0, pendingUp = 0;
   const Endpoint* counted = nullptr;  // balancer.started() was called for it
   bool h1 = false;
+  bool tunnel = false;  // a WebSocket or CONNECT: bytes both ways once answered 200
   Stream* h1Up = nullptr;
   bool h1TimedOut = false;
   std::optional<asio::steady_timer> wake;
@@ -411,7 +432,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (eg.kind == EgressDecision::Kind::notExternal)
         return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
       if (req.method == "CONNECT" && !tunnelRequest()) {
-        return reply(501, "only WebSockets may use extended CONNECT to an external host", Failure::badRequest);
+        return reply(501, "extended CONNECT to an external host is not supported", Failure::badRequest);
       }
       ctx.service = eg.service;
       if (tunnelRequest()) {
@@ -420,8 +441,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         eg.tls = false;
         eg.port = eg.askedPort;
         egress = std::move(eg);
-        started = true;
+        started = h1 = tunnel = true;
         ++ctx.attempts;
+        deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
         asio::co_spawn(w.io, connectTunnel(shared_from_this()), asio::detached);
         return;
       }
@@ -480,9 +502,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       // A WebSocket over HTTP/2 (RFC 8441): an HTTP/1.1 upgrade to the endpoint's proxy, then
       // the stream's DATA both ways.
       if (!admit()) return;
-      started = h1 = true;
+      started = h1 = tunnel = true;
       ++ctx.attempts;
-      deadline = Clock::time_point::max();  // a tunnel: its ends decide when it is over
+      deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
       asio::co_spawn(w.io, websocket(shared_from_this()), asio::detached);
       return;
     }
@@ -490,8 +512,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       // CONNECT service:port (RFC 9113 section 8.5): a byte tunnel to one of its instances, over
       // mTLS to its node (ALPN mesh-tcp/1), which splices it to the instance. As HTTP/1.1's
       // tunnels, not counted by the circuit breakers.
-      started = true;
-      deadline = Clock::time_point::max();  // a tunnel: its ends decide when it is over
+      started = h1 = tunnel = true;
+      deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
       asio::co_spawn(w.io, connectTunnel(shared_from_this()), asio::detached);
       return;
     }
@@ -758,7 +780,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       up->session->consumed(flowId, k);
       up->flush();
     }
-    if (responded) deadline = Clock::now() + impl().opt.bodyTimeout;  // the client is reading
+    if (responded)  // the client is reading
+      deadline = Clock::now() + (tunnel ? impl().opt.idleTimeout : impl().opt.bodyTimeout);
     if (wake) wake->cancel();
   }
   // The downstream stream is over (complete, reset by the client, or the connection gone).
@@ -1151,7 +1174,8 @@ void H2Server::onClose(std::int32_t id, std::uint32_t error) {
     // upstream work and ended before its response did.
     if (ex->started) {
       ++opened;
-      if (!ex->upDone) ++cancelled;
+      // A tunnel answered 200 is the app's to end, a reset included (Go's client resets them).
+      if (!ex->upDone && !(ex->tunnel && ex->responded)) ++cancelled;
     }
     ex->downClose(error);
   }
@@ -1288,18 +1312,7 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
   up->key = t.endpoint->key;
   ex->h1Up = &up->stream;  // a client reset closes it
   error_code ec;
-  {
-    asio::steady_timer timer(w.io, impl.opt.connectTimeout);
-    bool timedOut = false;
-    timer.async_wait([&](error_code e) {
-      if (e) return;
-      timedOut = true;
-      up->stream.close();
-    });
-    co_await dial(w, *up, t, kAlpnHttp, sizeof kAlpnHttp, ec);
-    timer.cancel();
-    if (!ec && timedOut) ec = asio::error::timed_out;
-  }
+  co_await dialWithin(w, up, t, kAlpnHttp, sizeof kAlpnHttp, impl.opt.connectTimeout, ec);
   if (ec || ex->finished) {
     impl.connectFail[0]->inc();
     ex->h1Up = nullptr;
@@ -1424,26 +1437,20 @@ awaitable<void> Exchange::connectTunnel(std::shared_ptr<Exchange> ex) {
     up->key = t.endpoint ? t.endpoint->key : t.local->poolKey;
     ex->h1Up = &up->stream;  // a client reset closes it
     error_code ec;
-    {
-      const auto timeout = t.cluster && t.cluster->limits.connectTimeout.count() > 0 ? t.cluster->limits.connectTimeout
-                                                                                    : impl.opt.connectTimeout;
-      asio::steady_timer timer(w.io, timeout);
-      bool timedOut = false;
-      timer.async_wait([&](error_code e) {
-        if (e) return;
-        timedOut = true;
-        up->stream.close();
-      });
-      if (t.endpoint)
-        co_await dial(w, *up, t, kAlpnTunnel, sizeof kAlpnTunnel, ec);
-      else
-        co_await dial(w, *up, t, nullptr, 0, ec);
-      timer.cancel();
-      if (!ec && timedOut) ec = asio::error::timed_out;
-    }
+    const auto timeout = t.cluster && t.cluster->limits.connectTimeout.count() > 0 ? t.cluster->limits.connectTimeout
+                                                                                  : impl.opt.connectTimeout;
+    if (t.endpoint)
+      co_await dialWithin(w, up, t, kAlpnTunnel, sizeof kAlpnTunnel, timeout, ec);
+    else
+      co_await dialWithin(w, up, t, nullptr, 0, timeout, ec);
     if (ex->finished) {
       ex->h1Up = nullptr;
       co_return;
+    }
+    if (ex->h1TimedOut) {
+      // The exchange's own deadline passed meanwhile (a client that sent its end long ago).
+      ex->h1Up = nullptr;
+      co_return ex->reply(504, "no tunnel to '" + ex->req.authority + "' in time", Failure::upstreamTimeout);
     }
     if (ec) {
       ex->h1Up = nullptr;
@@ -1488,15 +1495,18 @@ awaitable<void> Exchange::relayTunnel(std::shared_ptr<Exchange> ex, std::shared_
   auto& ctx = ex->ctx;
   error_code ec;
   if (endpoint) w.balancer.started(*endpoint);
+  // A tunnel lasts while bytes move either way; idle for the proxy's idle timeout, it goes.
+  ex->deadline = Clock::now() + w.impl.opt.idleTimeout;
   // Upstream to client, beside this coroutine's client to upstream.
   asio::co_spawn(w.io, tunnelDown(ex, up), asio::detached);
   for (;;) {
-    if (ex->finished || ex->upDone) break;
+    if (ex->finished) break;
     if (!ex->body.empty()) {
       std::string chunk = std::move(ex->body);
       ex->body.clear();
       co_await up->stream.write(asio::buffer(chunk), ec);
       if (ec) break;
+      ex->deadline = Clock::now() + w.impl.opt.idleTimeout;
       ctx.requestBytes += chunk.size();
       const auto k = std::min(ex->pendingUp, chunk.size());
       ex->pendingUp -= k;
@@ -1505,12 +1515,16 @@ awaitable<void> Exchange::relayTunnel(std::shared_ptr<Exchange> ex, std::shared_
       continue;
     }
     if (ex->reqEnd) {
-      up->stream.shutdownSend();  // the app closed its side: so do we
+      up->stream.shutdownSend();  // the app closed its side: so do we (half-closed, as TCP)
       break;
     }
     co_await ex->waitWake();
   }
-  if (ec) up->stream.close();
+  if (ec) up->stream.close();  // the other pump's read fails and ends the stream
+  // Over when the other way is too (the upstream's end relayed) or the stream is gone.
+  while (!ex->upDone && !ex->finished) co_await ex->waitWake();
+  up->stream.close();
+  ex->h1Up = nullptr;
   if (endpoint) w.balancer.finished(*endpoint);
 }
 
@@ -1540,22 +1554,23 @@ awaitable<void> Exchange::tunnelDown(std::shared_ptr<Exchange> ex, std::shared_p
       ex->down->send(std::string_view(b.data(), n), false);
       ex->ctx.responseBytes += n;
       ex->down->flush();
+      ex->deadline = Clock::now() + impl.opt.idleTimeout;
     }
     if (ec) break;
   }
+  const bool failed = ec && ec != asio::error::eof && ec != asio::ssl::error::stream_truncated;
   if (!ex->finished) {
-    // The upstream closed (or failed): the stream ends; a reset when it failed.
-    if (ec && ec != asio::error::eof && ec != asio::ssl::error::stream_truncated)
+    // The upstream closed its side: so does the stream (END_STREAM), and the app may still send
+    // (a half-close, as TCP). It failed: the stream is reset.
+    if (failed)
       ex->down->reset(h2::kCancel);
     else
       ex->down->send({}, true);
     ex->down->flush();
   }
   ex->upDone = true;
-  ex->h1Up = nullptr;
-  up->stream.close();
-  (void)impl;
-  if (ex->wake) ex->wake->cancel();  // the other pump ends too
+  if (failed) up->stream.close();
+  if (ex->wake) ex->wake->cancel();  // the other pump learns of it
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -692,7 +692,7 @@ awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, Lo
   auto at = parseHostPort((address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
                           std::to_string(d.port));
   if (!at) co_return ExternalResolve::unresolved;
-  if (ownListener({w.impl.outboundBound, w.impl.inboundBound}, *at)) co_return ExternalResolve::loop;
+  if (ownListener({&w.impl.outboundBound, &w.impl.inboundBound}, *at)) co_return ExternalResolve::loop;
   out = LocalTarget{};
   out.service = d.service;
   out.address = *at;
@@ -1681,7 +1681,7 @@ awaitable<void> acceptLoop(Worker& w, tcp::acceptor& acc, Direction d) {
       // Out of descriptors and the like: back off briefly rather than spin.
       std::uint64_t skipped = 0;
       if (w.acceptWarn[static_cast<int>(d)].allow(Clock::now(), skipped))
-        w.impl.log->warn("{} accept failed: {} (repeats not logged: {})", directionName(d), ec.message(), skipped);
+        w.impl.log->warn("{} accept failed error={} repeats_not_logged={}", directionName(d), ec.message(), skipped);
       asio::steady_timer t(w.io, std::chrono::milliseconds(50));
       co_await t.async_wait(tok(ec));
       continue;

@@ -564,13 +564,18 @@ std::shared_ptr<const Snapshot> compile(const CompileInput& in) {
   return snap;
 }
 
-bool ownListener(const std::vector<HostPort>& listeners, const HostPort& target) {
+bool ownListener(std::initializer_list<const HostPort*> listeners, const HostPort& target) {
   boost::system::error_code ec;
-  const auto a = boost::asio::ip::make_address(target.host, ec);
+  auto a = boost::asio::ip::make_address(target.host, ec);
   if (ec) return false;
+  // ::ffff:127.0.0.1 is 127.0.0.1 to a dual-stack socket.
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
   const auto port = target.port;
-  for (const auto& l : listeners) {
+  for (const HostPort* lp : listeners) {
+    const auto& l = *lp;
     if (l.port != port) continue;
+    // Connecting to 0.0.0.0 (or ::) reaches this host: whatever address the listener has.
+    if (a.is_unspecified()) return true;
     if (!l.isUnspecified()) {
       auto bound = boost::asio::ip::make_address(l.host, ec);
       if (!ec && bound == a) return true;

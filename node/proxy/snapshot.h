@@ -6,6 +6,7 @@
 // so a change never disturbs a request in flight.
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -151,7 +152,7 @@ EgressDecision egressFor(const EgressPolicy& egress, std::string_view authority)
 // unspecified bind address stands for every address of the host). An external request sent there
 // comes straight back and goes out again, each copy holding two descriptors, until the process
 // has none left: the egress phase refuses it instead.
-bool ownListener(const std::vector<HostPort>& listeners, const HostPort& target);
+bool ownListener(std::initializer_list<const HostPort*> listeners, const HostPort& target);
 
 struct Snapshot {
   std::uint64_t version = 0;

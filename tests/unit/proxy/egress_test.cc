@@ -98,15 +98,22 @@ TEST(EgressTest, ADestinationPolicysTlsSimpleOriginatesOnThePortAskedFor) {
 
 TEST(EgressTest, ItsOwnListenersAreKnownForWhatTheyAre) {
   auto hp = [](const std::string& s) { return *parseHostPort(s); };
-  const std::vector<HostPort> specific = {hp("127.0.1.1:15001"), hp("127.0.1.1:15006")};
+  const HostPort out1 = hp("127.0.1.1:15001"), in1 = hp("127.0.1.1:15006");
+  const std::initializer_list<const HostPort*> specific = {&out1, &in1};
   EXPECT_TRUE(ownListener(specific, hp("127.0.1.1:15001")));
   EXPECT_TRUE(ownListener(specific, hp("127.0.1.1:15006")));
   EXPECT_FALSE(ownListener(specific, hp("127.0.1.2:15001")));  // another node's on this host
   EXPECT_FALSE(ownListener(specific, hp("127.0.1.1:8080")));
   // The defaults: outbound on loopback, inbound on every address of the host.
-  const std::vector<HostPort> defaults = {hp("127.0.0.1:15001"), hp("0.0.0.0:15006")};
+  const HostPort out = hp("127.0.0.1:15001"), in = hp("0.0.0.0:15006");
+  const std::initializer_list<const HostPort*> defaults = {&out, &in};
   EXPECT_TRUE(ownListener(defaults, hp("127.0.0.1:15001")));
   EXPECT_FALSE(ownListener(defaults, hp("127.0.0.2:15001")));
+  // Other spellings of the same place: the unspecified address, a v4-mapped v6 address.
+  EXPECT_TRUE(ownListener(defaults, hp("0.0.0.0:15001")));
+  EXPECT_TRUE(ownListener(defaults, hp("[::ffff:127.0.0.1]:15001")));
+  EXPECT_TRUE(ownListener(specific, hp("[::ffff:127.0.1.1]:15006")));
+  EXPECT_TRUE(ownListener(specific, hp("[::]:15006")));
   EXPECT_TRUE(ownListener(defaults, hp("127.0.0.5:15006")));  // loopback is all ours
   EXPECT_TRUE(ownListener(defaults, hp("0.0.0.0:15006")));
   EXPECT_TRUE(ownListener(defaults, hp("[::1]:15006")));
