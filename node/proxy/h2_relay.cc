@@ -431,10 +431,20 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
       if (eg.kind == EgressDecision::Kind::blocked) return reply(502, eg.why, Failure::egressBlocked);
       if (eg.kind == EgressDecision::Kind::notExternal)
         return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
-      if (req.method == "CONNECT" && !tunnelRequest()) {
-        return reply(501, "extended CONNECT to an external host is not supported", Failure::badRequest);
+      if (req.method == "CONNECT" && !tunnelRequest() &&
+          !(req.protocol == "websocket" && ctx.direction == Direction::outbound)) {
+        return reply(501, "extended CONNECT protocol '" + req.protocol + "' is not supported", Failure::badRequest);
       }
       ctx.service = eg.service;
+      if (req.method == "CONNECT" && req.protocol == "websocket") {
+        // A WebSocket to an external host: an HTTP/1.1 upgrade to it, as to a mesh endpoint's proxy.
+        egress = std::move(eg);
+        started = h1 = tunnel = true;
+        ++ctx.attempts;
+        deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
+        asio::co_spawn(w.io, websocket(shared_from_this()), asio::detached);
+        return;
+      }
       if (tunnelRequest()) {
         // A tunnel carries the app's bytes (its own TLS, say) to the port it asked for: never
         // originated TLS.
@@ -1304,27 +1314,58 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
   auto& impl = w.impl;
   auto& ctx = ex->ctx;
   Target t;
-  t.cluster = ex->cluster;
-  t.endpoint = w.balancer.pick(*ex->cluster, hashInput(*ex->cluster, ex->view, ctx.sourceAddress));
-  if (!t.endpoint) co_return ex->reply(503, "no healthy endpoint of service '" + ctx.service + "'", Failure::noEndpoint);
-  ctx.endpoint = t.endpoint;
-  auto up = std::make_shared<Upstream>(tcp::socket(w.io), *w.clientCtx);
-  up->key = t.endpoint->key;
+  std::shared_ptr<Upstream> up;
+  if (ex->egress) {
+    // To an external host the egress phase allows: the upgrade goes to it directly (over TLS
+    // when the policy originates it).
+    const auto& d = *ex->egress;
+    const auto resolved = co_await externalTarget(w, d, ex->external);
+    if (ex->finished) co_return;
+    if (resolved == ExternalResolve::loop) {
+      co_return ex->reply(508,
+                          "'" + d.host + ":" + std::to_string(d.port) +
+                              "' is this proxy's own listener: name a service or an external host",
+                          Failure::loop);
+    }
+    if (resolved != ExternalResolve::ok)
+      co_return ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+    t.local = &ex->external;
+    up = t.local->tls ? std::make_shared<Upstream>(tcp::socket(w.io), *w.egressCtx)
+                      : std::make_shared<Upstream>(tcp::socket(w.io));
+    up->key = t.local->poolKey;
+  } else {
+    t.cluster = ex->cluster;
+    t.endpoint = w.balancer.pick(*ex->cluster, hashInput(*ex->cluster, ex->view, ctx.sourceAddress));
+    if (!t.endpoint) co_return ex->reply(503, "no healthy endpoint of service '" + ctx.service + "'", Failure::noEndpoint);
+    ctx.endpoint = t.endpoint;
+    up = std::make_shared<Upstream>(tcp::socket(w.io), *w.clientCtx);
+    up->key = t.endpoint->key;
+  }
+  const int dir = t.endpoint ? 0 : 1;
   ex->h1Up = &up->stream;  // a client reset closes it
   error_code ec;
-  co_await dialWithin(w, up, t, kAlpnHttp, sizeof kAlpnHttp, impl.opt.connectTimeout, ec);
+  if (t.endpoint)
+    co_await dialWithin(w, up, t, kAlpnHttp, sizeof kAlpnHttp, impl.opt.connectTimeout, ec);
+  else
+    co_await dialWithin(w, up, t, nullptr, 0, impl.opt.connectTimeout, ec);
   if (ec || ex->finished) {
-    impl.connectFail[0]->inc();
+    impl.connectFail[dir]->inc();
     ex->h1Up = nullptr;
-    if (!ex->finished) ex->reply(503, "could not connect to an endpoint of '" + ctx.service + "'", Failure::connectFailed);
+    if (!ex->finished) {
+      ex->reply(503,
+                t.endpoint ? "could not connect to an endpoint of '" + ctx.service + "'"
+                           : "could not connect to '" + ex->req.authority + "'",
+                Failure::connectFailed);
+    }
     co_return;
   }
-  impl.connectOk[0]->inc();
-  ++impl.upstreamOpen[0];
+  impl.connectOk[dir]->inc();
+  ++impl.upstreamOpen[dir];
   struct Count {
     Shared& impl;
-    ~Count() { --impl.upstreamOpen[0]; }
-  } count{impl};
+    int dir;
+    ~Count() { --impl.upstreamOpen[dir]; }
+  } count{impl, dir};
   // The handshake: the app's fields (its subprotocols and extensions among them) less those of
   // HTTP/2 and of the key, which is made here.
   std::string rnd(16, '\0');

@@ -289,6 +289,24 @@ TEST_F(ProxyH2Test, AWebSocketOverHttp2CrossesBothProxies) {
   l.status = 0;
   for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
   EXPECT_EQ(l.status, 503);  // no such service
+
+  // To a host outside the mesh (MeshConfig's default ALLOW_ANY): the upgrade goes to it directly.
+  c.upstream(1, 9099, "outside");
+  proxy::h2::Head ext = req;
+  ext.authority = c.address(1) + ":9099";
+  l = WsListener{};
+  l.s = &sock.session();
+  auto id3 = sock.session().request(ext, false);
+  ASSERT_TRUE(id3);
+  for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
+  ASSERT_EQ(l.status, 200) << l.data;
+  sock.session().send(*id3, wsFrame("outside"), false);
+  for (int i = 0; i < 100 && l.data.size() < 2 + 7; ++i) sock.pump(20ms);
+  ASSERT_EQ(l.data.size(), 2u + 7) << l.data;
+  EXPECT_EQ(l.data.substr(2), "outside");
+  sock.session().send(*id3, {}, true);
+  for (int i = 0; i < 100 && l.closed == ~0u; ++i) sock.pump(20ms);
+  EXPECT_TRUE(l.ended);
 }
 
 // CONNECT over HTTP/2 (RFC 9113 section 8.5), as HTTP/1.1's: a byte tunnel to an instance of
