@@ -71,6 +71,19 @@ void finishResponse(const RequestContext& ctx, h2::Head& dh) {
   for (const auto& a : ctx.downstreamEdits.add) dh.fields.push_back({asciiLower(a.name), std::string(a.value)});
 }
 
+// A tunnel's upstream connection, counted as connected and open while it lasts.
+struct CountedOpen {
+  CountedOpen(Shared& i, int d) : impl(i), dir(d) {
+    impl.connectOk[dir]->inc();
+    ++impl.upstreamOpen[dir];
+  }
+  ~CountedOpen() { --impl.upstreamOpen[dir]; }
+  CountedOpen(const CountedOpen&) = delete;
+  CountedOpen& operator=(const CountedOpen&) = delete;
+  Shared& impl;
+  int dir;
+};
+
 // Dials `t` within `timeout` (the connection closed when it passes). The timer's handler can run
 // after the dial is over, even after cancel(): it holds what it touches, never the caller's frame.
 awaitable<void> dialWithin(Worker& w, std::shared_ptr<Upstream> up, const Target& t, const unsigned char* alpn,
@@ -436,25 +449,20 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         return reply(501, "extended CONNECT protocol '" + req.protocol + "' is not supported", Failure::badRequest);
       }
       ctx.service = eg.service;
-      if (req.method == "CONNECT" && req.protocol == "websocket") {
-        // A WebSocket to an external host: an HTTP/1.1 upgrade to it, as to a mesh endpoint's proxy.
+      if (req.method == "CONNECT") {
+        // A WebSocket to an external host: an HTTP/1.1 upgrade to it, as to a mesh endpoint's
+        // proxy. A tunnel carries the app's bytes (its own TLS, say) to the port it asked for:
+        // never originated TLS.
+        const bool ws = req.protocol == "websocket";
+        if (!ws) {
+          eg.tls = false;
+          eg.port = eg.askedPort;
+        }
         egress = std::move(eg);
         started = h1 = tunnel = true;
         ++ctx.attempts;
         deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
-        asio::co_spawn(w.io, websocket(shared_from_this()), asio::detached);
-        return;
-      }
-      if (tunnelRequest()) {
-        // A tunnel carries the app's bytes (its own TLS, say) to the port it asked for: never
-        // originated TLS.
-        eg.tls = false;
-        eg.port = eg.askedPort;
-        egress = std::move(eg);
-        started = h1 = tunnel = true;
-        ++ctx.attempts;
-        deadline = Clock::time_point::max();  // the tunnel's own connect timer, then its idle timeout
-        asio::co_spawn(w.io, connectTunnel(shared_from_this()), asio::detached);
+        asio::co_spawn(w.io, ws ? websocket(shared_from_this()) : connectTunnel(shared_from_this()), asio::detached);
         return;
       }
       started = true;
@@ -538,6 +546,20 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     replayable = idempotent(req.method) && reqEnd && body.empty();
     setupPolicy();
     if (admit()) attempt();
+  }
+
+  // The egress phase's external host did not resolve, or is this proxy: answered (true).
+  bool refusedExternal(ExternalResolve resolved) {
+    if (resolved == ExternalResolve::ok) return false;
+    const auto& d = *egress;
+    if (resolved == ExternalResolve::loop) {
+      reply(508,
+            "'" + d.host + ":" + std::to_string(d.port) + "' is this proxy's own listener: name a service or an external host",
+            Failure::loop);
+    } else {
+      reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+    }
+    return true;
   }
 
   // A plain CONNECT (no :protocol) from an app: a byte tunnel.
@@ -1320,15 +1342,7 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
     // when the policy originates it).
     const auto& d = *ex->egress;
     const auto resolved = co_await externalTarget(w, d, ex->external);
-    if (ex->finished) co_return;
-    if (resolved == ExternalResolve::loop) {
-      co_return ex->reply(508,
-                          "'" + d.host + ":" + std::to_string(d.port) +
-                              "' is this proxy's own listener: name a service or an external host",
-                          Failure::loop);
-    }
-    if (resolved != ExternalResolve::ok)
-      co_return ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+    if (ex->finished || ex->refusedExternal(resolved)) co_return;
     t.local = &ex->external;
     up = t.local->tls ? std::make_shared<Upstream>(tcp::socket(w.io), *w.egressCtx)
                       : std::make_shared<Upstream>(tcp::socket(w.io));
@@ -1359,13 +1373,7 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
     }
     co_return;
   }
-  impl.connectOk[dir]->inc();
-  ++impl.upstreamOpen[dir];
-  struct Count {
-    Shared& impl;
-    int dir;
-    ~Count() { --impl.upstreamOpen[dir]; }
-  } count{impl, dir};
+  const CountedOpen counted(impl, dir);
   // The handshake: the app's fields (its subprotocols and extensions among them) less those of
   // HTTP/2 and of the key, which is made here.
   std::string rnd(16, '\0');
@@ -1448,15 +1456,7 @@ awaitable<void> Exchange::connectTunnel(std::shared_ptr<Exchange> ex) {
   if (ex->egress) {
     const auto& d = *ex->egress;
     const auto resolved = co_await externalTarget(w, d, ex->external);
-    if (ex->finished) co_return;
-    if (resolved == ExternalResolve::loop) {
-      co_return ex->reply(508,
-                          "'" + d.host + ":" + std::to_string(d.port) +
-                              "' is this proxy's own listener: name a service or an external host",
-                          Failure::loop);
-    }
-    if (resolved != ExternalResolve::ok)
-      co_return ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
+    if (ex->finished || ex->refusedExternal(resolved)) co_return;
     ex->local = &ex->external;
   }
   std::string exclude;
@@ -1499,13 +1499,7 @@ awaitable<void> Exchange::connectTunnel(std::shared_ptr<Exchange> ex) {
       if (t.endpoint) exclude = t.endpoint->key;
       continue;
     }
-    impl.connectOk[dir]->inc();
-    ++impl.upstreamOpen[dir];
-    struct Count {
-      Shared& impl;
-      int dir;
-      ~Count() { --impl.upstreamOpen[dir]; }
-    } count{impl, dir};
+    const CountedOpen counted(impl, dir);
     ctx.upstreamStart = ctx.upstreamHead = Clock::now();
     h2::Head dh;
     dh.status = 200;
@@ -1638,20 +1632,7 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     // An external host (egress): resolved first.
     const auto& d = *ex->egress;
     const auto resolved = co_await externalTarget(w, d, ex->external);
-    if (resolved == ExternalResolve::loop) {
-      if (!ex->finished) {
-        ex->reply(508,
-                  "'" + d.host + ":" + std::to_string(d.port) +
-                      "' is this proxy's own listener: name a service or an external host",
-                  Failure::loop);
-      }
-      co_return;
-    }
-    if (resolved != ExternalResolve::ok) {
-      if (!ex->finished) ex->reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
-      co_return;
-    }
-    if (ex->finished) co_return;
+    if (ex->finished || ex->refusedExternal(resolved)) co_return;
     if (ex->h1TimedOut) {
       ex->reply(504, "external host '" + d.host + "' did not resolve in time", Failure::upstreamTimeout);
       co_return;
