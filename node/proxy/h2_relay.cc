@@ -425,15 +425,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The outbound route phase decided: answer, or go on to the upstream.
   void routed(const std::string& unknown) {
     if (!cluster && ctx.reply.status) return reply(ctx.reply.status, ctx.reply.body, Failure::none);
-    if (tunnelRequest()) {
-      // CONNECT host:port: the Route's tcp rules for that host decide (by the port), whether or
-      // not the host is a catalog service (as for HTTP/1.1's CONNECT).
-      std::uint16_t port = 0;
-      if (auto colon = req.authority.rfind(':'); colon != std::string::npos) {
-        std::from_chars(req.authority.data() + colon + 1, req.authority.data() + req.authority.size(), port);
-      }
-      cluster = routeTcp(w, *pin, *conn, serviceOf(req.authority), cluster, port, ctx);
-    }
+    // CONNECT host:port: the Route's tcp rules for that host decide (as for HTTP/1.1's CONNECT).
+    if (tunnelRequest()) cluster = routeConnect(w, *pin, *conn, req.authority, cluster, ctx);
     if (!cluster && ctx.route) {
       // A Route decided, but its destination is not known (yet): never the host outside.
       return reply(503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
@@ -551,14 +544,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // The egress phase's external host did not resolve, or is this proxy: answered (true).
   bool refusedExternal(ExternalResolve resolved) {
     if (resolved == ExternalResolve::ok) return false;
-    const auto& d = *egress;
-    if (resolved == ExternalResolve::loop) {
-      reply(508,
-            "'" + d.host + ":" + std::to_string(d.port) + "' is this proxy's own listener: name a service or an external host",
-            Failure::loop);
-    } else {
-      reply(503, "external host '" + d.host + "' does not resolve", Failure::connectFailed);
-    }
+    auto refusal = externalRefusal(*egress, resolved);
+    reply(refusal.status, refusal.body, refusal.failure);
     return true;
   }
 

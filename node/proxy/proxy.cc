@@ -561,6 +561,16 @@ const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const st
   return to;
 }
 
+const Cluster* routeConnect(Worker& w, const Snapshot& snap, const Conn& c, std::string_view authority,
+                            const Cluster* cluster, RequestContext& ctx) {
+  // Whether or not the host is a catalog service: its Route's tcp rules may name one.
+  std::uint16_t port = 0;
+  if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    std::from_chars(authority.data() + colon + 1, authority.data() + authority.size(), port);
+  }
+  return routeTcp(w, snap, c, serviceOf(authority), cluster, port, ctx);
+}
+
 void RoutePolicy::setup(const RequestContext& ctx, const Cluster* c, std::string_view method, bool replayable) {
   *this = {};
   if (!ctx.route || !c) return;
@@ -664,6 +674,16 @@ std::optional<std::string> rateLimited(Worker& w, const Snapshot& snap, RequestC
            (refusal->rule->mesh ? ", mesh-wide" : "") + ")";
   }
   return std::nullopt;
+}
+
+Refusal externalRefusal(const EgressDecision& d, ExternalResolve r) {
+  if (r == ExternalResolve::loop) {
+    return {508,
+            "'" + d.host + ":" + std::to_string(d.port) +
+                "' is this proxy's own listener: name a service or an external host",
+            Failure::loop};
+  }
+  return {503, "external host '" + d.host + "' does not resolve", Failure::connectFailed};
 }
 
 awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out) {
@@ -1082,15 +1102,7 @@ class Relay {
       if (!cluster && ctx.reply.status) {
         co_return co_await answer(ctx, req, ctx.reply.status, ctx.reply.body, Failure::none);
       }
-      if (req.method == "CONNECT") {
-        // CONNECT host:port: the Route's tcp rules for that host decide (by the port), whether
-        // or not the host is a catalog service.
-        std::uint16_t port = 0;
-        if (auto colon = req.host.rfind(':'); colon != std::string_view::npos) {
-          std::from_chars(req.host.data() + colon + 1, req.host.data() + req.host.size(), port);
-        }
-        cluster = routeTcp(w_, snap, *c_, serviceOf(req.host), cluster, port, ctx);
-      }
+      if (req.method == "CONNECT") cluster = routeConnect(w_, snap, *c_, req.host, cluster, ctx);
       if (!cluster && ctx.route) {
         // A Route decided, but its destination is not known (yet): never the host outside.
         co_return co_await answer(ctx, req, 503, "no service '" + unknown + "' in the mesh catalog", Failure::noRoute);
@@ -1114,14 +1126,8 @@ class Relay {
         const auto resolved = co_await externalTarget(w_, eg, external_);
         if (resolved != ExternalResolve::ok) {
           if (c_->closed || c_->timedOut) co_return false;
-          if (resolved == ExternalResolve::loop) {
-            co_return co_await answer(ctx, req, 508,
-                                      "'" + eg.host + ":" + std::to_string(eg.port) +
-                                          "' is this proxy's own listener: name a service or an external host",
-                                      Failure::loop);
-          }
-          co_return co_await answer(ctx, req, 503, "external host '" + eg.host + "' does not resolve",
-                                    Failure::connectFailed);
+          auto refusal = externalRefusal(eg, resolved);
+          co_return co_await answer(ctx, req, refusal.status, refusal.body, refusal.failure);
         }
         local = &external_;
       }

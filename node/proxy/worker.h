@@ -379,6 +379,13 @@ void evaluateOutliers(Worker& w, Clock::time_point now);
 // treat like a local instance's. `loop`: the address is one of this proxy's own listeners.
 enum class ExternalResolve { ok, unresolved, loop };
 awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, LocalTarget& out);
+// The answer to a request whose external host did not resolve (503) or is this proxy (508).
+struct Refusal {
+  int status;
+  std::string body;
+  Failure failure;
+};
+Refusal externalRefusal(const EgressDecision& d, ExternalResolve r);
 
 
 // A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
@@ -387,6 +394,9 @@ awaitable<ExternalResolve> externalTarget(Worker& w, const EgressDecision& d, Lo
 // `host`: the service (or Route host) the connection was for.
 const Cluster* routeTcp(Worker& w, const Snapshot& snap, const Conn& c, const std::string& host, const Cluster* cluster,
                         std::uint16_t port, RequestContext& ctx);
+// routeTcp for a CONNECT to `authority` (host:port): the host's tcp rules by the port.
+const Cluster* routeConnect(Worker& w, const Snapshot& snap, const Conn& c, std::string_view authority,
+                            const Cluster* cluster, RequestContext& ctx);
 
 // The logging phase, for every request and every tunnel: filters, metrics, the access log.
 void logPhase(Worker& w, RequestContext& ctx);

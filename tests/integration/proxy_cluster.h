@@ -251,4 +251,16 @@ class ProxyCluster {
   std::vector<ChildProcess> upstreams;
 };
 
+// An RFC 6455 frame as a client sends it: FIN, the opcode (1 text, 8 close), a masked payload
+// of under 126 bytes.
+inline std::string wsFrame(int opcode, const std::string& payload) {
+  std::string f;
+  f.push_back(static_cast<char>(0x80 | opcode));
+  f.push_back(static_cast<char>(0x80 | payload.size()));
+  const char mask[4] = {0x11, 0x22, 0x33, 0x44};
+  f.append(mask, 4);
+  for (std::size_t i = 0; i < payload.size(); ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+  return f;
+}
+
 }  // namespace mesh::testing

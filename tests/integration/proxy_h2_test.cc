@@ -236,17 +236,6 @@ struct WsListener : proxy::h2::Handler {
   void onClose(std::int32_t, std::uint32_t e) override { closed = e; }
 };
 
-// A masked WebSocket text frame (RFC 6455 section 5.2), as a client sends one.
-std::string wsFrame(const std::string& text) {
-  std::string f;
-  f.push_back(static_cast<char>(0x81));
-  f.push_back(static_cast<char>(0x80 | text.size()));
-  const char mask[4] = {1, 2, 3, 4};
-  f.append(mask, 4);
-  for (std::size_t i = 0; i < text.size(); ++i) f.push_back(static_cast<char>(text[i] ^ mask[i % 4]));
-  return f;
-}
-
 // WebSocket over HTTP/2 (extended CONNECT, RFC 8441) from an app: through both proxies to an
 // HTTP/1.1 WebSocket server (the test upstream echoes frames), and the stream ends when the app
 // ends it.
@@ -269,7 +258,7 @@ TEST_F(ProxyH2Test, AWebSocketOverHttp2CrossesBothProxies) {
   ASSERT_EQ(l.status, 200);
   for (const char* text : {"hello", "over http/2"}) {
     l.data.clear();
-    sock.session().send(*id, wsFrame(text), false);
+    sock.session().send(*id, wsFrame(1, text), false);
     for (int i = 0; i < 100 && l.data.size() < 2 + std::strlen(text); ++i) sock.pump(20ms);
     // The upstream's echo: an unmasked text frame with the same payload.
     ASSERT_EQ(l.data.size(), 2 + std::strlen(text)) << l.data;
@@ -300,7 +289,7 @@ TEST_F(ProxyH2Test, AWebSocketOverHttp2CrossesBothProxies) {
   ASSERT_TRUE(id3);
   for (int i = 0; i < 100 && l.status == 0; ++i) sock.pump(20ms);
   ASSERT_EQ(l.status, 200) << l.data;
-  sock.session().send(*id3, wsFrame("outside"), false);
+  sock.session().send(*id3, wsFrame(1, "outside"), false);
   for (int i = 0; i < 100 && l.data.size() < 2 + 7; ++i) sock.pump(20ms);
   ASSERT_EQ(l.data.size(), 2u + 7) << l.data;
   EXPECT_EQ(l.data.substr(2), "outside");

@@ -151,17 +151,6 @@ TEST_F(ProxyTest, AnUpstreamClosingIdleConnectionsCostsNoRequest) {
   }
 }
 
-// RFC 6455 client frame: FIN + opcode, masked payload.
-std::string wsFrame(int opcode, const std::string& payload) {
-  std::string f;
-  f.push_back(static_cast<char>(0x80 | opcode));
-  f.push_back(static_cast<char>(0x80 | payload.size()));
-  const char mask[4] = {0x11, 0x22, 0x33, 0x44};
-  f.append(mask, 4);
-  for (std::size_t i = 0; i < payload.size(); ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
-  return f;
-}
-
 TEST_F(ProxyTest, WebSocketUpgradeAndConnectPassThroughBothProxies) {
   c.twoNodesServing("chat", 9081);
   RawConn raw(c.outbound(1));

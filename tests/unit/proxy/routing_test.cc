@@ -339,7 +339,7 @@ TEST(RouteRegexTest, ThePrefixShortcutAgreesWithTheRegularExpression) {
   const std::vector<std::string> patterns{"/items/[0-9]+", "/ab?c", "/a{0,2}b", "/(x|y)z", "^/api/.*", "/v1|/v2",
                                           "/x*", "/plain", "/a+b", "/.*"};
   const std::vector<std::string> paths{"/items/12", "/items/", "/ac", "/abc", "/b", "/aab", "/xz", "/yz", "/api/q",
-                                       "/v2", "/", "/plain", "/ab", "/other", "/xxx"};
+                                       "/v2", "/", "/plain", "/ab", "/other", "/xx"};
   for (const auto& p : patterns) {
     auto t = compileRoute("r", 1, body("kind: Route\nmetadata: {name: r}\nspec:\n  hosts: [s]\n  http:\n    - match: "
                                        "[{path: {regex: \"" + p + "\"}}]\n      route: [{destination: {service: s}}]\n"));
