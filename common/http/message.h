@@ -18,7 +18,15 @@ std::optional<std::string_view> findHeader(const Headers& headers, std::string_v
 // locale as std::tolower does (measurable on the proxy's request path).
 inline char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 std::string asciiLower(std::string_view s);
-bool iequals(std::string_view a, std::string_view b);
+// Inline: the proxy compares every field name of every head against a few names, and most
+// comparisons end at the sizes.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
+  }
+  return true;
+}
 
 struct Request {
   std::string method;

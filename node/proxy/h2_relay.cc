@@ -43,6 +43,13 @@ h2::Settings sessionSettings(const ProxyOptions& o) {
 
 using http::asciiLower;
 
+// A chunk's size line of HTTP/1.1 chunked coding ("1a2b\r\n"), without snprintf (per chunk).
+void appendChunkSize(std::string& out, std::size_t n) {
+  char hex[2 * sizeof(std::size_t)];
+  const auto printed = std::to_chars(hex, hex + sizeof hex, n, 16);
+  out.append(hex, printed.ptr).append("\r\n");
+}
+
 // `name` is lower case already (HTTP/2); the extra fields' names may not be.
 bool namedIn(std::string_view name, const std::vector<h1::Header>& fields) {
   for (const auto& f : fields) {
@@ -1700,9 +1707,8 @@ awaitable<void> Exchange::bridge(std::shared_ptr<Exchange> ex) {
     ex->body.clear();
     const bool end = ex->reqEnd;
     if (chunked && !chunk.empty()) {
-      char size[20];
-      std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
-      out.append(size).append(chunk).append("\r\n");
+      appendChunkSize(out, chunk.size());
+      out.append(chunk).append("\r\n");
     } else {
       out.append(chunk);
     }
@@ -1904,9 +1910,9 @@ struct H1Down final : Down {
   }
 
   bool respond(const h2::Head& h, bool end) override {
-    char line[32];
-    std::snprintf(line, sizeof line, "HTTP/1.1 %d ", h.status);
-    out.append(line).append(http::reasonPhrase(h.status)).append("\r\n");
+    char code[12];
+    const auto printed = std::to_chars(code, code + sizeof code, h.status);
+    out.append("HTTP/1.1 ").append(code, printed.ptr).append(" ").append(http::reasonPhrase(h.status)).append("\r\n");
     bool hasLength = false;
     for (const auto& f : h.fields) {
       if (f.name == "content-length") hasLength = true;
@@ -1940,9 +1946,8 @@ struct H1Down final : Down {
   void send(std::string_view d, bool end) override {
     if (!noBody && !d.empty()) {
       if (chunked) {
-        char size[24];
-        std::snprintf(size, sizeof size, "%zx\r\n", d.size());
-        out.append(size).append(d).append("\r\n");
+        appendChunkSize(out, d.size());
+        out.append(d).append("\r\n");
       } else {
         out.append(d);
       }

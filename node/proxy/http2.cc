@@ -47,10 +47,19 @@ struct StreamState {
   std::vector<Field> outTrailers;
 };
 
+// Fields whose value is new on every request (request ids, trace context). HPACK would add each
+// to the connection's dynamic table, where it is never referenced again and pushes out the
+// fields that do repeat (authority, user agent, content type), so those go out as literals
+// again; sent never-indexed, the table keeps what repeats.
+bool uniquePerRequest(std::string_view name) {
+  return name == "x-request-id" || name == "traceparent" || name == "tracestate" || name == "x-b3-traceid" ||
+         name == "x-b3-spanid" || name == "x-b3-parentspanid" || name == "b3";
+}
+
 nghttp2_nv nv(std::string_view name, std::string_view value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                    NGHTTP2_NV_FLAG_NONE};
+                    uniquePerRequest(name) ? uint8_t{NGHTTP2_NV_FLAG_NO_INDEX} : uint8_t{NGHTTP2_NV_FLAG_NONE}};
 }
 
 }  // namespace
@@ -71,18 +80,29 @@ struct Session::Impl {
   std::vector<nghttp2_nv> nva;  // a head's fields as nghttp2 takes them (it copies them)
   std::vector<std::pair<std::int32_t, std::size_t>> sent;  // onSent calls, made after mem_send
   bool fatal = false;
-  std::string statusText;  // scratch for a response's :status
+  // The stream looked up last: a head's fields arrive one callback each, all for one stream.
+  // (A map's elements stay where they are when it rehashes; only close() moves one out.)
+  std::int32_t lastId = 0;
+  StreamState* last = nullptr;
 
   StreamState& open(std::int32_t id) {
-    if (auto it = streams.find(id); it != streams.end()) return it->second;
-    if (spareNodes.empty()) return streams[id];
-    auto node = std::move(spareNodes.back());
-    spareNodes.pop_back();
-    node.key() = id;  // its state was reset when it closed
-    return streams.insert(std::move(node)).position->second;
+    if (auto* st = find(id)) return *st;
+    StreamState* st;
+    if (spareNodes.empty()) {
+      st = &streams[id];
+    } else {
+      auto node = std::move(spareNodes.back());
+      spareNodes.pop_back();
+      node.key() = id;  // its state was reset when it closed
+      st = &streams.insert(std::move(node)).position->second;
+    }
+    lastId = id;
+    last = st;
+    return *st;
   }
 
   void close(std::unordered_map<std::int32_t, StreamState>::iterator it) {
+    if (&it->second == last) last = nullptr;
     auto node = streams.extract(it);
     if (spareNodes.size() < 64) {
       node.mapped() = StreamState{};  // its buffers go now, not when it is reused
@@ -91,8 +111,12 @@ struct Session::Impl {
   }
 
   StreamState* find(std::int32_t id) {
+    if (last && id == lastId) return last;
     auto it = streams.find(id);
-    return it == streams.end() ? nullptr : &it->second;
+    if (it == streams.end()) return nullptr;
+    lastId = id;
+    last = &it->second;
+    return last;
   }
 
   static Impl& of(void* user) { return *static_cast<Impl*>(user); }
@@ -363,8 +387,9 @@ Result<std::int32_t> Session::request(const Head& head, bool endStream, const Ex
 Result<void> Session::respond(std::int32_t stream, const Head& head, bool endStream) {
   auto* st = impl_->find(stream);
   if (!st) return Error(errc::not_found, "HTTP/2 stream closed");
-  char status[4];
-  std::snprintf(status, sizeof status, "%03d", std::clamp(head.status, 100, 999));
+  // Three digits by hand: snprintf cost more than the rest of this function (callgrind).
+  const int code = std::clamp(head.status, 100, 999);
+  const char status[3] = {char('0' + code / 100), char('0' + code / 10 % 10), char('0' + code % 10)};
   auto& nva = impl_->nva;
   nva.clear();
   nva.push_back(nv(":status", std::string_view(status, 3)));

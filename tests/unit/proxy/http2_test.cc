@@ -1,6 +1,7 @@
 #include "node/proxy/http2.h"
 
 #include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
 
 #include <map>
 
@@ -113,6 +114,61 @@ TEST(Http2Test, RequestWithBodyAndResponseWithTrailersRoundTrip) {
   EXPECT_EQ(out.error, 0u);
   EXPECT_TRUE(p.s.streams[*id].closed);
   EXPECT_EQ(p.server->openStreams(), 0u);
+}
+
+// Request ids and trace context are new on every request: sent never-indexed, they stay out of
+// the HPACK table (and out of any intermediary's), which keeps room for the fields that repeat.
+TEST(Http2Test, FieldsNewOnEveryRequestAreNeverIndexed) {
+  Recorder r;
+  auto client = Session::make(Session::Role::client, r, {}).value();
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    ASSERT_TRUE(client->request(request("GET", "/", {{"user-agent", "app/1"}, {"x-request-id", "id-" + n}}), true,
+                                {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333" + n + "-01"}}));
+  }
+  std::string wire;
+  client->drain(wire);
+  // The bytes after the preface are frames; inflate each HEADERS block in order, with the
+  // decoder's own record of how each field was represented.
+  constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  ASSERT_TRUE(wire.starts_with(kPreface));
+  nghttp2_hd_inflater* inflater = nullptr;
+  ASSERT_EQ(nghttp2_hd_inflate_new(&inflater), 0);
+  std::map<std::string, std::vector<bool>> neverIndexed;  // by name, one entry per request
+  std::size_t at = kPreface.size();
+  while (at + 9 <= wire.size()) {
+    const auto* b = reinterpret_cast<const std::uint8_t*>(wire.data() + at);
+    const std::size_t len = (std::size_t{b[0]} << 16) | (std::size_t{b[1]} << 8) | b[2];
+    ASSERT_LE(at + 9 + len, wire.size());
+    if (b[3] == NGHTTP2_HEADERS) {
+      ASSERT_EQ(b[4] & (NGHTTP2_FLAG_PADDED | NGHTTP2_FLAG_PRIORITY), 0);
+      const std::uint8_t* in = b + 9;
+      std::size_t left = len;
+      for (;;) {
+        nghttp2_nv nv;
+        int flags = 0;
+        const auto used = nghttp2_hd_inflate_hd2(inflater, &nv, &flags, in, left, 1);
+        ASSERT_GE(used, 0);
+        in += used;
+        left -= static_cast<std::size_t>(used);
+        if (flags & NGHTTP2_HD_INFLATE_EMIT) {
+          neverIndexed[std::string(reinterpret_cast<char*>(nv.name), nv.namelen)].push_back(nv.flags &
+                                                                                            NGHTTP2_NV_FLAG_NO_INDEX);
+        }
+        if (flags & NGHTTP2_HD_INFLATE_FINAL) {
+          nghttp2_hd_inflate_end_headers(inflater);
+          break;
+        }
+        if (used == 0 && left == 0) break;
+      }
+    }
+    at += 9 + len;
+  }
+  nghttp2_hd_inflate_del(inflater);
+  EXPECT_EQ(neverIndexed["x-request-id"], (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(neverIndexed["traceparent"], (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(neverIndexed["user-agent"], (std::vector<bool>{false, false, false}));
+  EXPECT_EQ(neverIndexed[":authority"], (std::vector<bool>{false, false, false}));
 }
 
 TEST(Http2Test, InterimResponsesComeBeforeTheFinalHead) {
