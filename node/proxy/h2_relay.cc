@@ -1352,10 +1352,9 @@ awaitable<void> Exchange::websocket(std::shared_ptr<Exchange> ex) {
   const int dir = t.endpoint ? 0 : 1;
   ex->h1Up = &up->stream;  // a client reset closes it
   error_code ec;
-  if (t.endpoint)
-    co_await dialWithin(w, up, t, kAlpnHttp, sizeof kAlpnHttp, impl.opt.connectTimeout, ec);
-  else
-    co_await dialWithin(w, up, t, nullptr, 0, impl.opt.connectTimeout, ec);
+  // ALPN only between proxies: an external host is spoken to as any client would.
+  co_await dialWithin(w, up, t, t.endpoint ? kAlpnHttp : nullptr, t.endpoint ? sizeof kAlpnHttp : 0,
+                      impl.opt.connectTimeout, ec);
   if (ec || ex->finished) {
     impl.connectFail[dir]->inc();
     ex->h1Up = nullptr;
@@ -1474,10 +1473,8 @@ awaitable<void> Exchange::connectTunnel(std::shared_ptr<Exchange> ex) {
     error_code ec;
     const auto timeout = t.cluster && t.cluster->limits.connectTimeout.count() > 0 ? t.cluster->limits.connectTimeout
                                                                                   : impl.opt.connectTimeout;
-    if (t.endpoint)
-      co_await dialWithin(w, up, t, kAlpnTunnel, sizeof kAlpnTunnel, timeout, ec);
-    else
-      co_await dialWithin(w, up, t, nullptr, 0, timeout, ec);
+    co_await dialWithin(w, up, t, t.endpoint ? kAlpnTunnel : nullptr, t.endpoint ? sizeof kAlpnTunnel : 0, timeout,
+                        ec);
     if (ex->finished) {
       ex->h1Up = nullptr;
       co_return;

@@ -581,7 +581,7 @@ bool ownListener(std::initializer_list<const HostPort*> listeners, const HostPor
       if (!ec && bound == a) return true;
       continue;
     }
-    if (a.is_loopback() || a.is_unspecified()) return true;
+    if (a.is_loopback()) return true;
     // Rare (an external address whose port is a listener's): ask the interfaces each time.
     ifaddrs* all = nullptr;
     if (::getifaddrs(&all) != 0) continue;

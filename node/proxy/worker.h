@@ -387,7 +387,6 @@ struct Refusal {
 };
 Refusal externalRefusal(const EgressDecision& d, ExternalResolve r);
 
-
 // A Route's tcp rules for a TCP connection (redirected by iptables, or CONNECT) to `cluster`'s
 // service on `port`: the cluster of the first matching rule's destination, drawn by weight
 // (ctx.service set), or `cluster` when none matches.
